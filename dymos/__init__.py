@@ -1,0 +1,40 @@
+"""DyMoS — Dynamic Motion Slider for diffusers image-to-video models.
+
+Importing ``dymos`` is cheap and torch-free: the torch-side API is loaded on first use, so the torch-free
+runtime (``dymos.runtime``) can live in the same package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Source checkout (the torch.hub way): export/ and runtime/ sit beside dymos/ and are served as dymos.export and
+# dymos.runtime. An installed wheel maps them to those names itself (see pyproject.toml).
+_root = Path(__file__).resolve().parent.parent
+if (_root / "pyproject.toml").is_file() and (_root / "runtime" / "__init__.py").is_file():
+    __path__.append(str(_root))  # noqa: F821 - a package's __path__
+
+_LAZY = {
+    "patch": ("dymos.denoiser", "patch"),
+    "enable": ("dymos.pipeline", "enable"),
+    "DyMoSDenoiser": ("dymos.denoiser", "DyMoSDenoiser"),
+    "DyMoSPipeline": ("dymos.pipeline", "DyMoSPipeline"),
+    "StrengthSchedule": ("dymos.schedule", "StrengthSchedule"),
+    "attention_mass": ("dymos.probe", "attention_mass"),
+    "STRATEGIES": ("dymos.attention", "STRATEGIES"),
+    "supported_classes": ("dymos.layouts", "supported_classes"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'dymos' has no attribute {name!r}")

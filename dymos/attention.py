@@ -1,0 +1,172 @@
+"""The one biased-attention implementation that serves every model family.
+
+DyMoS adds ``-s * r[q] * c[k]`` to the attention logits, where ``r`` marks queries of non-reference frames and
+``c`` marks keys of the reference frame (DESIGN.md §1). The bias is rank one, so it can be put into a graph in
+several exact ways (§3); all of them live here and agree with :func:`naive_attention` within fp32 rounding.
+
+Tensors follow ``torch.nn.functional.scaled_dot_product_attention``: ``q, k, v`` are ``[B, H, L, D]``. The
+strength ``s`` is ``[B]`` (one value per attention batch row). The reference pattern is built from token
+positions with ``arange`` comparisons, so an exported graph never carries an ``L x L`` constant and keeps
+working for any frame count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+STRATEGIES: tuple[str, ...] = ("mask", "split", "fold")
+DEFAULT_STRATEGY = "split"
+
+
+@dataclass(frozen=True)
+class ReferenceSpan:
+    """Where the video sits inside one attention sequence.
+
+    Reference keys are ``[video_start, video_start + tokens_per_frame)``; biased queries are
+    ``[video_start + tokens_per_frame, video_start + video_tokens)``. Everything else (text or image-context
+    tokens sharing the sequence) is neither; ``tokens_after_video`` says whether such tokens also follow the
+    video (HunyuanVideo's ``[video | text]``), so the split strategy knows whether a tail exists. Fields may be symbolic ints while a graph is exported.
+    """
+
+    video_start: int
+    tokens_per_frame: int
+    video_tokens: int
+    tokens_after_video: bool = False
+
+    @property
+    def biased_start(self) -> int:
+        return self.video_start + self.tokens_per_frame
+
+    @property
+    def biased_end(self) -> int:
+        return self.video_start + self.video_tokens
+
+
+def reference_indicators(
+    span: ReferenceSpan, length: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(r, c)``, each ``[length]`` of ``dtype``: biased-query rows and reference-key columns."""
+    pos = torch.arange(length, device=device)
+    r = (pos >= span.biased_start) & (pos < span.biased_end)
+    c = (pos >= span.video_start) & (pos < span.biased_start)
+    return r.to(dtype), c.to(dtype)
+
+
+def additive_mask(attn_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Turn an SDPA mask (bool keep-mask or additive float) into an additive float mask of ``dtype``."""
+    if attn_mask is None:
+        return None
+    if attn_mask.dtype == torch.bool:
+        zero = torch.zeros((), dtype=dtype, device=attn_mask.device)
+        return torch.where(attn_mask, zero, torch.finfo(dtype).min)
+    return attn_mask.to(dtype)
+
+
+def dymos_bias(strength: torch.Tensor, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The literal DyMoS bias ``-s * r ⊗ c`` as an additive mask ``[B, 1, L, L]``."""
+    return -strength[:, None, None, None] * (r[:, None] * c[None, :])[None, None]
+
+
+def naive_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    strength: torch.Tensor,
+    span: ReferenceSpan,
+    attn_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Explicit logits + bias + softmax: the reference every strategy is tested against."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    r, c = reference_indicators(span, q.shape[-2], q.dtype, q.device)
+    logits = (q @ k.transpose(-1, -2)) * scale + dymos_bias(strength.to(q.dtype), r, c)
+    extra = additive_mask(attn_mask, q.dtype)
+    if extra is not None:
+        logits = logits + extra
+    return torch.softmax(logits, dim=-1) @ v
+
+
+def _mask_attention(q, k, v, s, span, attn_mask, scale):
+    r, c = reference_indicators(span, q.shape[-2], q.dtype, q.device)
+    mask = dymos_bias(s, r, c)
+    extra = additive_mask(attn_mask, q.dtype)
+    if extra is not None:
+        mask = mask + extra
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def _rows(mask: torch.Tensor | None, start: int, end: int | None) -> torch.Tensor | None:
+    """Rows ``[start, end)`` of a mask that has a query axis; a query-broadcast mask is returned as is."""
+    if mask is None or mask.shape[-2] == 1:
+        return mask
+    return mask[..., start:end, :]
+
+
+def _split_attention(q, k, v, s, span, attn_mask, scale):
+    """Unbiased rows run as stock; biased rows get a key-only mask ``[B, 1, 1, L]``."""
+    b0, b1 = span.biased_start, span.biased_end
+    extra = additive_mask(attn_mask, q.dtype)
+    _, c = reference_indicators(span, k.shape[-2], q.dtype, q.device)
+    key_bias = -s[:, None, None, None] * c[None, None, None, :]
+    biased_mask = key_bias if extra is None else _rows(extra, b0, b1) + key_bias
+    out_biased = F.scaled_dot_product_attention(q[:, :, b0:b1], k, v, attn_mask=biased_mask, scale=scale)
+    head = F.scaled_dot_product_attention(q[:, :, :b0], k, v, attn_mask=_rows(extra, 0, b0), scale=scale)
+    if not span.tokens_after_video:
+        return torch.cat([head, out_biased], dim=2)
+    tail = F.scaled_dot_product_attention(q[:, :, b1:], k, v, attn_mask=_rows(extra, b1, None), scale=scale)
+    return torch.cat([head, out_biased, tail], dim=2)
+
+
+def _fold_attention(q, k, v, s, span, attn_mask, scale, pad_to: int = 1):
+    """Fold the rank-one bias into one extra q/k channel: no mask, so fused kernels stay usable."""
+    head_dim = q.shape[-1]
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    r, c = reference_indicators(span, q.shape[-2], q.dtype, q.device)
+    batch, heads, length, _ = q.shape
+    q_extra = r[None, None, :, None].expand(batch, heads, length, 1)
+    k_extra = ((-s / scale)[:, None, None, None] * c[None, None, :, None]).expand(batch, heads, k.shape[-2], 1)
+    pad = (-(head_dim + 1)) % pad_to
+    q2 = F.pad(torch.cat([q, q_extra], dim=-1), (0, pad))
+    k2 = F.pad(torch.cat([k, k_extra.to(k.dtype)], dim=-1), (0, pad))
+    v2 = F.pad(v, (0, 1 + pad))
+    out = F.scaled_dot_product_attention(q2, k2, v2, attn_mask=additive_mask(attn_mask, q.dtype), scale=scale)
+    return out[..., :head_dim]
+
+
+_IMPLEMENTATIONS = {"mask": _mask_attention, "split": _split_attention, "fold": _fold_attention}
+
+
+def expand_strength(strength: torch.Tensor, attention_batch: int) -> torch.Tensor:
+    """Map a per-item strength ``[N]`` onto ``attention_batch`` rows.
+
+    Models that fold extra axes into the batch (SVD's temporal attention runs one sequence per spatial
+    position, batch index ``b * S + s``) need each item's strength repeated over its rows.
+    """
+    items = strength.shape[0]
+    if items == attention_batch:
+        return strength
+    return strength.repeat_interleave(attention_batch // items)
+
+
+def biased_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    strength: torch.Tensor,
+    span: ReferenceSpan,
+    strategy: str = DEFAULT_STRATEGY,
+    attn_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    fold_pad_to: int = 1,
+) -> torch.Tensor:
+    """Scaled-dot-product attention with the DyMoS bias, by the chosen exact strategy."""
+    if strategy not in _IMPLEMENTATIONS:
+        raise ValueError(f"unknown DyMoS strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    s = expand_strength(strength, q.shape[0]).to(q.dtype)
+    if strategy == "fold":
+        return _fold_attention(q, k, v, s, span, attn_mask, scale, pad_to=fold_pad_to)
+    return _IMPLEMENTATIONS[strategy](q, k, v, s, span, attn_mask, scale)
