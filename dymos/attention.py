@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 STRATEGIES: tuple[str, ...] = ("mask", "split", "fold")
+REFERENCE_STRATEGY = "naive"  # explicit logits + softmax: selectable for tests and debugging, never fast
 DEFAULT_STRATEGY = "split"
 
 
@@ -137,7 +138,12 @@ def _fold_attention(q, k, v, s, span, attn_mask, scale, pad_to: int = 1):
     return out[..., :head_dim]
 
 
-_IMPLEMENTATIONS = {"mask": _mask_attention, "split": _split_attention, "fold": _fold_attention}
+_IMPLEMENTATIONS = {
+    "mask": _mask_attention,
+    "split": _split_attention,
+    "fold": _fold_attention,
+    "naive": lambda q, k, v, s, span, attn_mask, scale: naive_attention(q, k, v, s, span, attn_mask, scale),
+}
 
 
 def expand_strength(strength: torch.Tensor, attention_batch: int) -> torch.Tensor:

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from dymos.attention import DEFAULT_STRATEGY, STRATEGIES, biased_attention
+from dymos.attention import DEFAULT_STRATEGY, REFERENCE_STRATEGY, STRATEGIES, biased_attention
 from dymos.layouts import FamilyLayout, TokenGrid, layout_for, token_grid
 from dymos.processor import DyMoSAttnProcessor
 from dymos.schedule import per_item, validate_strength
 
-StepMultiplier = Callable[[dict[str, Any]], float]
+StepMultiplier = Callable[[Any], float]  # the call's timestep -> multiplier on the strength
 
 
 @dataclass
@@ -50,7 +50,7 @@ class DyMoSDenoiser:
         fold_pad_to: int = 1,
         step_multiplier: StepMultiplier | None = None,
     ) -> None:
-        if strategy not in STRATEGIES:
+        if strategy not in (*STRATEGIES, REFERENCE_STRATEGY):
             raise ValueError(f"unknown DyMoS strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.model = model
         self.layout: FamilyLayout = layout_for(model)
@@ -60,6 +60,9 @@ class DyMoSDenoiser:
         self._step_multiplier = step_multiplier
         self._strength_input: torch.Tensor | None = None
         self._call: _CallState | None = None
+        # Callables run on every biased attention call with (layer, q, k, strength, span, attn_mask, scale):
+        # how the attention-mass probe looks inside without a second code path.
+        self.observers: list[Callable[..., None]] = []
         self.attention_layers = [
             name for name, module in model.named_modules() if self.layout.matches(name) and hasattr(module, "processor")
         ]
@@ -125,7 +128,7 @@ class DyMoSDenoiser:
         if self._strength_input is not None:
             strength = self._strength_input.to(torch.float32)
         else:
-            multiplier = 1.0 if self._step_multiplier is None else self._step_multiplier(bound)
+            multiplier = 1.0 if self._step_multiplier is None else self._step_multiplier(bound[self.layout.timestep_arg])
             if multiplier == 0.0 or not any(self._strength):
                 return  # stock model, bit for bit
             latent = bound[self.layout.latent_arg]
@@ -159,16 +162,14 @@ class DyMoSDenoiser:
         if query.shape[0] % call.strength.shape[0] != 0:
             raise RuntimeError(f"{layer_name}: attention batch {query.shape[0]} is not a multiple of the strength batch")
 
-        def biased(q, k, v, s):
-            return biased_attention(
-                q, k, v, s, span, self.strategy, attn_mask=attn_mask, scale=scale, fold_pad_to=self.fold_pad_to
-            )
-
-        if not call.traced:
-            if not bool(call.strength.any()):
-                return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=scale)
-            return biased(query, key, value, call.strength)
-        return biased(query, key, value, call.strength)
+        for observer in self.observers:
+            observer(layer_name, query, key, call.strength, span, attn_mask, scale)
+        if not call.traced and not bool(call.strength.any()):
+            return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=scale)
+        return biased_attention(
+            query, key, value, call.strength, span, self.strategy,
+            attn_mask=attn_mask, scale=scale, fold_pad_to=self.fold_pad_to,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def remove(self) -> None:

@@ -1,0 +1,61 @@
+# dymos — `make test` and `make export` each set up what they need; `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# GPU=1 adds TensorRT (the `gpu` extra) and swaps onnxruntime for onnxruntime-gpu. A CUDA torch build: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+GPU ?= 0
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
+comma := ,
+PYTEST_ARGS ?=
+
+MODEL ?=
+OUT ?= build
+EXPORT_ARGS ?=
+
+.PHONY: help setup test test-slow test-gpu lint format export bench clean
+
+help:
+	@echo "make setup      create $(VENV) (CPU torch; GPU=1 adds onnxruntime-gpu + TensorRT)"
+	@echo "make test       fast test suite (sets up first)"
+	@echo "make test-slow  slower end-to-end checks"
+	@echo "make test-gpu   GPU/TensorRT tests (skip with a reason without a GPU)"
+	@echo "make lint       ruff"
+	@echo "make export     export the default model (MODEL=<tiny:case|checkpoint dir>, EXPORT_ARGS=...)"
+	@echo "make bench      benchmarks (ratios measured side by side)"
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall -q -y onnxruntime && $(PY) -m pip install -q onnxruntime-gpu==1.32.0,)
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+
+test-gpu: setup
+	$(PY) -m pytest -q -rs -m "gpu" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+export: setup
+	$(VENV)/bin/dymos export $(if $(MODEL),--model $(MODEL),) --out $(OUT) $(EXPORT_ARGS)
+
+bench: setup
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf build .pytest_cache

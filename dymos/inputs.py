@@ -1,0 +1,135 @@
+"""Example forward inputs for each supported family, from a model config alone.
+
+Used by the probe, tests, export sample inputs and benchmarks: random latents and conditioning of the shapes
+each diffusers denoiser expects, for a chosen batch, latent frame count and latent height/width. Shapes follow
+the pipelines (e.g. Wan I2V's 512 text tokens, CogVideoX's padded text, SVD's three added time ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+InputBuilder = Callable[[dict[str, Any], int, int, int, int, torch.Generator], dict[str, Any]]
+
+
+def _randn(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=generator)
+
+
+def _wan(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, g: torch.Generator) -> dict:
+    image_context = cfg.get("added_kv_proj_dim") is not None
+    inputs = {
+        "hidden_states": _randn(g, batch, cfg["in_channels"], frames, height, width),
+        "timestep": torch.full((batch,), 500.0),
+        # Wan I2V's processor hard-codes 512 text tokens when the image-context path exists.
+        "encoder_hidden_states": _randn(g, batch, 512 if image_context else 16, cfg["text_dim"]),
+        "return_dict": False,
+    }
+    if image_context:
+        inputs["encoder_hidden_states_image"] = _randn(g, batch, 4, cfg["image_dim"])
+    return inputs
+
+
+def _cogvideox(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, g: torch.Generator) -> dict:
+    inputs = {
+        "hidden_states": _randn(g, batch, frames, cfg["in_channels"], height, width),
+        "encoder_hidden_states": _randn(g, batch, cfg["max_text_seq_length"], cfg["text_embed_dim"]),
+        "timestep": torch.full((batch,), 500, dtype=torch.long),
+        "return_dict": False,
+    }
+    if cfg.get("ofs_embed_dim"):
+        inputs["ofs"] = torch.full((batch,), 2.0)
+    if cfg.get("use_rotary_positional_embeddings"):
+        from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+        p, p_t = cfg["patch_size"], cfg.get("patch_size_t") or 1
+        grid = (height // p, width // p)
+        inputs["image_rotary_emb"] = get_3d_rotary_pos_embed(
+            embed_dim=cfg["attention_head_dim"],
+            crops_coords=((0, 0), grid),
+            grid_size=grid,
+            temporal_size=frames // p_t,
+            device=torch.device("cpu"),
+        )
+    return inputs
+
+
+def _hunyuanvideo(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, g: torch.Generator) -> dict:
+    text = 6
+    mask = torch.ones(batch, text, dtype=torch.long)
+    mask[:, -2:] = 0  # padded prompt tokens: exercises the model's own key mask
+    return {
+        "hidden_states": _randn(g, batch, cfg["in_channels"], frames, height, width),
+        "timestep": torch.full((batch,), 500, dtype=torch.long),
+        "encoder_hidden_states": _randn(g, batch, text, cfg["text_embed_dim"]),
+        "encoder_attention_mask": mask,
+        "pooled_projections": _randn(g, batch, cfg["pooled_projection_dim"]),
+        "guidance": torch.full((batch,), 6000.0),
+        "return_dict": False,
+    }
+
+
+def _ltx(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, g: torch.Generator) -> dict:
+    return {
+        "hidden_states": _randn(g, batch, frames * height * width, cfg["in_channels"]),
+        "encoder_hidden_states": _randn(g, batch, 6, cfg["caption_channels"]),
+        "timestep": torch.full((batch, 1), 500.0),
+        "encoder_attention_mask": torch.ones(batch, 6, dtype=torch.long),
+        "num_frames": frames,
+        "height": height,
+        "width": width,
+        "return_dict": False,
+    }
+
+
+def _svd(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, g: torch.Generator) -> dict:
+    cross = cfg["cross_attention_dim"]
+    return {
+        "sample": _randn(g, batch, frames, cfg["in_channels"], height, width),
+        "timestep": torch.tensor(0.5),
+        "encoder_hidden_states": _randn(g, batch, 1, cross if isinstance(cross, int) else cross[0]),
+        "added_time_ids": torch.tensor([[6.0, 127.0, 0.02]]).repeat(batch, 1),
+        "return_dict": False,
+    }
+
+
+BUILDERS: dict[str, InputBuilder] = {
+    "wan": _wan,
+    "cogvideox": _cogvideox,
+    "hunyuanvideo": _hunyuanvideo,
+    "ltx": _ltx,
+    "svd": _svd,
+}
+
+
+def default_frames(config: dict[str, Any]) -> int:
+    """A small latent frame count the model accepts: three token-frames' worth, even with temporal patching."""
+    return 3 * int(config.get("patch_size_t") or 1)
+
+
+def example_inputs(
+    family: str,
+    config: dict[str, Any],
+    *,
+    batch: int = 1,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Seeded forward kwargs for a ``family`` model with ``config``; height/width are latent sizes.
+
+    CogVideoX with learned positional embeddings only runs at its ``sample_height``/``sample_width``, so those
+    are the defaults there; elsewhere 8×8 (4×4 packed tokens for LTX).
+    """
+    if family not in BUILDERS:
+        raise ValueError(f"no example inputs for family {family!r}; known: {', '.join(BUILDERS)}")
+    default = (4, 4) if family == "ltx" else (8, 8)
+    if family == "cogvideox" and config.get("use_learned_positional_embeddings"):
+        default = (config["sample_height"], config["sample_width"])
+    generator = torch.Generator().manual_seed(seed)
+    frames = frames or default_frames(config)
+    return BUILDERS[family](dict(config), batch, frames, height or default[0], width or default[1], generator)

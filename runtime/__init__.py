@@ -1,0 +1,1 @@
+"""The torch-free runtime (imported as ``dymos.runtime``): it reads only a manifest and its artifacts."""
