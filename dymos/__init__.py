@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # dymos.runtime. An installed wheel maps them to those names itself (see pyproject.toml).
 _root = Path(__file__).resolve().parent.parent
 if (_root / "pyproject.toml").is_file() and (_root / "runtime" / "__init__.py").is_file():
-    __path__.append(str(_root))  # noqa: F821 - a package's __path__
+    __path__.append(str(_root))
 
 _LAZY = {
     "patch": ("dymos.denoiser", "patch"),

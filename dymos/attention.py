@@ -30,7 +30,8 @@ class ReferenceSpan:
     Reference keys are ``[video_start, video_start + tokens_per_frame)``; biased queries are
     ``[video_start + tokens_per_frame, video_start + video_tokens)``. Everything else (text or image-context
     tokens sharing the sequence) is neither; ``tokens_after_video`` says whether such tokens also follow the
-    video (HunyuanVideo's ``[video | text]``), so the split strategy knows whether a tail exists. Fields may be symbolic ints while a graph is exported.
+    video (HunyuanVideo's ``[video | text]``), so the split strategy knows whether a tail exists. Fields may
+    be symbolic ints while a graph is exported.
     """
 
     video_start: int

@@ -46,13 +46,23 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
             "latents and conditioning of the model's shapes."
         ),
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"tiny:<case> or a local diffusers checkpoint dir (default {DEFAULT_MODEL})")
-    p.add_argument("--strengths", type=_floats, default=[0.0, 1.0, 2.0, 4.0], help="comma-separated strengths (default 0,1,2,4)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"tiny:<case> or a local diffusers checkpoint dir (default {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--strengths", type=_floats, default=[0.0, 1.0, 2.0, 4.0], help="comma-separated strengths (default 0,1,2,4)"
+    )
     p.add_argument("--frames", type=_positive_int, default=None, help="latent (token-)frames of the probe input")
-    p.add_argument("--height", type=_positive_int, default=None, help="latent height (default: the family's small default)")
+    p.add_argument(
+        "--height", type=_positive_int, default=None, help="latent height (default: the family's small default)"
+    )
     p.add_argument("--width", type=_positive_int, default=None, help="latent width")
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
-    p.add_argument("--layers", type=_layers, default=None, help="comma-separated layer indices or module names (default all)")
+    p.add_argument(
+        "--layers", type=_layers, default=None, help="comma-separated layer indices or module names (default all)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (and tiny weights)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_run_probe)
@@ -70,7 +80,13 @@ def _run_probe(args: argparse.Namespace) -> int:
     family = layout_for(model).family
     frames = args.frames or default_frames(model.config)
     inputs = example_inputs(
-        family, dict(model.config), batch=args.batch, frames=frames, height=args.height, width=args.width, seed=args.seed
+        family,
+        dict(model.config),
+        batch=args.batch,
+        frames=frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
     )
     report = attention_mass(model, inputs, args.strengths, layers=args.layers)
     if args.json:

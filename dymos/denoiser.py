@@ -128,7 +128,9 @@ class DyMoSDenoiser:
         if self._strength_input is not None:
             strength = self._strength_input.to(torch.float32)
         else:
-            multiplier = 1.0 if self._step_multiplier is None else self._step_multiplier(bound[self.layout.timestep_arg])
+            multiplier = (
+                1.0 if self._step_multiplier is None else self._step_multiplier(bound[self.layout.timestep_arg])
+            )
             if multiplier == 0.0 or not any(self._strength):
                 return  # stock model, bit for bit
             latent = bound[self.layout.latent_arg]
@@ -152,7 +154,9 @@ class DyMoSDenoiser:
         call = self._call
         length = query.shape[-2]
         if key.shape[-2] != length:
-            raise RuntimeError(f"{layer_name}: DyMoS expects self-attention, got {length} queries and {key.shape[-2]} keys")
+            raise RuntimeError(
+                f"{layer_name}: DyMoS expects self-attention, got {length} queries and {key.shape[-2]} keys"
+            )
         span = self.layout.span(call.grid, length)
         if not call.traced and span.biased_end > length:
             raise RuntimeError(
@@ -160,15 +164,24 @@ class DyMoSDenoiser:
                 "tokens the input implies"
             )
         if query.shape[0] % call.strength.shape[0] != 0:
-            raise RuntimeError(f"{layer_name}: attention batch {query.shape[0]} is not a multiple of the strength batch")
+            raise RuntimeError(
+                f"{layer_name}: attention batch {query.shape[0]} is not a multiple of the strength batch"
+            )
 
         for observer in self.observers:
             observer(layer_name, query, key, call.strength, span, attn_mask, scale)
         if not call.traced and not bool(call.strength.any()):
             return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=scale)
         return biased_attention(
-            query, key, value, call.strength, span, self.strategy,
-            attn_mask=attn_mask, scale=scale, fold_pad_to=self.fold_pad_to,
+            query,
+            key,
+            value,
+            call.strength,
+            span,
+            self.strategy,
+            attn_mask=attn_mask,
+            scale=scale,
+            fold_pad_to=self.fold_pad_to,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------

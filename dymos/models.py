@@ -39,7 +39,9 @@ def _model_folder(path: Path) -> Path:
         for sub in _DENOISER_SUBFOLDERS:
             if (path / sub / "config.json").is_file():
                 return path / sub
-        raise ModelNotFoundError(f"{path} is a pipeline folder without a transformer/ or unet/ subfolder with config.json")
+        raise ModelNotFoundError(
+            f"{path} is a pipeline folder without a transformer/ or unet/ subfolder with config.json"
+        )
     raise ModelNotFoundError(f"{path} has no config.json (model folder) or model_index.json (pipeline folder)")
 
 

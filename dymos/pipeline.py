@@ -68,7 +68,9 @@ class DyMoSPipeline:
         """
         timesteps = getattr(self.pipe.scheduler, "timesteps", None)
         if timesteps is None or len(timesteps) == 0:
-            raise RuntimeError("the pipeline's scheduler has no timesteps: DyMoS steps are read from them during __call__")
+            raise RuntimeError(
+                "the pipeline's scheduler has no timesteps: DyMoS steps are read from them during __call__"
+            )
         t = torch.as_tensor(timestep, dtype=torch.float64).max()
         step = int(torch.argmin((torch.as_tensor(timesteps, dtype=torch.float64).cpu() - t.cpu()).abs()))
         return step, len(timesteps)

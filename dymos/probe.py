@@ -46,7 +46,10 @@ class MassReport:
         rows = [[name, *(f"{self.per_layer[s][name]:.4f}" for s in self.strengths)] for name in self.layers]
         rows.append(["mean", *(f"{self.mean(s):.4f}" for s in self.strengths)])
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [head, *rows]]
+        lines = [
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            for r in [head, *rows]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"(uniform attention over the video would give {self.uniform:.4f})")
         return "\n".join(lines)

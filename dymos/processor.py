@@ -37,8 +37,13 @@ class BiasController(Protocol):
     def active_for(self, layer_name: str) -> bool: ...
 
     def attention(
-        self, layer_name: str, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-        attn_mask: torch.Tensor | None, scale: float | None,
+        self,
+        layer_name: str,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        scale: float | None,
     ) -> torch.Tensor: ...
 
 

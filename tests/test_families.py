@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -74,7 +76,7 @@ def test_attention_mass_to_reference_keys_decreases_with_strength(case_name: str
     report = attention_mass(case.build(), case.inputs(batch=2), strengths)
     for layer in report.layers:
         masses = [report.per_layer[s][layer] for s in strengths]
-        assert all(a > b for a, b in zip(masses, masses[1:])), (layer, masses)
+        assert all(a > b for a, b in itertools.pairwise(masses)), (layer, masses)
 
 
 def test_layer_selection(case_name: str) -> None:

@@ -12,12 +12,31 @@ from dymos.tiny import TINY_CASES
 STRUCTURE = {
     "wan2.1-i2v-14b-480p": ("wan21", ["patch_size", "qk_norm", "cross_attn_norm"]),
     "wan2.2-i2v-a14b": ("wan22", ["patch_size", "qk_norm", "image_dim", "added_kv_proj_dim"]),
-    "cogvideox-5b-i2v": ("cogvideox", ["patch_size", "patch_size_t", "use_rotary_positional_embeddings",
-                                       "use_learned_positional_embeddings", "ofs_embed_dim", "patch_bias"]),
-    "cogvideox1.5-5b-i2v": ("cogvideox15", ["patch_size", "patch_size_t", "use_rotary_positional_embeddings",
-                                            "use_learned_positional_embeddings", "patch_bias"]),
-    "hunyuanvideo-i2v": ("hunyuanvideo", ["patch_size", "patch_size_t", "qk_norm", "guidance_embeds",
-                                          "image_condition_type"]),
+    "cogvideox-5b-i2v": (
+        "cogvideox",
+        [
+            "patch_size",
+            "patch_size_t",
+            "use_rotary_positional_embeddings",
+            "use_learned_positional_embeddings",
+            "ofs_embed_dim",
+            "patch_bias",
+        ],
+    ),
+    "cogvideox1.5-5b-i2v": (
+        "cogvideox15",
+        [
+            "patch_size",
+            "patch_size_t",
+            "use_rotary_positional_embeddings",
+            "use_learned_positional_embeddings",
+            "patch_bias",
+        ],
+    ),
+    "hunyuanvideo-i2v": (
+        "hunyuanvideo",
+        ["patch_size", "patch_size_t", "qk_norm", "guidance_embeds", "image_condition_type"],
+    ),
     "ltx-video": ("ltx", ["patch_size", "patch_size_t", "qk_norm", "norm_elementwise_affine"]),
     "svd-xt": ("svd", ["down_block_types", "up_block_types", "transformer_layers_per_block"]),
 }

@@ -1,0 +1,70 @@
+"""The `dymos` command: probe output (table and JSON), help, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dymos.cli import main
+
+
+def test_probe_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "--model", "tiny:cogvideox", "--strengths", "0,2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class"] == "CogVideoXTransformer3DModel"
+    means = [row["mean_mass"] for row in report["strengths"]]
+    assert means[0] > means[1]
+    assert set(report["strengths"][0]["per_layer"]) == {"transformer_blocks.0.attn1", "transformer_blocks.1.attn1"}
+
+
+def test_probe_table_and_layer_selection(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "--strengths", "0,1", "--layers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.1.attn1" in out and "blocks.0.attn1" not in out and "mean" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["probe", "--model", "/no/such/dir"], "neither a local checkpoint"),
+        (["probe", "--model", "tiny:nope"], "unknown tiny model"),
+        (["probe", "--strengths", "1,inf"], "finite"),
+        (["probe", "--layers", "9"], "does not exist"),
+    ],
+)
+def test_probe_errors_are_clear(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_probe_rejects_a_checkpoint_without_config(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "--model", str(tmp_path)]) == 1
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_probe_rejects_an_unsupported_checkpoint(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
+    assert main(["probe", "--model", str(tmp_path)]) == 1
+    assert "supported denoiser classes" in capsys.readouterr().err
+
+
+def test_probe_loads_a_local_checkpoint(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A diffusers pipeline folder on disk (no hub): the denoiser comes from its transformer/ subfolder."""
+    from dymos.tiny import TINY_CASES
+
+    TINY_CASES["ltx"].build().save_pretrained(tmp_path / "transformer")
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "LTXImageToVideoPipeline"}))
+    assert main(["probe", "--model", str(tmp_path), "--strengths", "0,3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class"] == "LTXVideoTransformer3DModel"
+    assert report["strengths"][0]["mean_mass"] > report["strengths"][1]["mean_mass"]
+
+
+def test_module_entry_point_and_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "dymos", "probe", "--help"], capture_output=True, text=True, check=True)
+    assert "--strengths" in out.stdout and "--json" in out.stdout
+    bare = subprocess.run([sys.executable, "-m", "dymos"], capture_output=True, text=True)
+    assert bare.returncode == 2 and "probe" in bare.stdout
