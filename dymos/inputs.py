@@ -33,6 +33,19 @@ def _wan(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, 
     return inputs
 
 
+def cogvideox_rotary_embedding(cfg: dict[str, Any], frames: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """CogVideoX's RoPE tables for a latent of ``frames`` x ``height`` x ``width``, computed by the pipeline's own
+    method (1.0 and 1.5 differ), so denoiser inputs match what ``CogVideoXImageToVideoPipeline`` feeds."""
+    from types import SimpleNamespace
+
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    shim = SimpleNamespace(vae_scale_factor_spatial=1, transformer=SimpleNamespace(config=SimpleNamespace(**cfg)))
+    return CogVideoXImageToVideoPipeline._prepare_rotary_positional_embeddings(
+        shim, height, width, frames, torch.device("cpu")
+    )
+
+
 def _cogvideox(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, g: torch.Generator) -> dict:
     inputs = {
         "hidden_states": _randn(g, batch, frames, cfg["in_channels"], height, width),
@@ -43,17 +56,7 @@ def _cogvideox(cfg: dict[str, Any], batch: int, frames: int, height: int, width:
     if cfg.get("ofs_embed_dim"):
         inputs["ofs"] = torch.full((batch,), 2.0)
     if cfg.get("use_rotary_positional_embeddings"):
-        from diffusers.models.embeddings import get_3d_rotary_pos_embed
-
-        p, p_t = cfg["patch_size"], cfg.get("patch_size_t") or 1
-        grid = (height // p, width // p)
-        inputs["image_rotary_emb"] = get_3d_rotary_pos_embed(
-            embed_dim=cfg["attention_head_dim"],
-            crops_coords=((0, 0), grid),
-            grid_size=grid,
-            temporal_size=frames // p_t,
-            device=torch.device("cpu"),
-        )
+        inputs["image_rotary_emb"] = cogvideox_rotary_embedding(cfg, frames, height, width)
     return inputs
 
 

@@ -1,0 +1,287 @@
+"""``dymos export``: from a model spec to a validated artifact directory with its manifest.
+
+Everything is built in a staging directory beside the target and moved into place only after every artifact
+passed validation and the manifest is written; an interrupted or failed export leaves the previous export (or
+nothing) in place, never a loadable half-directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dymos import __version__
+from dymos.attention import STRATEGIES
+from dymos.layouts import FAMILIES, layout_for
+from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
+from dymos.models import DEFAULT_MODEL, load_denoiser, resolve_model
+from dymos.schedule import DEFAULT_FRACTION
+
+from .onnx_export import export_onnx
+from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
+from .validate import ParityCase, validate_onnx
+from .wrapper import StrengthInputDenoiser
+
+FORMATS = ("onnx", "trt", "pt2", "aoti", "torchscript")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class ExportError(RuntimeError):
+    """An export that cannot proceed; the message says why and what to do."""
+
+
+@dataclass
+class ExportOptions:
+    """What to export; video sizes are in frames and pixels (converted with the family's VAE factors)."""
+
+    model: str = DEFAULT_MODEL
+    out: Path = Path("build")
+    name: str | None = None
+    formats: Sequence[str] = ("onnx",)
+    precision: str = "fp32"
+    strategy: str | None = None
+    opset: int = 20
+    batch: int = 1
+    max_batch: int = 4
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    seed: int = 0
+
+    def target_dir(self) -> Path:
+        name = self.name or self.model.replace("tiny:", "tiny-").rstrip("/").split("/")[-1]
+        return Path(self.out) / name
+
+
+@dataclass
+class ExportResult:
+    directory: Path
+    manifest: dict[str, Any]
+    parity: dict[str, Any] = field(default_factory=dict)
+
+
+def default_strategy(opset: int) -> str:
+    """split is cheapest in MatMul/Softmax form (opset <= 22); from opset 23 SDPA becomes ONNX ``Attention``,
+    which (in onnxruntime and TensorRT) rejects split's query-broadcast key mask, so fold (no mask) is used."""
+    return "fold" if opset >= 23 else "split"
+
+
+def latent_sizes(family: str, config: dict[str, Any], frames: int | None, height: int | None, width: int | None):
+    """Video frames / pixel sizes -> latent frames / sizes, checking what the model can take."""
+    fx = FAMILY_EXPORTS[family]
+    p_t = int(config.get("patch_size_t") or 1)
+    patch = config.get("patch_size") or 1
+    p_s = int(patch[-1] if isinstance(patch, (list, tuple)) else patch)
+    latent_frames = None
+    if frames is not None:
+        t = fx.temporal_compression
+        if frames < 1 or (frames - 1) % t:
+            rule = f"{t}n+1" if t > 1 else "at least 1"
+            raise ExportError(f"{family} models take {rule} video frames (VAE temporal factor {t}); got {frames}")
+        latent_frames = (frames - 1) // t + 1
+        latent_frames += (-latent_frames) % p_t  # the pipeline pads to whole token-frames (CogVideoX 1.5)
+    sizes = []
+    for label, value in (("height", height), ("width", width)):
+        if value is None:
+            sizes.append(None)
+            continue
+        step = fx.spatial_compression * p_s
+        if value <= 0 or value % step:
+            raise ExportError(f"{family} {label} must be a positive multiple of {step} pixels; got {value}")
+        sizes.append(value // fx.spatial_compression)
+    return latent_frames, sizes[0], sizes[1]
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ExportError(f"output directory {directory} is not writable: {err}") from err
+
+
+def _versions() -> dict[str, str | None]:
+    import diffusers
+    import onnx
+    import onnxruntime
+    import polygraphy
+
+    try:
+        from .tensorrt import tensorrt_version
+    except ImportError:  # the TensorRT module lands separately; without it there is no TensorRT version to record
+        def tensorrt_version() -> None:
+            return None
+
+    return {
+        "dymos": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "polygraphy": polygraphy.__version__,
+        "tensorrt": tensorrt_version(),
+    }
+
+
+def parity_cases(
+    spec: ExportSpec, config: dict[str, Any], *, height: int | None, width: int | None, dtype: torch.dtype, seed: int
+) -> list[ParityCase]:
+    """Strength 0, one non-zero strength, a mixed per-item batch, and a batch/frame count other than the export's.
+
+    ``height``/``width`` are the latent sizes the spec was built with (None: the family default).
+    """
+    family = spec.family
+    batch, frames = spec.dims["batch"].opt, spec.dims["frames"].opt
+    hw = {"height": height, "width": width}
+
+    def make(name: str, b: int, f: int, strengths: list[float], case_seed: int) -> ParityCase:
+        tensors, _ = sample_inputs(family, config, batch=b, frames=f, seed=case_seed, dtype=dtype, **hw)
+        return ParityCase(name, {**tensors, STRENGTH_INPUT: torch.tensor(strengths, dtype=torch.float32)})
+
+    mixed_batch = max(2, batch)
+    mixed = ([0.0, 1.5, -1.0, 3.0] * mixed_batch)[:mixed_batch]
+    cases = [
+        make("strength_0", batch, frames, [0.0] * batch, seed),
+        make("strength_nonzero", batch, frames, [1.5] * batch, seed),
+        make("mixed_batch", mixed_batch, frames, mixed, seed + 1),
+    ]
+    other_batch = min(spec.dims["batch"].max, mixed_batch + 1)
+    p_t = int(config.get("patch_size_t") or 1)
+    other_frames = frames + p_t if spec.dims["frames"].max >= frames + p_t else frames
+    other = ([2.0, 0.0, -0.5, 1.0] * other_batch)[:other_batch]
+    cases.append(make("other_batch_and_frames", other_batch, other_frames, other, seed + 2))
+    return cases
+
+
+def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
+    """Export ``options.model`` to ``options.target_dir()``; see the module docstring for the guarantees."""
+    formats = list(dict.fromkeys(options.formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ExportError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    if "trt" in formats and "onnx" not in formats:
+        formats.insert(0, "onnx")  # the engine is built from the validated ONNX
+    if options.precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {options.precision!r}; choose from {', '.join(PRECISIONS)}")
+    strategy = options.strategy or default_strategy(options.opset)
+    if strategy not in STRATEGIES:
+        raise ExportError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if strategy == "split" and options.opset >= 23:
+        raise ExportError(
+            "strategy 'split' passes a query-broadcast key mask, which the opset-23 ONNX Attention op rejects in "
+            "onnxruntime and TensorRT; use --strategy fold or mask, or --opset 20"
+        )
+    kind, class_name, _ = resolve_model(options.model)
+    target = options.target_dir()
+    _check_writable(target.parent)
+
+    dtype = PRECISIONS[options.precision]
+    model = load_denoiser(options.model, dtype=dtype, seed=options.seed)
+    family = layout_for(model).family
+    config = dict(model.config)
+    frames, height, width = latent_sizes(family, config, options.frames, options.height, options.width)
+    spec = build_spec(
+        family, config, batch=options.batch, frames=frames, height=height, width=width,
+        max_batch=options.max_batch, dtype=dtype,
+    )
+    wrapper = StrengthInputDenoiser(model, spec, strategy=strategy).eval()
+    cases = parity_cases(spec, config, height=height, width=width, dtype=dtype, seed=options.seed)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        artifacts: dict[str, Any] = {}
+        parity: dict[str, Any] = {}
+        files: list[str] = []
+        sequence = [_sequence_length(wrapper, cases[0])]
+        if "onnx" in formats:
+            log(f"[onnx] exporting {class_name} (opset {options.opset}, strategy {strategy}, {options.precision})")
+            t0 = time.perf_counter()
+            sample = next(c for c in cases if c.name == "mixed_batch")  # batch >= 2: size-1 dims would specialise
+            onnx_files = export_onnx(
+                wrapper, spec, list(sample.inputs.values()), staging / "denoiser.onnx",
+                opset=options.opset, sequence_lengths=sequence,
+            )
+            log(f"[onnx] exported in {time.perf_counter() - t0:.1f}s; validating against PyTorch with onnxruntime")
+            report = validate_onnx(staging / "denoiser.onnx", wrapper, cases, staging / "parity", precision=options.precision)
+            atomic_write_bytes(staging / "parity_onnx.json", (json.dumps(report, indent=2) + "\n").encode())
+            files += onnx_files + ["parity_onnx.json", "parity/inputs.json", "parity/torch_outputs.json"]
+            parity["onnx"] = report
+            artifacts["onnx"] = {
+                "file": "denoiser.onnx", "files": onnx_files, "opset": options.opset,
+                "validated": {"backend": report["backend"], "tolerance": report["tolerance"], "passed": True,
+                              "report": "parity_onnx.json"},
+            }
+            for case in report["cases"]:
+                log(f"[onnx]   {case['name']:<24} max|err| {case['max_abs_err']:.2e}  strength {case['strength']}")
+        for fmt in formats:
+            if fmt != "onnx":
+                raise ExportError(f"format {fmt!r} is not available yet in this build")
+        manifest = {
+            "model": {"source": options.model, "kind": kind, "class": class_name, "family": family, "config": config},
+            "submodels": {"denoiser": spec.as_dict()},
+            "strength": {
+                "input": STRENGTH_INPUT, "dtype": "float32", "shape": ["batch"], "semantics": STRENGTH_SEMANTICS,
+                "strategy": strategy, "zero_is_stock": True, "default_schedule_fraction": DEFAULT_FRACTION,
+            },
+            "layout": _layout_dict(family),
+            "export": {
+                "precision": options.precision, "opset": options.opset, "formats": formats,
+                "batch": options.batch, "max_batch": options.max_batch, "latent_frames": spec.dims["frames"].opt,
+                "dynamic_frames": spec.dims["frames"].min != spec.dims["frames"].max,
+                "video_frames": options.frames, "height": options.height, "width": options.width,
+                "seed": options.seed,
+            },
+            "artifacts": artifacts,
+            "files": file_entries(staging, files),
+            "versions": _versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_manifest(staging, manifest)
+        _replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"artifacts in {target}/ (manifest.json lists them with sha256)")
+    return ExportResult(target, manifest, parity)
+
+
+def _sequence_length(wrapper: StrengthInputDenoiser, case: ParityCase) -> int:
+    """The self-attention length at the sample size, to reject any L x L constant in the graph."""
+    from dymos.layouts import token_grid
+
+    kwargs, _ = wrapper.model_kwargs(dict(zip(wrapper.tensor_names, case.inputs.values())))
+    grid = token_grid(wrapper.handle.layout, wrapper.model.config, kwargs)
+    return grid.frames if wrapper.handle.layout.temporal_sequences else grid.video_tokens
+
+
+def _layout_dict(family: str) -> dict[str, Any]:
+    layout = FAMILIES[family]
+    return {
+        "video_position": layout.video_position,
+        "attention_patterns": list(layout.attention_patterns),
+        "temporal_sequences": layout.temporal_sequences,
+        "reference": "first token-frame of the video",
+        "biased_queries": "video tokens after the first token-frame",
+    }
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move the finished staging dir to ``target``; an older export there is removed only after the swap."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

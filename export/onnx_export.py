@@ -1,0 +1,174 @@
+"""ONNX export of a :class:`StrengthInputDenoiser`: dynamo exporter, compatibility passes, sanitising, checks.
+
+The exporter keeps ``motion_strength`` a live graph input; after polygraphy's constant folding we verify that it
+still is (some node consumes it and the output depends on it) and that no ``L x L``-sized constant crept in — the
+reference pattern must be computed in the graph from token positions. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import helper
+
+from .specs import OUTPUT_NAME, STRENGTH_INPUT, ExportSpec
+
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2  # protobuf's 2 GB limit, with headroom for the graph itself
+OPSETS = (17, 18, 19, 20, 21, 22, 23)
+
+
+class OnnxExportError(RuntimeError):
+    """The exported graph failed a structural check (the strength folded away, an L x L constant, ...)."""
+
+
+def _dynamic_shapes(spec: ExportSpec) -> dict[str, tuple]:
+    dims = {name: torch.export.Dim(name, min=r.min, max=r.max) for name, r in spec.dims.items() if r.min != r.max}
+    per_input = tuple(
+        {axis: dims[dim] for axis, dim in t.dynamic_axes().items() if dim in dims} or None for t in spec.inputs
+    )
+    return {"inputs": per_input}
+
+
+def rewrite_bool_where(model: onnx.ModelProto) -> int:
+    """Replace ``Where`` on bool operands (no CPU kernel in onnxruntime) by ``Or(And(c, x), And(Not(c), y))``.
+
+    diffusers' HunyuanVideo builds its key mask with ``masked_fill`` on a bool tensor. Returns the number of
+    rewritten nodes. Only nodes whose output is known (by shape inference) to be bool are touched.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    bool_values = {
+        vi.name
+        for vi in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.BOOL
+    }
+    nodes = []
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type == "Where" and node.output[0] in bool_values:
+            cond, x, y = node.input
+            base = node.name or node.output[0]
+            nodes += [
+                helper.make_node("And", [cond, x], [f"{base}/and_x"], name=f"{base}/and_x"),
+                helper.make_node("Not", [cond], [f"{base}/not_c"], name=f"{base}/not_c"),
+                helper.make_node("And", [f"{base}/not_c", y], [f"{base}/and_y"], name=f"{base}/and_y"),
+                helper.make_node("Or", [f"{base}/and_x", f"{base}/and_y"], list(node.output), name=base),
+            ]
+            rewritten += 1
+        else:
+            nodes.append(node)
+    if rewritten:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return rewritten
+
+
+def _ancestors(model: onnx.ModelProto, output: str) -> set[str]:
+    """Every value name the graph output ``output`` depends on (subgraph inputs of If/Loop count)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    seen: set[str] = set()
+    stack = [output]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producers.get(name)
+        if node is None:
+            continue
+        stack.extend(i for i in node.input if i)
+        for attr in node.attribute:  # values captured by subgraphs (If branches) from the outer scope
+            for graph in [attr.g, *attr.graphs]:
+                stack.extend(i for sub in graph.node for i in sub.input if i)
+    return seen
+
+
+def check_graph(model: onnx.ModelProto, spec: ExportSpec, *, sequence_lengths: Sequence[int] = ()) -> None:
+    """Fail if ``motion_strength`` is not a live input or the graph carries an ``L x L`` constant."""
+    names = [i.name for i in model.graph.input]
+    if STRENGTH_INPUT not in names:
+        raise OnnxExportError(f"{STRENGTH_INPUT} is not an input of the exported graph (inputs: {names})")
+    if STRENGTH_INPUT not in _ancestors(model, OUTPUT_NAME):
+        raise OnnxExportError(f"{OUTPUT_NAME} does not depend on {STRENGTH_INPUT}: the strength was folded away")
+    expected = set(spec.input_names)
+    if set(names) != expected:
+        raise OnnxExportError(f"graph inputs {names} differ from the spec's {sorted(expected)}")
+    for length in sequence_lengths:
+        for init in model.graph.initializer:
+            if [d for d in init.dims if d != 1] == [length, length]:
+                raise OnnxExportError(f"constant {init.name} of shape {list(init.dims)} looks like an L x L pattern")
+
+
+def sanitize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """polygraphy constant folding (with shape folding), the equivalent of ``polygraphy surgeon sanitize
+    --fold-constants``; the strength input cannot be folded because it is a graph input."""
+    from polygraphy.backend.onnx import fold_constants
+
+    folded = fold_constants(
+        model, num_passes=2, error_ok=False, size_threshold=16 * 1024**2, allow_onnxruntime_shape_inference=False
+    )
+    # Shape inference during folding records intermediate shapes at the sample size; drop them so runtimes
+    # re-infer with the graph's symbolic dims instead of planning buffers for the sample's sizes.
+    del folded.graph.value_info[:]
+    return folded
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> list[str]:
+    """Save atomically; weights go to ``<name>.data`` when the graph would pass protobuf's 2 GB limit.
+
+    Returns the file names written (graph first). The data file is renamed into place before the graph, so the
+    graph never exists without its weights.
+    """
+    path = Path(path)
+    external = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
+    try:
+        data_name = f"{path.name}.data"
+        if external:
+            onnx.save_model(
+                model, tmp_dir / path.name, save_as_external_data=True, all_tensors_to_one_file=True,
+                location=data_name, size_threshold=1024,
+            )
+            os.replace(tmp_dir / data_name, path.parent / data_name)
+        else:
+            onnx.save_model(model, tmp_dir / path.name)
+        os.replace(tmp_dir / path.name, path)
+    finally:
+        for leftover in tmp_dir.iterdir():
+            leftover.unlink()
+        tmp_dir.rmdir()
+    return [path.name, data_name] if external else [path.name]
+
+
+def export_onnx(
+    wrapper: torch.nn.Module,
+    spec: ExportSpec,
+    sample: Sequence[torch.Tensor],
+    path: Path,
+    *,
+    opset: int = 20,
+    sequence_lengths: Sequence[int] = (),
+) -> list[str]:
+    """Export, pass, sanitize, check and save; returns the file names written beside ``path``."""
+    if opset not in OPSETS:
+        raise ValueError(f"opset {opset} is not supported; choose one of {OPSETS}")
+    program = torch.onnx.export(
+        wrapper,
+        tuple(sample),
+        dynamic_shapes=_dynamic_shapes(spec),
+        input_names=spec.input_names,
+        output_names=[OUTPUT_NAME],
+        dynamo=True,
+        opset_version=opset,
+        verbose=False,
+    )
+    model = program.model_proto
+    rewrite_bool_where(model)
+    model = sanitize(model)
+    check_graph(model, spec, sequence_lengths=sequence_lengths)
+    onnx.checker.check_model(model, full_check=False)
+    return save_onnx(model, path)
