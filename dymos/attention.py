@@ -109,15 +109,20 @@ def _rows(mask: torch.Tensor | None, start: int, end: int | None) -> torch.Tenso
 
 
 def _split_attention(q, k, v, s, span, attn_mask, scale):
-    """Unbiased rows run as stock; biased rows get a key-only mask ``[B, 1, 1, L]``."""
-    b0, b1 = span.biased_start, span.biased_end
+    """Unbiased rows run as stock; biased rows get a key-only mask ``[B, 1, 1, L]``.
+
+    Without tokens after the video the biased rows run to the end of the sequence; slicing them as ``[b0:]``
+    (not ``[b0:b1]``) keeps the output length exactly ``L`` for symbolic shapes during export.
+    """
+    b0 = span.biased_start
+    b1 = span.biased_end if span.tokens_after_video else None
     extra = additive_mask(attn_mask, q.dtype)
     _, c = reference_indicators(span, k.shape[-2], q.dtype, q.device)
     key_bias = -s[:, None, None, None] * c[None, None, None, :]
     biased_mask = key_bias if extra is None else _rows(extra, b0, b1) + key_bias
-    out_biased = F.scaled_dot_product_attention(q[:, :, b0:b1], k, v, attn_mask=biased_mask, scale=scale)
     head = F.scaled_dot_product_attention(q[:, :, :b0], k, v, attn_mask=_rows(extra, 0, b0), scale=scale)
-    if not span.tokens_after_video:
+    out_biased = F.scaled_dot_product_attention(q[:, :, b0:b1], k, v, attn_mask=biased_mask, scale=scale)
+    if b1 is None:
         return torch.cat([head, out_biased], dim=2)
     tail = F.scaled_dot_product_attention(q[:, :, b1:], k, v, attn_mask=_rows(extra, b1, None), scale=scale)
     return torch.cat([head, out_biased, tail], dim=2)

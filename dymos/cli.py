@@ -97,6 +97,100 @@ def _run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from dymos.models import DEFAULT_MODEL
+
+    p = sub.add_parser(
+        "export",
+        help="export a DyMoS denoiser to ONNX / TensorRT / PyTorch 2 with motion_strength as a runtime input",
+        description=(
+            "Export the DyMoS-patched denoiser with `motion_strength` (float32 [batch]) as a graph input, validate "
+            "every artifact against PyTorch (onnxruntime via polygraphy, at strength 0, 1.5, a mixed per-item batch "
+            "and another batch/frame count) and write OUT/NAME/ with manifest.json. A failed validation fails the "
+            "export and leaves any previous export in place."
+        ),
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"tiny:<case> or a local diffusers checkpoint dir (default {DEFAULT_MODEL})",
+    )
+    p.add_argument("--out", default="build", help="output root (default build/)")
+    p.add_argument("--name", default=None, help="artifact dir name under --out (default: from the model)")
+    p.add_argument(
+        "--formats",
+        default="onnx",
+        type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+        help="comma-separated: onnx, trt, pt2, aoti, torchscript (default onnx)",
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="weights/activations (default fp32)"
+    )
+    p.add_argument(
+        "--strategy",
+        default=None,
+        choices=["mask", "split", "fold"],
+        help="bias strategy (default: split for opset <= 22, fold for 23)",
+    )
+    p.add_argument(
+        "--opset", type=int, default=20, help="ONNX opset: <= 20 MatMul/Softmax form; 23 one Attention op (default 20)"
+    )
+    p.add_argument("--batch", type=_positive_int, default=1, help="batch size to optimise for (default 1)")
+    p.add_argument("--max-batch", type=_positive_int, default=4, help="largest batch the artifacts accept (default 4)")
+    p.add_argument(
+        "--frames", type=_positive_int, default=None, help="video frames (e.g. Wan: 4n+1; default: a small size)"
+    )
+    p.add_argument("--height", type=_positive_int, default=None, help="video height in pixels")
+    p.add_argument("--width", type=_positive_int, default=None, help="video width in pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tiny weights and parity inputs")
+    p.set_defaults(handler=_run_export)
+
+
+def _quiet_torch_export_noise() -> None:
+    """The exporters log warnings that are not the user's business (torchvision ops absent, tracer notes)."""
+    import logging
+    import warnings
+
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    logging.getLogger("torch.export.pt2_archive._package").setLevel(logging.ERROR)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    import torch.jit
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dymos.export.build import ExportError, ExportOptions, run_export
+    from dymos.export.validate import ParityError
+
+    _quiet_torch_export_noise()
+    options = ExportOptions(
+        model=args.model,
+        out=Path(args.out),
+        name=args.name,
+        formats=args.formats,
+        precision=args.precision,
+        strategy=args.strategy,
+        opset=args.opset,
+        batch=args.batch,
+        max_batch=args.max_batch,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+    )
+    try:
+        result = run_export(options, log=lambda line: print(line, flush=True))
+    except (ExportError, ParityError) as err:
+        print(f"dymos export: error: {err}", file=sys.stderr)
+        return 1
+    print(f"manifest: {result.directory / 'manifest.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dymos",
@@ -105,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dymos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_probe(sub)
+    _add_export(sub)
     return parser
 
 

@@ -34,7 +34,8 @@ class _CallState:
 
 
 def _tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    """While exporting, compiling or jit-tracing, no Python branch may depend on the strength's value."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
 class DyMoSDenoiser:

@@ -27,8 +27,10 @@ from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, file_entries,
 from dymos.models import DEFAULT_MODEL, load_denoiser, resolve_model
 from dymos.schedule import DEFAULT_FRACTION
 
-from .onnx_export import export_onnx
+from .onnx_export import export_onnx, export_program
 from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
+from .tensorrt import ENGINE_NAME
+from .trt_compat import check_tensorrt_compat
 from .validate import ParityCase, validate_onnx
 from .wrapper import StrengthInputDenoiser
 
@@ -120,6 +122,7 @@ def _versions() -> dict[str, str | None]:
     try:
         from .tensorrt import tensorrt_version
     except ImportError:  # the TensorRT module lands separately; without it there is no TensorRT version to record
+
         def tensorrt_version() -> None:
             return None
 
@@ -193,53 +196,92 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     config = dict(model.config)
     frames, height, width = latent_sizes(family, config, options.frames, options.height, options.width)
     spec = build_spec(
-        family, config, batch=options.batch, frames=frames, height=height, width=width,
-        max_batch=options.max_batch, dtype=dtype,
+        family,
+        config,
+        batch=options.batch,
+        frames=frames,
+        height=height,
+        width=width,
+        max_batch=options.max_batch,
+        dtype=dtype,
     )
     wrapper = StrengthInputDenoiser(model, spec, strategy=strategy).eval()
     cases = parity_cases(spec, config, height=height, width=width, dtype=dtype, seed=options.seed)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp creates 0700
     try:
         artifacts: dict[str, Any] = {}
         parity: dict[str, Any] = {}
         files: list[str] = []
         sequence = [_sequence_length(wrapper, cases[0])]
+        sample = next(c for c in cases if c.name == "mixed_batch")  # batch >= 2: size-1 dims would specialise
+        dynamic = sorted(d for d, r in spec.dims.items() if r.min < r.max)
+        log(f"[torch.export] tracing {class_name} with dynamic dims {dynamic}")
+        program = export_program(wrapper, spec, list(sample.inputs.values()))
         if "onnx" in formats:
             log(f"[onnx] exporting {class_name} (opset {options.opset}, strategy {strategy}, {options.precision})")
             t0 = time.perf_counter()
-            sample = next(c for c in cases if c.name == "mixed_batch")  # batch >= 2: size-1 dims would specialise
             onnx_files = export_onnx(
-                wrapper, spec, list(sample.inputs.values()), staging / "denoiser.onnx",
-                opset=options.opset, sequence_lengths=sequence,
+                program, spec, staging / "denoiser.onnx", opset=options.opset, sequence_lengths=sequence
             )
             log(f"[onnx] exported in {time.perf_counter() - t0:.1f}s; validating against PyTorch with onnxruntime")
-            report = validate_onnx(staging / "denoiser.onnx", wrapper, cases, staging / "parity", precision=options.precision)
+            report = validate_onnx(
+                staging / "denoiser.onnx", wrapper, cases, staging / "parity", precision=options.precision
+            )
             atomic_write_bytes(staging / "parity_onnx.json", (json.dumps(report, indent=2) + "\n").encode())
-            files += onnx_files + ["parity_onnx.json", "parity/inputs.json", "parity/torch_outputs.json"]
+            files += [*onnx_files, "parity_onnx.json", "parity/inputs.json", "parity/torch_outputs.json"]
             parity["onnx"] = report
             artifacts["onnx"] = {
-                "file": "denoiser.onnx", "files": onnx_files, "opset": options.opset,
-                "validated": {"backend": report["backend"], "tolerance": report["tolerance"], "passed": True,
-                              "report": "parity_onnx.json"},
+                "file": "denoiser.onnx",
+                "files": onnx_files,
+                "opset": options.opset,
+                "validated": {
+                    "backend": report["backend"],
+                    "tolerance": report["tolerance"],
+                    "passed": True,
+                    "report": "parity_onnx.json",
+                },
+            }
+            compat = check_tensorrt_compat(staging / "denoiser.onnx")
+            artifacts["onnx"]["tensorrt_parser_check"] = {
+                "tensorrt_version": compat.tensorrt_version,
+                "ok": compat.ok,
+                "problems": compat.problems,
             }
             for case in report["cases"]:
                 log(f"[onnx]   {case['name']:<24} max|err| {case['max_abs_err']:.2e}  strength {case['strength']}")
-        for fmt in formats:
-            if fmt != "onnx":
-                raise ExportError(f"format {fmt!r} is not available yet in this build")
+        if "trt" in formats:
+            artifacts["tensorrt"] = _build_tensorrt(staging, spec, options, log)
+            files += [ENGINE_NAME]
+        for fmt in ("pt2", "aoti", "torchscript"):
+            if fmt in formats:
+                entry = _pytorch_artifact(fmt, program, wrapper, sample, cases, staging, options.precision, log)
+                artifacts[fmt] = entry
+                files += [entry["file"]] if entry.get("validated") else []
         manifest = {
             "model": {"source": options.model, "kind": kind, "class": class_name, "family": family, "config": config},
             "submodels": {"denoiser": spec.as_dict()},
             "strength": {
-                "input": STRENGTH_INPUT, "dtype": "float32", "shape": ["batch"], "semantics": STRENGTH_SEMANTICS,
-                "strategy": strategy, "zero_is_stock": True, "default_schedule_fraction": DEFAULT_FRACTION,
+                "input": STRENGTH_INPUT,
+                "dtype": "float32",
+                "shape": ["batch"],
+                "semantics": STRENGTH_SEMANTICS,
+                "strategy": strategy,
+                "zero_is_stock": True,
+                "default_schedule_fraction": DEFAULT_FRACTION,
             },
             "layout": _layout_dict(family),
             "export": {
-                "precision": options.precision, "opset": options.opset, "formats": formats,
-                "batch": options.batch, "max_batch": options.max_batch, "latent_frames": spec.dims["frames"].opt,
+                "precision": options.precision,
+                "opset": options.opset,
+                "formats": formats,
+                "batch": options.batch,
+                "max_batch": options.max_batch,
+                "latent_frames": spec.dims["frames"].opt,
                 "dynamic_frames": spec.dims["frames"].min != spec.dims["frames"].max,
-                "video_frames": options.frames, "height": options.height, "width": options.width,
+                "video_frames": options.frames,
+                "height": options.height,
+                "width": options.width,
                 "seed": options.seed,
             },
             "artifacts": artifacts,
@@ -254,6 +296,80 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         raise
     log(f"artifacts in {target}/ (manifest.json lists them with sha256)")
     return ExportResult(target, manifest, parity)
+
+
+def _build_tensorrt(staging: Path, spec: ExportSpec, options: ExportOptions, log: Callable[[str], None]) -> dict:
+    """Check the ONNX graph against TensorRT's parser (CPU), then build the engine (GPU, TensorRT installed)."""
+    from .tensorrt import TensorRTNotInstalledError, build_engine, tensorrt_version
+
+    report = check_tensorrt_compat(staging / "denoiser.onnx", tensorrt_version=tensorrt_version() or "10.14")
+    report.raise_if_incompatible()
+    log(f"[trt] graph passes the TensorRT ONNX-parser check ({sum(report.op_counts.values())} nodes)")
+    trt_precision = "fp16" if options.precision == "fp32" else options.precision
+    try:
+        engine = build_engine(staging / "denoiser.onnx", spec, staging, precision=trt_precision)
+    except TensorRTNotInstalledError as err:
+        raise ExportError(
+            f"{err}. The ONNX artifact is exportable here; build the engine on a GPU machine "
+            "(`make setup GPU=1 && dymos export --formats onnx,trt ...`)"
+        ) from err
+    return {
+        "file": engine.name,
+        "precision": trt_precision,
+        "tensorrt_version": tensorrt_version(),
+        "profile": {
+            name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in spec.profile().items()
+        },
+    }
+
+
+def _pytorch_artifact(
+    fmt: str,
+    program: torch.export.ExportedProgram,
+    wrapper: StrengthInputDenoiser,
+    sample: ParityCase,
+    cases: list[ParityCase],
+    staging: Path,
+    precision: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write one PyTorch 2 artifact, load it back and validate it; TorchScript may be unavailable (recorded)."""
+    from . import pt2
+
+    t0 = time.perf_counter()
+    if fmt == "pt2":
+        path = staging / pt2.PT2_NAME
+        pt2.save_program(program, path)
+        loaded, checked = pt2.load_program(path), cases
+    elif fmt == "aoti":
+        path = staging / pt2.AOTI_NAME
+        log("[aoti] compiling with AOTInductor (this takes a while)")
+        pt2.compile_aoti(program, path)
+        loaded, checked = pt2.load_aoti(path), cases
+    else:
+        path = staging / pt2.TORCHSCRIPT_NAME
+        try:
+            pt2.trace_torchscript(wrapper, list(sample.inputs.values()), path)
+        except Exception as err:  # the model does not trace: recorded, never declared built
+            log(f"[torchscript] not available for this model: {type(err).__name__}: {str(err).splitlines()[0]}")
+            return {"file": None, "validated": False, "reason": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
+        loaded = pt2.load_torchscript(path)
+        checked = [  # traced: fixed shapes only, so vary the strength at the traced shapes
+            sample,
+            *(
+                ParityCase(
+                    f"{sample.name}_strength_{s:g}",
+                    {**sample.inputs, STRENGTH_INPUT: torch.full_like(sample.inputs[STRENGTH_INPUT], s)},
+                )
+                for s in (0.0, 1.5)
+            ),
+        ]
+    report = pt2.check_parity(fmt, loaded, wrapper, checked, precision)
+    log(f"[{fmt}] {path.name} validated on {len(checked)} case(s) in {time.perf_counter() - t0:.1f}s")
+    entry: dict[str, Any] = {"file": path.name, "validated": True, "parity": report}
+    if fmt == "torchscript":
+        entry["fixed_shapes"] = {k: list(v.shape) for k, v in sample.inputs.items()}
+    return entry
 
 
 def _sequence_length(wrapper: StrengthInputDenoiser, case: ParityCase) -> int:

@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -26,8 +27,17 @@ class OnnxExportError(RuntimeError):
     """The exported graph failed a structural check (the strength folded away, an L x L constant, ...)."""
 
 
+def _dim(name: str, low: int, high: int, multiple: int) -> Any:
+    """A torch.export dim; patch-size multiples become ``multiple * Dim`` so the model's reshapes are provable."""
+    if multiple == 1:
+        return torch.export.Dim(name, min=low, max=high)
+    return multiple * torch.export.Dim(f"{name}_patches", min=-(-low // multiple), max=high // multiple)
+
+
 def _dynamic_shapes(spec: ExportSpec) -> dict[str, tuple]:
-    dims = {name: torch.export.Dim(name, min=r.min, max=r.max) for name, r in spec.dims.items() if r.min != r.max}
+    dims = {
+        name: _dim(name, r.min, r.max, spec.multiples.get(name, 1)) for name, r in spec.dims.items() if r.min != r.max
+    }
     per_input = tuple(
         {axis: dims[dim] for axis, dim in t.dynamic_axes().items() if dim in dims} or None for t in spec.inputs
     )
@@ -107,10 +117,12 @@ def sanitize(model: onnx.ModelProto) -> onnx.ModelProto:
     """polygraphy constant folding (with shape folding), the equivalent of ``polygraphy surgeon sanitize
     --fold-constants``; the strength input cannot be folded because it is a graph input."""
     from polygraphy.backend.onnx import fold_constants
+    from polygraphy.logger import G_LOGGER
 
-    folded = fold_constants(
-        model, num_passes=2, error_ok=False, size_threshold=16 * 1024**2, allow_onnxruntime_shape_inference=False
-    )
+    with G_LOGGER.verbosity(G_LOGGER.ERROR):
+        folded = fold_constants(
+            model, num_passes=2, error_ok=False, size_threshold=16 * 1024**2, allow_onnxruntime_shape_inference=False
+        )
     # Shape inference during folding records intermediate shapes at the sample size; drop them so runtimes
     # re-infer with the graph's symbolic dims instead of planning buffers for the sample's sizes.
     del folded.graph.value_info[:]
@@ -130,8 +142,12 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> list[str]:
         data_name = f"{path.name}.data"
         if external:
             onnx.save_model(
-                model, tmp_dir / path.name, save_as_external_data=True, all_tensors_to_one_file=True,
-                location=data_name, size_threshold=1024,
+                model,
+                tmp_dir / path.name,
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
             )
             os.replace(tmp_dir / data_name, path.parent / data_name)
         else:
@@ -144,31 +160,56 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> list[str]:
     return [path.name, data_name] if external else [path.name]
 
 
+def export_program(
+    wrapper: torch.nn.Module, spec: ExportSpec, sample: Sequence[torch.Tensor]
+) -> torch.export.ExportedProgram:
+    """``torch.export`` (non-strict) with the spec's dynamic dims: the one program every artifact derives from.
+
+    ``sample`` must not have size-1 dynamic dims (torch.export specialises 0/1 sizes).
+    """
+    with torch.no_grad():
+        return torch.export.export(wrapper, tuple(sample), dynamic_shapes=_dynamic_shapes(spec), strict=False)
+
+
+def name_dynamic_dims(model: onnx.ModelProto, spec: ExportSpec) -> None:
+    """Give the graph's symbolic dims the spec's names (``batch``, ``frames``, ...) instead of torch's ``s21``."""
+    renames: dict[str, str] = {}
+    for value, tensor in zip(model.graph.input, spec.inputs):
+        for axis, dim in tensor.dynamic_axes().items():
+            param = value.type.tensor_type.shape.dim[axis].dim_param
+            if param:
+                renames[param] = dim
+    for value in (*model.graph.input, *model.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renames:
+                dim.dim_param = renames[dim.dim_param]
+
+
 def export_onnx(
-    wrapper: torch.nn.Module,
+    program: torch.export.ExportedProgram,
     spec: ExportSpec,
-    sample: Sequence[torch.Tensor],
     path: Path,
     *,
     opset: int = 20,
     sequence_lengths: Sequence[int] = (),
 ) -> list[str]:
-    """Export, pass, sanitize, check and save; returns the file names written beside ``path``."""
+    """ONNX from an exported program: translate, pass, sanitize, check and save; returns the file names."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; choose one of {OPSETS}")
-    program = torch.onnx.export(
-        wrapper,
-        tuple(sample),
-        dynamic_shapes=_dynamic_shapes(spec),
+    onnx_program = torch.onnx.export(
+        program,
+        (),
         input_names=spec.input_names,
         output_names=[OUTPUT_NAME],
         dynamo=True,
         opset_version=opset,
         verbose=False,
     )
-    model = program.model_proto
+    model = onnx_program.model_proto
+    name_dynamic_dims(model, spec)
     rewrite_bool_where(model)
     model = sanitize(model)
     check_graph(model, spec, sequence_lengths=sequence_lengths)
-    onnx.checker.check_model(model, full_check=False)
+    if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+        onnx.checker.check_model(model, full_check=False)
     return save_onnx(model, path)

@@ -68,7 +68,14 @@ class FamilyExport:
     packed_latents: bool = False
     per_token_inputs: tuple[str, ...] = ()
     rotary_inputs: bool = False
-    static_frames_when: str | None = None  # a config flag under which the model itself fixes the frame count
+    # When the frame count must be fixed at export: always (flag None) or when a config flag is set, and why.
+    static_frames_when: str | None = None
+    static_frames_reason: str | None = None
+
+    def static_frames(self, config: dict[str, Any]) -> bool:
+        if self.static_frames_reason is None:
+            return False
+        return self.static_frames_when is None or bool(config.get(self.static_frames_when))
 
 
 FAMILY_EXPORTS: dict[str, FamilyExport] = {
@@ -96,9 +103,11 @@ FAMILY_EXPORTS: dict[str, FamilyExport] = {
             temporal_compression=4,
             spatial_compression=8,
             rotary_inputs=True,
-            # CogVideoX 1.0's learned positional embedding is built for sample_frames; other counts take another
-            # code path in diffusers, so the frame count is fixed by the model itself.
             static_frames_when="use_learned_positional_embeddings",
+            static_frames_reason=(
+                "CogVideoX 1.0's learned positional embedding is built for sample_frames; other counts take another "
+                "code path in diffusers, so the model itself fixes the frame count"
+            ),
         ),
         FamilyExport(
             "hunyuanvideo",
@@ -135,6 +144,10 @@ FAMILY_EXPORTS: dict[str, FamilyExport] = {
             },
             temporal_compression=1,
             spatial_compression=8,
+            static_frames_reason=(
+                "torch.export cannot prove the frame-count guards of diffusers' SVD UNet (repeat_interleave with "
+                "output_size), so each frame count is its own export; SVD runs at a fixed frame count (14 or 25)"
+            ),
         ),
     )
 }
@@ -151,6 +164,7 @@ class ExportSpec:
     outputs: tuple[TensorSpec, ...]
     dims: dict[str, DimRange]
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
+    multiples: dict[str, int] = field(default_factory=dict)  # dims that must be multiples of a patch size
 
     @property
     def input_names(self) -> list[str]:
@@ -170,7 +184,10 @@ class ExportSpec:
             "submodel": self.submodel,
             "inputs": [t.as_dict() for t in self.inputs],
             "outputs": [t.as_dict() for t in self.outputs],
-            "dims": {name: {"min": r.min, "opt": r.opt, "max": r.max} for name, r in self.dims.items()},
+            "dims": {
+                name: {"min": r.min, "opt": r.opt, "max": r.max, "multiple_of": self.multiples.get(name, 1)}
+                for name, r in self.dims.items()
+            },
         }
 
 
@@ -179,8 +196,15 @@ def _dtype_name(tensor: torch.Tensor) -> str:
 
 
 def sample_inputs(
-    family: str, config: dict[str, Any], *, batch: int, frames: int | None, height: int | None = None,
-    width: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float32,
+    family: str,
+    config: dict[str, Any],
+    *,
+    batch: int,
+    frames: int | None,
+    height: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Graph inputs (ordered, tensors only, strength excluded) and the fixed non-tensor kwargs, for one size.
 
@@ -203,8 +227,16 @@ def sample_inputs(
 
 
 def build_spec(
-    family: str, config: dict[str, Any], *, batch: int = 1, frames: int | None = None, height: int | None = None,
-    width: int | None = None, max_batch: int = 4, max_frames: int | None = None, dtype: torch.dtype = torch.float32,
+    family: str,
+    config: dict[str, Any],
+    *,
+    batch: int = 1,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    max_batch: int = 4,
+    max_frames: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> ExportSpec:
     """The denoiser's export spec at an export size (the TensorRT ``opt`` point) with ranges around it."""
     if family not in FAMILY_EXPORTS:
@@ -223,7 +255,7 @@ def build_spec(
         inputs.append(TensorSpec(name, _dtype_name(tensor), shape))
     inputs.append(TensorSpec(STRENGTH_INPUT, "float32", ("batch",)))
     p_t = int(config.get("patch_size_t") or 1)
-    static_frames = bool(family_export.static_frames_when and config.get(family_export.static_frames_when))
+    static_frames = family_export.static_frames(config)
     ranges = {
         "batch": DimRange(1, batch, max(batch, max_batch)),
         "frames": DimRange(frames, frames, frames)
@@ -233,6 +265,13 @@ def build_spec(
     for dim, size in sizes.items():
         if dim not in ranges:
             ranges[dim] = DimRange(2, size, 2 * size)
+    patch = config.get("patch_size") or 1
+    p_s = int(patch[-1] if isinstance(patch, (list, tuple)) else patch)
+    multiples = {"frames": p_t, "height": p_s, "width": p_s}
+    multiples = {d: m for d, m in multiples.items() if d in ranges and m > 1}
+    for dim, m in multiples.items():  # keep every bound a multiple of the patch size
+        r = ranges[dim]
+        ranges[dim] = DimRange(-(-r.min // m) * m, r.opt, max(r.opt, r.max // m * m))
     fixed_dims = {name: r.min for name, r in ranges.items() if r.min == r.max}
     inputs = [TensorSpec(t.name, t.dtype, tuple(fixed_dims.get(d, d) for d in t.shape)) for t in inputs]
     latent_name = FAMILIES[family].latent_arg
@@ -241,4 +280,4 @@ def build_spec(
     channel_axis = 2 if family in ("cogvideox", "svd") else 1
     out_shape = tuple(out_channels if axis == channel_axis else d for axis, d in enumerate(latent.shape))
     outputs = (TensorSpec(OUTPUT_NAME, latent.dtype, out_shape),)
-    return ExportSpec(family, "denoiser", tuple(inputs), outputs, ranges, fixed)
+    return ExportSpec(family, "denoiser", tuple(inputs), outputs, ranges, fixed, multiples)
