@@ -16,6 +16,8 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+
 from dymos.export import tensorrt as trt_build
 from dymos.export.specs import DimRange, ExportSpec, TensorSpec
 from dymos.export.trt_compat import (
@@ -25,7 +27,6 @@ from dymos.export.trt_compat import (
     parse_version,
     supported_ops,
 )
-from onnx import TensorProto, helper, numpy_helper
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -1,0 +1,219 @@
+"""`dymos export` on every family: ONNX parity with PyTorch at several strengths, dynamic shapes, manifests,
+PyTorch 2 artifacts, and clear errors that lose nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from dymos.export.build import ExportError, ExportOptions, run_export
+from dymos.export.specs import STRENGTH_INPUT, build_spec, sample_inputs
+from dymos.export.trt_compat import check_tensorrt_compat
+from dymos.export.validate import TOLERANCES
+from dymos.export.wrapper import StrengthInputDenoiser
+from dymos.layouts import UnsupportedModelError
+from dymos.manifest import ManifestError, load_manifest
+from dymos.models import ModelNotFoundError
+from dymos.tiny import TINY_CASES
+
+FP32 = TOLERANCES["fp32"]
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One ONNX export per tiny family (the expensive part, shared by the tests below)."""
+    root = tmp_path_factory.mktemp("exports")
+    return {
+        name: run_export(ExportOptions(model=f"tiny:{name}", out=root), log=_quiet).directory for name in TINY_CASES
+    }
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CASES))
+def test_onnx_matches_pytorch_at_several_strengths_and_shapes(exports: dict[str, Path], name: str) -> None:
+    manifest = load_manifest(exports[name])
+    report = json.loads((exports[name] / "parity_onnx.json").read_text())
+    assert report["passed"] and report["tolerance"] == FP32
+    cases = {c["name"]: c for c in report["cases"]}
+    assert set(cases) == {"strength_0", "strength_nonzero", "mixed_batch", "other_batch_and_frames"}
+    assert all(c["passed"] and c["max_abs_err"] <= FP32["atol"] for c in cases.values())
+    assert len(set(cases["mixed_batch"]["strength"])) > 1  # a batch with different strengths per item
+    assert report["strength_changes_output"]["changes_output"]
+    export_batch = manifest["export"]["batch"]
+    other = cases["other_batch_and_frames"]["shapes"][STRENGTH_INPUT][0]
+    assert other != export_batch
+    spec = manifest["submodels"]["denoiser"]
+    latent = next(t for t in spec["inputs"] if t["name"] in ("hidden_states", "sample"))
+    frames_axis = latent["shape"].index("frames") if "frames" in latent["shape"] else None
+    if manifest["export"]["dynamic_frames"]:
+        assert frames_axis is not None
+        other_frames = cases["other_batch_and_frames"]["shapes"][latent["name"]][frames_axis]
+        assert other_frames != manifest["export"]["latent_frames"]
+    else:  # fixed by the model itself (CogVideoX 1.0) or by torch.export's limits (SVD): said so in the spec
+        assert name in ("cogvideox", "svd")
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CASES))
+def test_onnx_strength_zero_is_the_stock_model_and_strength_moves_it(exports: dict[str, Path], name: str) -> None:
+    """Independent of the export's own report: a fresh session against the unpatched diffusers model."""
+    case = TINY_CASES[name]
+    manifest = load_manifest(exports[name])
+    session = ort.InferenceSession(str(exports[name] / "denoiser.onnx"), providers=["CPUExecutionProvider"])
+    tensors, _ = sample_inputs(case.family, case.config, batch=2, frames=manifest["export"]["latent_frames"], seed=7)
+    feed = {k: v.numpy() for k, v in tensors.items()}
+    out0 = session.run(None, {**feed, STRENGTH_INPUT: np.zeros(2, np.float32)})[0]
+    out1 = session.run(None, {**feed, STRENGTH_INPUT: np.full(2, 1.5, np.float32)})[0]
+    stock_model = case.build()
+    stock = StrengthInputDenoiser(stock_model, build_spec(case.family, case.config), dymos=False)
+    with torch.no_grad():
+        reference = stock(*tensors.values(), torch.zeros(2)).numpy()
+    np.testing.assert_allclose(out0, reference, atol=FP32["atol"], rtol=FP32["rtol"])
+    assert np.abs(out1 - out0).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CASES))
+def test_graphs_keep_strength_live_and_pass_the_tensorrt_parser_check(exports: dict[str, Path], name: str) -> None:
+    model = onnx.load(str(exports[name] / "denoiser.onnx"))
+    inputs = {i.name: i for i in model.graph.input}
+    strength = inputs[STRENGTH_INPUT].type.tensor_type
+    assert strength.elem_type == onnx.TensorProto.FLOAT and [d.dim_param for d in strength.shape.dim] == ["batch"]
+    assert any(STRENGTH_INPUT in node.input for node in model.graph.node)
+    assert check_tensorrt_compat(model).ok
+    assert load_manifest(exports[name])["artifacts"]["onnx"]["tensorrt_parser_check"]["ok"]
+
+
+def test_manifest_refuses_tampered_missing_or_corrupt_artifacts(exports: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exports["wan22"], copy)
+    load_manifest(copy)
+    data = bytearray((copy / "denoiser.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "denoiser.onnx").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="sha256"):
+        load_manifest(copy)
+    (copy / "denoiser.onnx").unlink()
+    with pytest.raises(ManifestError, match="missing"):
+        load_manifest(copy)
+    (copy / "manifest.json").write_text("{ not json")
+    with pytest.raises(ManifestError, match="corrupt"):
+        load_manifest(copy)
+    with pytest.raises(ManifestError, match=r"no manifest\.json"):
+        load_manifest(tmp_path)
+
+
+def test_manifest_refuses_an_engine_from_another_tensorrt(exports: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exports["wan22"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"]["tensorrt"] = {"file": "denoiser.plan", "tensorrt_version": "10.14.1"}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    load_manifest(copy, tensorrt_version="10.14.1")
+    with pytest.raises(ManifestError, match="not portable"):
+        load_manifest(copy, tensorrt_version="10.15.0")
+
+
+def test_opset_23_exports_the_attention_op_with_fold(tmp_path: Path) -> None:
+    result = run_export(ExportOptions(model="tiny:wan22", out=tmp_path, opset=23), log=_quiet)
+    assert result.manifest["strength"]["strategy"] == "fold"
+    model = onnx.load(str(result.directory / "denoiser.onnx"))
+    assert any(n.op_type == "Attention" for n in model.graph.node)
+    assert result.parity["onnx"]["passed"]
+    assert check_tensorrt_compat(model).ok
+
+
+def test_pytorch2_artifacts_load_and_match(tmp_path: Path) -> None:
+    result = run_export(
+        ExportOptions(model="tiny:wan21", out=tmp_path, formats=("pt2", "aoti", "torchscript")), log=_quiet
+    )
+    artifacts = result.manifest["artifacts"]
+    for fmt in ("pt2", "aoti"):
+        assert artifacts[fmt]["validated"] and {c["name"] for c in artifacts[fmt]["parity"]["cases"]} >= {
+            "strength_0",
+            "mixed_batch",
+            "other_batch_and_frames",
+        }
+        assert artifacts[fmt]["file"] in result.manifest["files"]
+    ts = artifacts["torchscript"]
+    assert ts["validated"] and ts["fixed_shapes"][STRENGTH_INPUT] == [2]
+    program = torch.export.load(str(result.directory / "denoiser.pt2")).module()
+    case = TINY_CASES["wan21"]
+    tensors, _ = sample_inputs(case.family, case.config, batch=3, frames=4, seed=3)
+    with torch.no_grad():
+        a = program(*tensors.values(), torch.tensor([0.0, 1.0, 2.0]))
+        b = program(*tensors.values(), torch.tensor([0.0, 0.0, 0.0]))
+    torch.testing.assert_close(a[0], b[0], atol=FP32["atol"], rtol=FP32["rtol"])  # item 0 has strength 0 in both
+    assert (a[1:] - b[1:]).abs().amax() > 1e-3  # per-item strength reaches the other items
+
+
+def test_torchscript_is_recorded_as_unavailable_where_the_model_does_not_trace(tmp_path: Path) -> None:
+    result = run_export(ExportOptions(model="tiny:hunyuanvideo", out=tmp_path, formats=("torchscript",)), log=_quiet)
+    entry = result.manifest["artifacts"]["torchscript"]
+    assert entry["validated"] is False and entry["file"] is None and "masked_fill" in entry["reason"]
+    assert not (result.directory / "denoiser.torchscript.pt").exists()
+
+
+# -- bad input loses nothing ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"frames": 8}, ExportError, "4n\\+1"),
+        ({"height": 60}, ExportError, "multiple of 16"),
+        ({"formats": ("onnx", "tflite")}, ExportError, "unknown format"),
+        ({"opset": 23, "strategy": "split"}, ExportError, "query-broadcast"),
+        ({"precision": "int8"}, ExportError, "unknown precision"),
+        ({"model": "tiny:nope"}, ModelNotFoundError, "unknown tiny model"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path: Path, options: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        run_export(ExportOptions(**{"model": "tiny:wan22", "out": tmp_path, **options}), log=_quiet)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_dirs_without_config_or_of_unsupported_class(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
+        run_export(ExportOptions(model=str(empty), out=tmp_path / "out"), log=_quiet)
+    unet = tmp_path / "unet2d"
+    unet.mkdir()
+    (unet / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
+    with pytest.raises(UnsupportedModelError, match="supported denoiser classes"):
+        run_export(ExportOptions(model=str(unet), out=tmp_path / "out"), log=_quiet)
+
+
+def test_unwritable_output_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ExportError, match="not writable"):
+        run_export(ExportOptions(model="tiny:wan22", out=blocker / "sub"), log=_quiet)
+
+
+def test_interrupted_export_leaves_the_previous_export_and_no_half_directory(
+    exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "tiny-wan22"
+    shutil.copytree(exports["wan22"], target)
+    before = (target / "manifest.json").read_text()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dymos.export.build.validate_onnx", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_export(ExportOptions(model="tiny:wan22", out=tmp_path, seed=1), log=_quiet)
+    assert (target / "manifest.json").read_text() == before
+    load_manifest(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-wan22"]  # no staging leftovers
