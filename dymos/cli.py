@@ -98,7 +98,7 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from dymos.models import DEFAULT_MODEL
+    from dymos.models import DEFAULT_EXPORT_MODEL
 
     p = sub.add_parser(
         "export",
@@ -112,8 +112,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"tiny:<case> or a local diffusers checkpoint dir (default {DEFAULT_MODEL})",
+        default=DEFAULT_EXPORT_MODEL,
+        help=f"tiny-pipeline:wan22, tiny:<case>, a family name, or a local diffusers model/pipeline dir "
+        f"(default {DEFAULT_EXPORT_MODEL})",
     )
     p.add_argument("--out", default="build", help="output root (default build/)")
     p.add_argument("--name", default=None, help="artifact dir name under --out (default: from the model)")
@@ -191,6 +192,111 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="encode an image and a prompt for `dymos run` (the torch side: pipeline encoders)",
+        description=(
+            "Run the exported pipeline's own encoders once (prompt embeddings, image embeddings where the model takes "
+            "them, the VAE-encoded first frame) and save them to a .npz that `dymos run --cond` reads without torch. "
+            "The image is resized to the export's height x width (aspect ratio not preserved), as the pipeline does."
+        ),
+    )
+    p.add_argument("--export", required=True, help="the folder `dymos export` wrote for a pipeline")
+    p.add_argument("--image", required=True, help="the conditioning (first) frame")
+    p.add_argument("--prompt", default="", help="text prompt (tiny pipelines map it to a seeded embedding)")
+    p.add_argument("--negative-prompt", default="", help="negative prompt for classifier-free guidance")
+    p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
+    p.set_defaults(handler=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from dymos.prepare import prepare
+
+    _quiet_torch_export_noise()
+    out = prepare(args.export, args.image, args.prompt, args.out, negative_prompt=args.negative_prompt)
+    print(f"conditioning: {out}")
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="generate a video from exported artifacts (numpy + an engine backend; no torch with --cond)",
+        description=(
+            "Drive the sampling loop on the exported engines: seeded latents, classifier-free guidance, the DyMoS "
+            "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
+            "and a video file. Without --cond, --image/--prompt are encoded first with `dymos prepare` (needs torch)."
+        ),
+    )
+    p.add_argument(
+        "--export", default="build/tiny-pipeline-wan22", help="export folder (default build/tiny-pipeline-wan22)"
+    )
+    p.add_argument("--cond", default=None, help="conditioning .npz from `dymos prepare`")
+    p.add_argument("--image", default=None, help="conditioning image (when --cond is not given)")
+    p.add_argument("--prompt", default="", help="prompt (when --cond is not given)")
+    p.add_argument(
+        "--strength", type=_floats, default=[2.0], help="motion strength, or one per video: 0,2,4 (default 2)"
+    )
+    p.add_argument(
+        "--fraction", type=float, default=None, help="DyMoS on for this first fraction of the steps (default 0.2)"
+    )
+    p.add_argument("--first-steps", type=int, default=None, help="DyMoS on for the first N steps instead")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "aoti"], help="engine backend"
+    )
+    p.add_argument("--fps", type=int, default=16, help="frames per second of the output (default 16)")
+    p.add_argument("--out", default="video.mp4", help="output .mp4, .gif or .png (frames); one per strength")
+    p.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dymos.runtime.artifacts import ExportDir
+    from dymos.runtime.backends import BACKENDS, open_backend
+    from dymos.runtime.loop import RunRequest, load_conditioning, sample
+    from dymos.runtime.video import write_video
+    from dymos.schedule import StrengthSchedule
+
+    export = ExportDir.open(args.export)
+    if args.cond is None:
+        if args.image is None:
+            raise ValueError("give --cond (from `dymos prepare`) or --image and --prompt")
+        from dymos.prepare import prepare
+
+        _quiet_torch_export_noise()
+        args.cond = str(prepare(args.export, args.image, args.prompt, Path(args.out).with_suffix(".cond.npz")))
+    cond = load_conditioning(args.cond)
+    schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
+    prefer = BACKENDS if args.backend == "auto" else (args.backend,)
+    denoiser = open_backend(export, "denoiser", prefer=prefer)
+    request = RunRequest(
+        strength=args.strength, steps=args.steps, guidance_scale=args.guidance, seed=args.seed, schedule=schedule
+    )
+
+    def progress(step: int, total: int, seconds: float) -> None:
+        bar = "#" * (20 * step // total)
+        print(
+            f"\r[{bar:<20}] step {step}/{total} {seconds * 1000:.0f} ms", end="" if step < total else "\n", flush=True
+        )
+
+    print(f"{denoiser.name}: {args.steps} steps, strength {args.strength} ({schedule.describe()}), seed {args.seed}")
+    result = sample(export, cond, request, denoiser=denoiser, progress=progress)
+    out = Path(args.out)
+    for i, frames in enumerate(result.frames):
+        target = out if len(result.frames) == 1 else out.with_name(f"{out.stem}_s{args.strength[i]:g}{out.suffix}")
+        written = write_video(frames, target, fps=args.fps)
+        print(f"wrote {written[0]}" + (f" (+{len(written) - 1} frames)" if len(written) > 1 else ""))
+    engine = sum(result.engine_seconds)
+    total = sum(result.step_seconds)
+    print(f"{total:.2f}s sampling ({total / len(result.step_seconds) * 1000:.0f} ms/step, engine {engine / total:.0%})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dymos",
@@ -200,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_probe(sub)
     _add_export(sub)
+    _add_prepare(sub)
+    _add_run(sub)
     return parser
 
 
@@ -211,6 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"dymos {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from dymos.layouts import FAMILIES, FamilyLayout, UnsupportedModelError, supported_classes
 from dymos.tiny import TINY_CASES
 
-DEFAULT_MODEL = "tiny:wan21"
+DEFAULT_MODEL = "tiny:wan21"  # the probe's default: a bare denoiser
+DEFAULT_EXPORT_MODEL = "tiny-pipeline:wan22"  # `make export` / `dymos run`: a whole pipeline the runtime drives
+# A bare family name picks that family's tiny model (`make export MODEL=svd`).
+FAMILY_TINY = {"wan": "wan21", "cogvideox": "cogvideox", "hunyuanvideo": "hunyuanvideo", "ltx": "ltx", "svd": "svd"}
 _DENOISER_SUBFOLDERS = ("transformer", "unet")
 
 
@@ -45,8 +49,18 @@ def _model_folder(path: Path) -> Path:
     raise ModelNotFoundError(f"{path} has no config.json (model folder) or model_index.json (pipeline folder)")
 
 
+def canonical_model(spec: str) -> str:
+    """``wan`` -> ``tiny:wan21``, ``svd`` -> ``tiny:svd``; paths and ``tiny:`` specs are returned unchanged."""
+    if spec in FAMILY_TINY and not Path(spec).exists():
+        return f"tiny:{FAMILY_TINY[spec]}"
+    if spec in TINY_CASES and not Path(spec).exists():
+        return f"tiny:{spec}"
+    return spec
+
+
 def resolve_model(spec: str) -> tuple[str, str, dict]:
     """``(kind, class_name, config)`` for a model spec without building it; ``kind`` is 'tiny' or 'local'."""
+    spec = canonical_model(spec)
     if spec.startswith("tiny:"):
         name = spec.split(":", 1)[1]
         if name not in TINY_CASES:
@@ -56,7 +70,8 @@ def resolve_model(spec: str) -> tuple[str, str, dict]:
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelNotFoundError(
-            f"model {spec!r} is neither a local checkpoint directory nor a tiny model (tiny:{'|'.join(TINY_CASES)})"
+            f"model {spec!r} is neither a local checkpoint directory, a family ({', '.join(FAMILY_TINY)}) nor a tiny "
+            f"model (tiny:{'|'.join(TINY_CASES)})"
         )
     config_path = _model_folder(path) / "config.json"
     try:
@@ -74,6 +89,7 @@ def load_denoiser(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float
     """Build a tiny model (seeded random weights) or ``from_pretrained`` a local checkpoint, in eval mode."""
     import diffusers
 
+    spec = canonical_model(spec)
     kind, class_name, _ = resolve_model(spec)
     if kind == "tiny":
         model = TINY_CASES[spec.split(":", 1)[1]].build(seed=seed)
@@ -81,3 +97,34 @@ def load_denoiser(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float
     folder = _model_folder(Path(spec).expanduser())
     model = getattr(diffusers, class_name).from_pretrained(folder, torch_dtype=dtype)
     return model.eval()
+
+
+TINY_PIPELINE_PREFIX = "tiny-pipeline:"
+
+
+def is_pipeline_spec(spec: str) -> bool:
+    """A whole pipeline (denoiser + VAE + scheduler): ``tiny-pipeline:<name>`` or a folder with model_index.json."""
+    return spec.startswith(TINY_PIPELINE_PREFIX) or (Path(spec).expanduser() / "model_index.json").is_file()
+
+
+def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> Any:
+    """A diffusers pipeline from ``tiny-pipeline:<name>`` or a local pipeline folder, without text/image encoders
+    where the folder lacks them (their outputs come from ``dymos prepare``)."""
+    import diffusers
+
+    from dymos.tiny import TINY_PIPELINES, build_tiny_pipeline
+
+    if spec.startswith(TINY_PIPELINE_PREFIX):
+        name = spec.removeprefix(TINY_PIPELINE_PREFIX)
+        if name not in TINY_PIPELINES:
+            raise ModelNotFoundError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
+        pipe = build_tiny_pipeline(name, seed=seed)
+        return pipe if dtype == torch.float32 else pipe.to(dtype)
+    folder = Path(spec).expanduser()
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+    index = json.loads((folder / "model_index.json").read_text())
+    absent = {name: None for name, entry in index.items() if isinstance(entry, list) and not (folder / name).is_dir()}
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, **absent)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

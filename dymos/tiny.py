@@ -177,3 +177,53 @@ TINY_CASES: dict[str, TinyCase] = {
         ),
     )
 }
+
+
+# -- tiny pipelines: the default model of `make export` / `dymos run` ------------------------------------------------
+
+# The real Wan 2.1/2.2 I2V scheduler (shared/configs/wan2.1-i2v-14b-480p.json); unlisted keys take class defaults.
+WAN_SCHEDULER = {
+    "class": "UniPCMultistepScheduler",
+    "config": {
+        "prediction_type": "flow_prediction",
+        "use_flow_sigmas": True,
+        "num_train_timesteps": 1000,
+        "flow_shift": 3.0,
+    },
+}
+_TINY_WAN_VAE = {
+    "base_dim": 8,
+    "z_dim": 4,
+    "dim_mult": [1, 1, 1, 1],
+    "num_res_blocks": 1,
+    "attn_scales": [],
+    "temperal_downsample": [False, True, True],
+    "dropout": 0.0,
+    "latents_mean": [0.0] * 4,
+    "latents_std": [1.0] * 4,
+}
+TINY_PIPELINES = ("wan22",)
+
+
+def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
+    """A tiny ``WanImageToVideoPipeline`` (Wan 2.2 I2V layout, no image encoder): tiny transformer and VAE with
+    seeded random weights and the real Wan scheduler config. It has no text encoder: prompts are embeddings."""
+    import diffusers
+
+    if name not in TINY_PIPELINES:
+        raise ValueError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
+    transformer = TINY_CASES["wan22"].build(seed=seed)
+    torch.manual_seed(seed + 1)
+    vae = diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval()
+    scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
+    pipe = diffusers.WanImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        image_encoder=None,
+        image_processor=None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

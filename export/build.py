@@ -24,7 +24,14 @@ from dymos import __version__
 from dymos.attention import STRATEGIES
 from dymos.layouts import FAMILIES, layout_for
 from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
-from dymos.models import DEFAULT_MODEL, load_denoiser, resolve_model
+from dymos.models import (
+    DEFAULT_EXPORT_MODEL,
+    canonical_model,
+    is_pipeline_spec,
+    load_denoiser,
+    load_pipeline,
+    resolve_model,
+)
 from dymos.schedule import DEFAULT_FRACTION
 
 from .onnx_export import export_onnx, export_program
@@ -46,7 +53,7 @@ class ExportError(RuntimeError):
 class ExportOptions:
     """What to export; video sizes are in frames and pixels (converted with the family's VAE factors)."""
 
-    model: str = DEFAULT_MODEL
+    model: str = DEFAULT_EXPORT_MODEL
     out: Path = Path("build")
     name: str | None = None
     formats: Sequence[str] = ("onnx",)
@@ -61,7 +68,7 @@ class ExportOptions:
     seed: int = 0
 
     def target_dir(self) -> Path:
-        name = self.name or self.model.replace("tiny:", "tiny-").rstrip("/").split("/")[-1]
+        name = self.name or canonical_model(self.model).replace(":", "-").rstrip("/").split("/")[-1]
         return Path(self.out) / name
 
 
@@ -186,12 +193,24 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             "strategy 'split' passes a query-broadcast key mask, which the opset-23 ONNX Attention op rejects in "
             "onnxruntime and TensorRT; use --strategy fold or mask, or --opset 20"
         )
-    kind, class_name, _ = resolve_model(options.model)
+    source = canonical_model(options.model)
+    pipe = None
+    if is_pipeline_spec(source):
+        kind = "pipeline"
+    else:
+        kind, class_name, _ = resolve_model(source)
     target = options.target_dir()
     _check_writable(target.parent)
 
     dtype = PRECISIONS[options.precision]
-    model = load_denoiser(options.model, dtype=dtype, seed=options.seed)
+    if kind == "pipeline":
+        pipe = load_pipeline(source, dtype=dtype, seed=options.seed)
+        model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+        if model is None:
+            raise ExportError(f"{source}: the pipeline has no transformer or unet")
+        class_name = type(model).__name__
+    else:
+        model = load_denoiser(source, dtype=dtype, seed=options.seed)
     family = layout_for(model).family
     config = dict(model.config)
     frames, height, width = latent_sizes(family, config, options.frames, options.height, options.width)
@@ -211,6 +230,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     staging.chmod(0o755)  # mkdtemp creates 0700
     try:
         artifacts: dict[str, Any] = {}
+        submodels: dict[str, ExportSpec] = {}
+        submodel_artifacts: dict[str, Any] = {}
         parity: dict[str, Any] = {}
         files: list[str] = []
         sequence = [_sequence_length(wrapper, cases[0])]
@@ -258,9 +279,21 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                 entry = _pytorch_artifact(fmt, program, wrapper, sample, cases, staging, options.precision, log)
                 artifacts[fmt] = entry
                 files += [entry["file"]] if entry.get("validated") else []
+        pipeline_entry = None
+        if pipe is not None:
+            pipeline_entry = _export_pipeline_parts(
+                pipe, family, cases, staging, options, log, submodels, submodel_artifacts
+            )
+            files += pipeline_entry.pop("files")
         manifest = {
-            "model": {"source": options.model, "kind": kind, "class": class_name, "family": family, "config": config},
-            "submodels": {"denoiser": spec.as_dict()},
+            "model": {
+                "source": canonical_model(options.model),
+                "kind": kind,
+                "class": class_name,
+                "family": family,
+                "config": config,
+            },
+            "submodels": {"denoiser": spec.as_dict(), **{k: v.as_dict() for k, v in submodels.items()}},
             "strength": {
                 "input": STRENGTH_INPUT,
                 "dtype": "float32",
@@ -285,6 +318,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                 "seed": options.seed,
             },
             "artifacts": artifacts,
+            "submodel_artifacts": {k: v for k, v in submodel_artifacts.items()},
+            "pipeline": pipeline_entry,
             "files": file_entries(staging, files),
             "versions": _versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -296,6 +331,70 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         raise
     log(f"artifacts in {target}/ (manifest.json lists them with sha256)")
     return ExportResult(target, manifest, parity)
+
+
+# Pipeline classes whose whole sampling loop the torch-free runtime can drive (see dymos.runtime.loop).
+RUNTIME_PIPELINES = ("WanImageToVideoPipeline",)
+
+
+def _export_pipeline_parts(
+    pipe: Any,
+    family: str,
+    cases: list[ParityCase],
+    staging: Path,
+    options: ExportOptions,
+    log: Callable[[str], None],
+    submodels: dict[str, ExportSpec],
+    submodel_artifacts: dict[str, Any],
+) -> dict[str, Any]:
+    """The parts of a pipeline the runtime needs besides the denoiser: VAE decoder graph, scheduler, VAE scaling."""
+    from .vae import export_vae_decoder
+
+    pipeline_class = type(pipe).__name__
+    entry: dict[str, Any] = {
+        "class": pipeline_class,
+        "scheduler": {"class": type(pipe.scheduler).__name__, "config": _jsonable(dict(pipe.scheduler.config))},
+        "runtime_supported": pipeline_class in RUNTIME_PIPELINES,
+        "files": [],
+    }
+    if pipeline_class not in RUNTIME_PIPELINES:
+        log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive this pipeline yet; denoiser only")
+        return entry
+    latent = cases[0].inputs[FAMILIES[family].latent_arg]
+    vae = pipe.vae
+    z_dim = int(vae.config.z_dim)
+    frames, height, width = latent.shape[2], latent.shape[3], latent.shape[4]
+    log(f"[vae] exporting the VAE decoder at latent {z_dim}x{frames}x{height}x{width}")
+    spec, artifact, vae_files = export_vae_decoder(
+        vae, (1, z_dim, frames, height, width), staging, precision=options.precision, seed=options.seed
+    )
+    submodels["vae_decoder"] = spec
+    submodel_artifacts["vae_decoder"] = artifact
+    log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+    t, s = int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial)
+    entry.update(
+        vae={
+            "z_dim": z_dim,
+            "latents_mean": list(vae.config.latents_mean),
+            "latents_std": list(vae.config.latents_std),
+            "scale_factor_temporal": t,
+            "scale_factor_spatial": s,
+        },
+        video={
+            "latent_frames": frames,
+            "latent_height": height,
+            "latent_width": width,
+            "frames": (frames - 1) * t + 1,
+            "height": height * s,
+            "width": width * s,
+        },
+        files=vae_files,
+    )
+    return entry
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(config, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def _build_tensorrt(staging: Path, spec: ExportSpec, options: ExportOptions, log: Callable[[str], None]) -> dict:

@@ -47,7 +47,7 @@ class ParityCase:
 class CaseResult:
     name: str
     shapes: dict[str, list[int]]
-    strength: list[float]
+    strength: list[float]  # empty for graphs without a strength input
     max_abs_err: float
     max_rel_err: float
     passed: bool
@@ -69,13 +69,16 @@ def validate_onnx(
     *,
     precision: str = "fp32",
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    output_name: str = OUTPUT_NAME,
+    strength_input: bool = True,
 ) -> dict[str, Any]:
     """Run ``reference`` (the torch module) and onnxruntime on every case; save inputs/outputs; compare.
 
-    Returns the parity report; raises :class:`ParityError` if any case fails or the strength has no effect.
+    Returns the parity report; raises :class:`ParityError` if any case fails or, for graphs with a strength input
+    (``strength_input``), the strength has no effect.
     """
     with G_LOGGER.verbosity(G_LOGGER.ERROR):
-        return _compare(onnx_path, reference, cases, out_dir, precision, providers)
+        return _compare(onnx_path, reference, cases, out_dir, precision, providers, output_name, strength_input)
 
 
 def _compare(
@@ -85,6 +88,8 @@ def _compare(
     out_dir: Path,
     precision: str,
     providers: Sequence[str],
+    output_name: str,
+    strength_input: bool,
 ) -> dict[str, Any]:
 
     tol = TOLERANCES[precision]
@@ -96,7 +101,7 @@ def _compare(
     with torch.no_grad():
         for case in cases:
             out = reference(*case.inputs.values())
-            iterations.append(IterationResult(outputs=OrderedDict([(OUTPUT_NAME, _numpy(out))]), runner_name="torch"))
+            iterations.append(IterationResult(outputs=OrderedDict([(output_name, _numpy(out))]), runner_name="torch"))
     torch_results.append(("torch", iterations))
     save_json(feeds, str(inputs_path), description="parity inputs")
     torch_results.save(str(outputs_path))
@@ -115,19 +120,19 @@ def _compare(
     results = []
     ort_iterations = ort_results[0][1]
     for case, ref_it, ort_it in zip(cases, iterations, ort_iterations):
-        ref, got = ref_it[OUTPUT_NAME].astype(np.float64), ort_it[OUTPUT_NAME].astype(np.float64)
+        ref, got = ref_it[output_name].astype(np.float64), ort_it[output_name].astype(np.float64)
         abs_err = np.abs(ref - got)
         results.append(
             CaseResult(
                 name=case.name,
                 shapes={k: list(v.shape) for k, v in case.inputs.items()},
-                strength=case.inputs[STRENGTH_INPUT].float().tolist(),
+                strength=case.inputs[STRENGTH_INPUT].float().tolist() if strength_input else [],
                 max_abs_err=float(abs_err.max()),
                 max_rel_err=float((abs_err / (np.abs(ref) + 1e-12)).max()),
                 passed=bool(np.all(abs_err <= tol["atol"] + tol["rtol"] * np.abs(ref))),
             )
         )
-    effect = _strength_effect(cases, ort_iterations)
+    effect = _strength_effect(cases, ort_iterations) if strength_input else {"changes_output": True, "note": "n/a"}
     report = {
         "artifact": onnx_path.name,
         "backend": f"onnxruntime ({', '.join(providers)})",

@@ -1,0 +1,217 @@
+"""Engine backends behind one small protocol: ``run(feed) -> {output name: array}``.
+
+- :class:`OnnxRuntimeBackend`: onnxruntime, CPU or the CUDA provider where present.
+- :class:`TensorRTBackend`: a serialized engine, I/O buffers allocated once for the profile's max shapes,
+  asynchronous execution on one stream, optional CUDA-graph replay for repeated fixed shapes.
+- :class:`AOTInductorBackend`: the AOTInductor package; the one backend that imports torch (optional).
+
+:func:`open_backend` picks one from the manifest's artifacts and what is installed. Every backend validates the
+feed against the manifest before running (see :mod:`dymos.runtime.artifacts`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .artifacts import ExportDir, SubmodelSpec
+
+BACKENDS = ("tensorrt", "onnxruntime", "aoti")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (missing package, GPU or artifact)."""
+
+
+class Backend(Protocol):
+    name: str
+    spec: SubmodelSpec
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime session; the CUDA provider is used when onnxruntime-gpu offers it and ``device`` allows."""
+
+    def __init__(self, path: Path, spec: SubmodelSpec, *, device: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device == "cuda":
+            raise BackendUnavailable(
+                "onnxruntime has no CUDA provider here: install onnxruntime-gpu (make setup GPU=1)"
+            )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.spec = spec
+        self.name = f"onnxruntime ({providers[0]})"
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.spec.check_feed(feed)
+        return dict(zip(self._outputs, self.session.run(self._outputs, feed)))
+
+
+class TensorRTBackend:
+    """A TensorRT engine (TensorRT 10 API) with buffers allocated once for the profile's max shapes.
+
+    Needs ``tensorrt`` and ``cuda-python`` (``make setup GPU=1``). ``cuda_graphs=True`` captures one graph per
+    input-shape signature and replays it, which removes launch overhead in the fixed-shape sampling loop.
+    """
+
+    def __init__(self, path: Path, spec: SubmodelSpec, *, cuda_graphs: bool = False) -> None:
+        try:
+            import tensorrt as trt
+            from cuda.bindings import runtime as cudart
+        except ImportError as err:
+            raise BackendUnavailable(
+                f"TensorRT backend needs tensorrt and cuda-python ({err}); make setup GPU=1"
+            ) from err
+        self._trt, self._cudart = trt, cudart
+        self.spec = spec
+        self.name = f"tensorrt {trt.__version__}"
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise BackendUnavailable(f"{path} is not a TensorRT engine for this TensorRT/GPU")
+        self.context = self.engine.create_execution_context()
+        self.stream = self._check(cudart.cudaStreamCreate())
+        self._io = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self._inputs = [n for n in self._io if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+        for name in self._io:
+            shape = self._max_shape(name)
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            self._buffers[name] = (self._check(cudart.cudaMalloc(nbytes)), nbytes)
+            self.context.set_tensor_address(name, self._buffers[name][0])
+        self._cuda_graphs = cuda_graphs
+        self._graphs: dict[tuple, object] = {}
+
+    def _check(self, result):
+        err, *value = result
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+        return value[0] if len(value) == 1 else value
+
+    def _max_shape(self, name: str) -> tuple[int, ...]:
+        if self.engine.get_tensor_mode(name) == self._trt.TensorIOMode.INPUT:
+            return tuple(self.engine.get_tensor_profile_shape(name, 0)[2])
+        # outputs: resolve with every input at its max shape
+        for inp in (n for n in self._io if self.engine.get_tensor_mode(n) == self._trt.TensorIOMode.INPUT):
+            self.context.set_input_shape(inp, self.engine.get_tensor_profile_shape(inp, 0)[2])
+        return tuple(self.context.get_tensor_shape(name))
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart = self._cudart
+        self.spec.check_feed(feed)
+        for name in self._inputs:
+            array = np.ascontiguousarray(feed[name])
+            self.context.set_input_shape(name, array.shape)
+            self._check(
+                cudart.cudaMemcpyAsync(
+                    self._buffers[name][0],
+                    array.ctypes.data,
+                    array.nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    self.stream,
+                )
+            )
+        signature = tuple((n, feed[n].shape) for n in self._inputs)
+        if self._cuda_graphs and signature in self._graphs:
+            self._check(cudart.cudaGraphLaunch(self._graphs[signature], self.stream))
+        elif self._cuda_graphs:
+            self.context.execute_async_v3(self.stream)  # warm-up run before capture, as TensorRT requires
+            self._check(
+                cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)
+            )
+            self.context.execute_async_v3(self.stream)
+            graph = self._check(cudart.cudaStreamEndCapture(self.stream))
+            self._graphs[signature] = self._check(cudart.cudaGraphInstantiate(graph, 0))
+            self._check(cudart.cudaGraphLaunch(self._graphs[signature], self.stream))
+        elif not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execution failed")
+        outputs = {}
+        for name in (n for n in self._io if n not in self._inputs):
+            shape = tuple(self.context.get_tensor_shape(name))
+            out = np.empty(shape, dtype=np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name))))
+            self._check(
+                cudart.cudaMemcpyAsync(
+                    out.ctypes.data,
+                    self._buffers[name][0],
+                    out.nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    self.stream,
+                )
+            )
+            outputs[name] = out
+        self._check(cudart.cudaStreamSynchronize(self.stream))
+        return outputs
+
+
+class AOTInductorBackend:
+    """The AOTInductor package (imports torch: the optional backend)."""
+
+    def __init__(self, path: Path, spec: SubmodelSpec, output_name: str) -> None:
+        try:
+            import torch
+            from torch._inductor import aoti_load_package
+        except ImportError as err:
+            raise BackendUnavailable(f"the AOTInductor backend needs torch ({err})") from err
+        self._torch = torch
+        self.model = aoti_load_package(str(path))
+        self.spec = spec
+        self.name = "aotinductor"
+        self._output = output_name
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.spec.check_feed(feed)
+        args = [self._torch.from_numpy(np.ascontiguousarray(feed[n])) for n in self.spec.input_names]
+        with self._torch.no_grad():
+            out = self.model(*args)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return {self._output: out.numpy()}
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def open_backend(
+    export: ExportDir, submodel: str = "denoiser", *, prefer: Sequence[str] = BACKENDS, device: str = "auto"
+) -> Backend:
+    """The first backend in ``prefer`` whose artifact exists and whose packages are installed."""
+    spec = export.submodel(submodel)
+    artifacts = export.manifest.get("artifacts", {})
+    if submodel != "denoiser":
+        artifacts = export.manifest.get("submodel_artifacts", {}).get(submodel, {})
+    reasons = []
+    for name in prefer:
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+        key = {"tensorrt": "tensorrt", "onnxruntime": "onnx", "aoti": "aoti"}[name]
+        entry = artifacts.get(key)
+        if not entry or not entry.get("file"):
+            reasons.append(f"{name}: no {key} artifact")
+            continue
+        path = export.path(entry["file"])
+        try:
+            if name == "tensorrt":
+                if not (_installed("tensorrt") and _installed("cuda")):
+                    raise BackendUnavailable("tensorrt / cuda-python not installed")
+                return TensorRTBackend(path, spec)
+            if name == "onnxruntime":
+                return OnnxRuntimeBackend(path, spec, device=device)
+            return AOTInductorBackend(path, spec, spec.outputs[0]["name"])
+        except BackendUnavailable as err:
+            reasons.append(f"{name}: {err}")
+    raise BackendUnavailable(f"no backend can run {submodel} from {export.root}: " + "; ".join(reasons))

@@ -1,0 +1,201 @@
+"""The torch-free sampling loop: seeded latents, conditioning, guidance, the DyMoS strength schedule fed every
+step as the runtime tensor (per item, so one batch can mix strengths), scheduler steps, VAE decode.
+
+Implemented for ``WanImageToVideoPipeline`` exports (the loop of ``WanImageToVideoPipeline.__call__``): the
+denoiser input is ``concat([latents, condition])`` on channels, classifier-free guidance is
+``uncond + g * (cond - uncond)``, and latents are un-normalised with the VAE's ``latents_mean/std`` before decoding.
+Cond and uncond passes are batched into one engine call when the export's batch range allows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dymos.schedule import StrengthSchedule, validate_strength
+
+from .artifacts import ExportDir, FeedError
+from .backends import Backend, open_backend
+from .schedulers import scheduler_from_config
+from .video import to_frames
+
+CONDITIONING_KEYS = ("condition", "prompt_embeds", "negative_prompt_embeds")
+
+
+class RunError(ValueError):
+    """A run request that cannot be served; raised before any engine work."""
+
+
+@dataclass
+class RunRequest:
+    """One generation: ``strength`` is a scalar or one value per video (the batch); ``latents`` overrides the
+    seeded initial noise (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly."""
+
+    strength: float | Sequence[float] = 0.0
+    steps: int = 20
+    guidance_scale: float = 5.0
+    seed: int = 0
+    schedule: StrengthSchedule = field(default_factory=StrengthSchedule)
+    batch: int | None = None
+    latents: np.ndarray | None = None
+
+
+@dataclass
+class RunResult:
+    latents: np.ndarray  # final latents, before VAE decode
+    frames: np.ndarray  # [B, F, H, W, 3] uint8
+    step_seconds: list[float]  # wall time per step
+    engine_seconds: list[float]  # time inside engine calls per step
+    strengths: list[list[float]]  # the strength vector fed at each step
+
+
+def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunRequest) -> tuple[list[float], int]:
+    pipeline = export.manifest.get("pipeline") or {}
+    if not pipeline.get("runtime_supported"):
+        raise RunError(f"{export.root} was not exported from a pipeline the runtime drives")
+    if not isinstance(request.steps, int) or request.steps <= 0:
+        raise RunError(f"steps must be a positive integer, got {request.steps!r}")
+    if not np.isfinite(request.guidance_scale):
+        raise RunError("guidance_scale must be finite")
+    try:
+        strengths = list(validate_strength(request.strength))
+    except (TypeError, ValueError) as err:
+        raise RunError(str(err)) from err
+    batch = request.batch or len(strengths)
+    if len(strengths) == 1:
+        strengths = strengths * batch
+    if len(strengths) != batch:
+        raise RunError(f"{len(strengths)} strengths for a batch of {batch}")
+    missing = [k for k in CONDITIONING_KEYS if k not in cond]
+    if missing:
+        raise RunError(f"conditioning lacks {missing}; create it with `dymos prepare`")
+    video = pipeline["video"]
+    want = (pipeline["vae"]["z_dim"] + 4, video["latent_frames"], video["latent_height"], video["latent_width"])
+    if tuple(cond["condition"].shape[1:]) != want:
+        raise RunError(
+            f"condition has shape {cond['condition'].shape}, this export needs [1, {', '.join(map(str, want))}]"
+        )
+    return strengths, batch
+
+
+def sample(
+    export: ExportDir,
+    cond: dict[str, np.ndarray],
+    request: RunRequest,
+    *,
+    denoiser: Backend | None = None,
+    decoder: Backend | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> RunResult:
+    """Run the sampling loop and decode; every check happens before the first engine call."""
+    strengths, batch = _check_request(export, cond, request)
+    pipeline = export.manifest["pipeline"]
+    spec = export.submodel("denoiser")
+    dtypes = {t["name"]: np.dtype(t["dtype"]) for t in spec.inputs}
+    vae = pipeline["vae"]
+    video = pipeline["video"]
+    latent_shape = (batch, vae["z_dim"], video["latent_frames"], video["latent_height"], video["latent_width"])
+    if request.latents is not None:
+        if request.latents.shape != latent_shape:
+            raise RunError(f"latents have shape {request.latents.shape}, expected {latent_shape}")
+        latents = request.latents.astype(np.float32)
+    else:
+        latents = np.random.default_rng(request.seed).standard_normal(latent_shape, dtype=np.float32)
+    scheduler = scheduler_from_config(pipeline["scheduler"]["class"], pipeline["scheduler"]["config"])
+    scheduler.set_timesteps(request.steps)
+    timesteps = scheduler.timesteps  # Wan's pipeline does not scale the initial noise (init_noise_sigma is 1)
+
+    condition = np.repeat(cond["condition"].astype(np.float32), batch, axis=0)
+    context = {
+        "cond": np.repeat(cond["prompt_embeds"], batch, axis=0),
+        "uncond": np.repeat(cond["negative_prompt_embeds"], batch, axis=0),
+    }
+    image_embeds = np.repeat(cond["image_embeds"], batch, axis=0) if "image_embeds" in cond else None
+    guided = request.guidance_scale > 1.0
+    max_batch = spec.dims.get("batch", {}).get("max", batch)
+    batched_cfg = guided and 2 * batch <= max_batch
+    denoiser = denoiser or open_backend(export, "denoiser")
+    decoder = decoder or open_backend(export, "vae_decoder")
+
+    def feed(x: np.ndarray, t: float, text: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+        n = x.shape[0]
+        values = {
+            "hidden_states": x,
+            "timestep": np.full((n,), t),
+            "encoder_hidden_states": text,
+            "motion_strength": s,
+        }
+        if image_embeds is not None:
+            values["encoder_hidden_states_image"] = np.concatenate([image_embeds] * (n // batch))
+        return {k: np.ascontiguousarray(v, dtype=dtypes[k]) for k, v in values.items() if k in dtypes}
+
+    # Fail on a shape the engine cannot take before any heavy work.
+    probe_batch = 2 * batch if batched_cfg else batch
+    first = np.concatenate([latents, condition], axis=1)
+    copies = probe_batch // batch
+    spec.check_feed(
+        feed(
+            np.concatenate([first] * copies),
+            float(timesteps[0]),
+            np.concatenate([context["cond"]] * copies),
+            np.zeros(probe_batch, np.float32),
+        )
+    )
+
+    step_seconds, engine_seconds, fed = [], [], []
+    for i, t in enumerate(timesteps):
+        start = time.perf_counter()
+        multiplier = request.schedule.multiplier(i, len(timesteps))
+        s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
+        fed.append(s.tolist())
+        x = np.concatenate([latents, condition], axis=1)
+        engine = 0.0
+        if batched_cfg:
+            t0 = time.perf_counter()
+            out = denoiser.run(
+                feed(
+                    np.concatenate([x, x]),
+                    float(t),
+                    np.concatenate([context["cond"], context["uncond"]]),
+                    np.concatenate([s, s]),
+                )
+            )["noise_pred"]
+            engine += time.perf_counter() - t0
+            noise_cond, noise_uncond = out[:batch], out[batch:]
+        else:
+            t0 = time.perf_counter()
+            noise_cond = denoiser.run(feed(x, float(t), context["cond"], s))["noise_pred"]
+            if guided:
+                noise_uncond = denoiser.run(feed(x, float(t), context["uncond"], s))["noise_pred"]
+            engine += time.perf_counter() - t0
+        noise = (
+            noise_uncond + np.float32(request.guidance_scale) * (noise_cond - noise_uncond) if guided else noise_cond
+        )
+        latents = scheduler.step(noise.astype(np.float32), t, latents)
+        step_seconds.append(time.perf_counter() - start)
+        engine_seconds.append(engine)
+        if progress:
+            progress(i + 1, len(timesteps), step_seconds[-1])
+
+    mean = np.asarray(vae["latents_mean"], np.float32).reshape(1, -1, 1, 1, 1)
+    std = np.asarray(vae["latents_std"], np.float32).reshape(1, -1, 1, 1, 1)
+    decoded = []
+    for item in latents * std + mean:
+        out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=np.float32)})["video"]
+        decoded.append(to_frames(out[0]))
+    return RunResult(latents, np.stack(decoded), step_seconds, engine_seconds, fed)
+
+
+def load_conditioning(path: str) -> dict[str, np.ndarray]:
+    """Arrays written by ``dymos prepare``; a missing or corrupt file is a :class:`RunError`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files if k != "meta"}
+    except (OSError, ValueError) as err:
+        raise RunError(f"cannot read conditioning {path}: {err}") from err
+
+
+__all__ = ["FeedError", "RunError", "RunRequest", "RunResult", "load_conditioning", "sample"]
