@@ -1,0 +1,202 @@
+"""The torch-free runtime on an exported tiny Wan I2V pipeline, against the diffusers pipeline with DyMoS."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dymos
+from dymos.export.build import ExportOptions, run_export
+from dymos.manifest import ManifestError
+from dymos.prepare import prepare
+from dymos.runtime.artifacts import ExportDir, FeedError
+from dymos.runtime.loop import RunError, RunRequest, load_conditioning, sample
+from dymos.schedule import StrengthSchedule
+from dymos.tiny import build_tiny_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 4
+# Stated tolerances, runtime (onnxruntime, numpy scheduler) vs diffusers (PyTorch), fp32, 4 UniPC steps:
+LATENT_ATOL = 1e-4  # final latents
+FRAME_ATOL = 2  # decoded uint8 frames (1 = one rounding step)
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runtime")
+    return run_export(ExportOptions(model="tiny-pipeline:wan22", out=root), log=_quiet).directory
+
+
+@pytest.fixture(scope="module")
+def conditioning(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cond")
+    image = Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8))
+    image.save(folder / "input.png")
+    return prepare(exported, folder / "input.png", "a red ball bouncing", folder / "cond.npz")
+
+
+def _pipeline_run(
+    image: Path, cond: dict[str, np.ndarray], latents: np.ndarray, strengths: list[float], video: dict
+) -> tuple:
+    """The same generation through diffusers' WanImageToVideoPipeline with DyMoS enabled."""
+    pipe = build_tiny_pipeline("wan22")
+    batch = len(strengths)
+    kwargs = dict(
+        image=Image.open(image).convert("RGB"),
+        prompt_embeds=torch.from_numpy(cond["prompt_embeds"]).repeat(batch, 1, 1),
+        negative_prompt_embeds=torch.from_numpy(cond["negative_prompt_embeds"]).repeat(batch, 1, 1),
+        height=video["height"],
+        width=video["width"],
+        num_frames=video["frames"],
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        latents=torch.from_numpy(latents),
+    )
+    with dymos.enable(pipe, strength=strengths, first_steps=2):
+        latent_out = pipe(**kwargs, output_type="latent").frames
+        frames = pipe(**kwargs, output_type="np").frames
+    return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
+def test_runtime_matches_the_diffusers_pipeline(exported: Path, conditioning: Path, strengths: list[float]) -> None:
+    export = ExportDir.open(exported)
+    cond = load_conditioning(str(conditioning))
+    video = export.manifest["pipeline"]["video"]
+    shape = (
+        len(strengths),
+        export.manifest["pipeline"]["vae"]["z_dim"],
+        video["latent_frames"],
+        video["latent_height"],
+        video["latent_width"],
+    )
+    latents = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
+    request = RunRequest(
+        strength=strengths, steps=STEPS, guidance_scale=5.0, latents=latents, schedule=StrengthSchedule(first_steps=2)
+    )
+    result = sample(export, cond, request)
+    assert result.strengths == [strengths, strengths, [0.0] * len(strengths), [0.0] * len(strengths)]
+    ref_latents, ref_frames = _pipeline_run(conditioning.parent / "input.png", cond, latents, strengths, video)
+    np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
+    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+
+
+def test_strength_changes_the_video(exported: Path, conditioning: Path) -> None:
+    export = ExportDir.open(exported)
+    cond = load_conditioning(str(conditioning))
+    result = sample(
+        export, cond, RunRequest(strength=[0.0, 4.0], steps=STEPS, schedule=StrengthSchedule(first_steps=2))
+    )
+    assert np.abs(result.latents[0] - result.latents[1]).max() > 1e-3
+
+
+def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning: Path, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        sys.path.insert(0, {str(ROOT)!r})
+        from dymos.runtime.artifacts import ExportDir
+        from dymos.runtime.loop import RunRequest, load_conditioning, sample
+        from dymos.runtime.video import write_video
+        export = ExportDir.open({str(exported)!r})
+        result = sample(export, load_conditioning({str(conditioning)!r}), RunRequest(strength=2.0, steps=3))
+        write_video(result.frames[0], {str(tmp_path / "out.mp4")!r})
+        assert "diffusers" not in sys.modules and sys.modules["torch"] is None
+        print("frames", result.frames.shape)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "frames (1, 9," in out.stdout
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_dymos_run_writes_a_playable_mp4(exported: Path, conditioning: Path, tmp_path: Path) -> None:
+    from dymos.cli import main
+
+    target = tmp_path / "video.mp4"
+    assert (
+        main(["run", "--export", str(exported), "--cond", str(conditioning), "--steps", "3", "--out", str(target)]) == 0
+    )
+    import imageio_ffmpeg
+
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(target), "-f", "null", "-"], capture_output=True
+    )
+    assert probe.returncode == 0 and target.stat().st_size > 0
+    frames = imageio_ffmpeg.count_frames_and_secs(str(target))[0]
+    assert frames == ExportDir.open(exported).manifest["pipeline"]["video"]["frames"]
+
+
+# -- bad input: clear errors before any heavy work ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "message"),
+    [
+        ({"steps": 0}, "positive integer"),
+        ({"strength": float("nan")}, "finite"),
+        ({"strength": [1.0, 2.0], "batch": 3}, "2 strengths for a batch of 3"),
+        ({"strength": [1.0] * 5}, "outside the exported range"),
+    ],
+)
+def test_bad_requests_fail_fast(exported: Path, conditioning: Path, request_kwargs: dict, message: str) -> None:
+    export = ExportDir.open(exported)
+    cond = load_conditioning(str(conditioning))
+    with pytest.raises((RunError, FeedError), match=message):
+        sample(export, cond, RunRequest(**request_kwargs))
+
+
+def test_bad_conditioning_fails_fast(exported: Path, conditioning: Path, tmp_path: Path) -> None:
+    export = ExportDir.open(exported)
+    cond = load_conditioning(str(conditioning))
+    with pytest.raises(RunError, match="lacks"):
+        sample(export, {k: v for k, v in cond.items() if k != "prompt_embeds"}, RunRequest())
+    with pytest.raises(RunError, match="this export needs"):
+        sample(export, {**cond, "condition": cond["condition"][:, :, :2]}, RunRequest())
+    (tmp_path / "broken.npz").write_bytes(b"not an npz")
+    with pytest.raises(RunError, match="cannot read conditioning"):
+        load_conditioning(str(tmp_path / "broken.npz"))
+
+
+def test_artifact_dir_with_missing_or_modified_files_is_refused(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    with open(copy / "vae_decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ManifestError, match="bytes"):
+        ExportDir.open(copy)
+    (copy / "vae_decoder.onnx").unlink()
+    with pytest.raises(ManifestError, match="missing"):
+        ExportDir.open(copy)
+    with pytest.raises(ManifestError, match="not a directory"):
+        ExportDir.open(tmp_path / "nope")
+
+
+def test_prepare_rejects_an_unreadable_image(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "image.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read image"):
+        prepare(exported, tmp_path / "image.png", "prompt", tmp_path / "cond.npz")
+    assert not (tmp_path / "cond.npz").exists()
+
+
+def test_manifest_records_the_pipeline_contract(exported: Path) -> None:
+    manifest = json.loads((exported / "manifest.json").read_text())
+    pipeline = manifest["pipeline"]
+    assert pipeline["class"] == "WanImageToVideoPipeline" and pipeline["runtime_supported"]
+    assert pipeline["scheduler"]["class"] == "UniPCMultistepScheduler"
+    assert set(manifest["submodels"]) == {"denoiser", "vae_decoder"}
