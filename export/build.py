@@ -79,6 +79,21 @@ class ExportResult:
     parity: dict[str, Any] = field(default_factory=dict)
 
 
+def _validation_providers(precision: str) -> list[str]:
+    """onnxruntime providers for parity checks; bf16 graphs need the CUDA provider (no CPU bf16 kernels)."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if precision == "bf16":
+        if "CUDAExecutionProvider" not in available:
+            raise ExportError(
+                "bf16 ONNX graphs can only be validated with onnxruntime's CUDA provider (onnxruntime's CPU kernels "
+                "lack bf16 Conv/MatMul): export fp32 or fp16 here, or bf16 on a GPU machine (make setup GPU=1)"
+            )
+        return ["CUDAExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 def default_strategy(opset: int) -> str:
     """split is cheapest in MatMul/Softmax form (opset <= 22); from opset 23 SDPA becomes ONNX ``Attention``,
     which (in onnxruntime and TensorRT) rejects split's query-broadcast key mask, so fold (no mask) is used."""
@@ -193,6 +208,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             "strategy 'split' passes a query-broadcast key mask, which the opset-23 ONNX Attention op rejects in "
             "onnxruntime and TensorRT; use --strategy fold or mask, or --opset 20"
         )
+    providers = _validation_providers(options.precision)
     source = canonical_model(options.model)
     pipe = None
     if is_pipeline_spec(source):
@@ -247,7 +263,12 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             )
             log(f"[onnx] exported in {time.perf_counter() - t0:.1f}s; validating against PyTorch with onnxruntime")
             report = validate_onnx(
-                staging / "denoiser.onnx", wrapper, cases, staging / "parity", precision=options.precision
+                staging / "denoiser.onnx",
+                wrapper,
+                cases,
+                staging / "parity",
+                precision=options.precision,
+                providers=providers,
             )
             atomic_write_bytes(staging / "parity_onnx.json", (json.dumps(report, indent=2) + "\n").encode())
             files += [*onnx_files, "parity_onnx.json", "parity/inputs.json", "parity/torch_outputs.json"]
@@ -366,7 +387,12 @@ def _export_pipeline_parts(
     frames, height, width = latent.shape[2], latent.shape[3], latent.shape[4]
     log(f"[vae] exporting the VAE decoder at latent {z_dim}x{frames}x{height}x{width}")
     spec, artifact, vae_files = export_vae_decoder(
-        vae, (1, z_dim, frames, height, width), staging, precision=options.precision, seed=options.seed
+        vae,
+        (1, z_dim, frames, height, width),
+        staging,
+        precision=options.precision,
+        providers=_validation_providers(options.precision),
+        seed=options.seed,
     )
     submodels["vae_decoder"] = spec
     submodel_artifacts["vae_decoder"] = artifact

@@ -41,7 +41,13 @@ def decoder_spec(latent_shape: tuple[int, ...], video_shape: tuple[int, ...], dt
 
 
 def export_vae_decoder(
-    vae: torch.nn.Module, latent_shape: tuple[int, ...], directory: Path, *, precision: str, seed: int = 0
+    vae: torch.nn.Module,
+    latent_shape: tuple[int, ...],
+    directory: Path,
+    *,
+    precision: str,
+    providers: list[str],
+    seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
     """Export, sanitize, save and validate the decoder at ``latent_shape``; returns (spec, artifact entry, files)."""
     decoder = VaeDecoder(vae).eval()
@@ -68,6 +74,7 @@ def export_vae_decoder(
         precision=precision,
         output_name=VIDEO_OUTPUT,
         strength_input=False,
+        providers=providers,
     )
     entry = {
         "onnx": {

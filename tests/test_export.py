@@ -131,6 +131,15 @@ def test_opset_23_exports_the_attention_op_with_fold(tmp_path: Path) -> None:
     assert check_tensorrt_compat(model).ok
 
 
+def test_fp16_export_matches_within_the_fp16_tolerance(tmp_path: Path) -> None:
+    result = run_export(ExportOptions(model="tiny:wan22", out=tmp_path, precision="fp16"), log=_quiet)
+    report = result.parity["onnx"]
+    assert report["passed"] and report["tolerance"] == TOLERANCES["fp16"]
+    model = onnx.load(str(result.directory / "denoiser.onnx"))
+    inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    assert inputs["hidden_states"] == onnx.TensorProto.FLOAT16 and inputs[STRENGTH_INPUT] == onnx.TensorProto.FLOAT
+
+
 def test_pytorch2_artifacts_load_and_match(tmp_path: Path) -> None:
     result = run_export(
         ExportOptions(model="tiny:wan21", out=tmp_path, formats=("pt2", "aoti", "torchscript")), log=_quiet
@@ -173,6 +182,14 @@ def test_torchscript_is_recorded_as_unavailable_where_the_model_does_not_trace(t
         ({"formats": ("onnx", "tflite")}, ExportError, "unknown format"),
         ({"opset": 23, "strategy": "split"}, ExportError, "query-broadcast"),
         ({"precision": "int8"}, ExportError, "unknown precision"),
+        pytest.param(
+            {"precision": "bf16"},
+            ExportError,
+            "CUDA provider",
+            marks=pytest.mark.skipif(
+                "CUDAExecutionProvider" in ort.get_available_providers(), reason="bf16 validates on the CUDA provider"
+            ),
+        ),
         ({"model": "tiny:nope"}, ModelNotFoundError, "unknown tiny model"),
     ],
 )
