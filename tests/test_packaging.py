@@ -1,0 +1,31 @@
+"""The wheel installs one top-level package, `dymos`, with export/ and runtime/ inside it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_maps_export_and_runtime_into_dymos(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("dymos-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.startswith("dymos-")}
+    assert top_level == {"dymos"}, top_level  # nothing generic like `export` or `runtime` in site-packages
+    for module in ("dymos/export/build.py", "dymos/runtime/loop.py", "dymos/runtime/schedulers.py", "dymos/cli.py"):
+        assert module in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "dymos = dymos.cli:main" in entry_points
+
+
+def test_importing_dymos_and_its_runtime_does_not_import_torch() -> None:
+    code = "import sys, dymos, dymos.runtime.loop, dymos.runtime.backends; assert 'torch' not in sys.modules, 'torch'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
