@@ -34,7 +34,7 @@ from dymos.models import (
 )
 from dymos.schedule import DEFAULT_FRACTION
 
-from .onnx_export import export_onnx, export_program
+from .onnx_export import export_program, onnx_model, save_onnx, save_onnx_shared
 from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
 from .tensorrt import ENGINE_NAME
 from .trt_compat import check_tensorrt_compat
@@ -258,9 +258,23 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         if "onnx" in formats:
             log(f"[onnx] exporting {class_name} (opset {options.opset}, strategy {strategy}, {options.precision})")
             t0 = time.perf_counter()
-            onnx_files = export_onnx(
-                program, spec, staging / "denoiser.onnx", opset=options.opset, sequence_lengths=sequence
-            )
+            main = onnx_model(program, spec, opset=options.opset, sequence_lengths=sequence)
+            stock_wrapper = None
+            if pipe is not None and type(pipe).__name__ in RUNTIME_PIPELINES:
+                # The runtime runs steps where every strength is 0 on a stock graph sharing the weights file, so
+                # those steps cost what the stock model costs.
+                stock_wrapper = StrengthInputDenoiser(model, spec, dymos=False).eval()
+                stock = onnx_model(
+                    export_program(stock_wrapper, spec, list(sample.inputs.values())),
+                    spec,
+                    opset=options.opset,
+                    require_strength=False,
+                )
+                onnx_files = save_onnx_shared(
+                    {"denoiser.onnx": main, "denoiser_stock.onnx": stock}, staging, "denoiser.onnx.data"
+                )
+            else:
+                onnx_files = save_onnx(main, staging / "denoiser.onnx")
             log(f"[onnx] exported in {time.perf_counter() - t0:.1f}s; validating against PyTorch with onnxruntime")
             report = validate_onnx(
                 staging / "denoiser.onnx",
@@ -284,6 +298,28 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                     "report": "parity_onnx.json",
                 },
             }
+            if stock_wrapper is not None:
+                stock_report = validate_onnx(
+                    staging / "denoiser_stock.onnx",
+                    stock_wrapper,
+                    cases,
+                    staging / "parity_stock",
+                    precision=options.precision,
+                    providers=providers,
+                    strength_input=False,
+                )
+                artifacts["onnx_stock"] = {
+                    "file": "denoiser_stock.onnx",
+                    "shares_weights_with": "denoiser.onnx",
+                    "use": "steps where every item's strength is 0",
+                    "validated": {
+                        "backend": stock_report["backend"],
+                        "tolerance": stock_report["tolerance"],
+                        "passed": True,
+                    },
+                }
+                files += ["parity_stock/inputs.json", "parity_stock/torch_outputs.json"]
+                log("[onnx] stock graph (shared weights) validated")
             compat = check_tensorrt_compat(staging / "denoiser.onnx")
             artifacts["onnx"]["tensorrt_parser_check"] = {
                 "tensorrt_version": compat.tensorrt_version,

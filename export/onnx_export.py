@@ -7,6 +7,7 @@ reference pattern must be computed in the graph from token positions. Files are 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -97,12 +98,17 @@ def _ancestors(model: onnx.ModelProto, output: str) -> set[str]:
     return seen
 
 
-def check_graph(model: onnx.ModelProto, spec: ExportSpec, *, sequence_lengths: Sequence[int] = ()) -> None:
-    """Fail if ``motion_strength`` is not a live input or the graph carries an ``L x L`` constant."""
+def check_graph(
+    model: onnx.ModelProto, spec: ExportSpec, *, sequence_lengths: Sequence[int] = (), require_strength: bool = True
+) -> None:
+    """Fail if ``motion_strength`` is not a live input or the graph carries an ``L x L`` constant.
+
+    ``require_strength=False`` is for the stock graph, which keeps the input (same signature) but ignores it.
+    """
     names = [i.name for i in model.graph.input]
     if STRENGTH_INPUT not in names:
         raise OnnxExportError(f"{STRENGTH_INPUT} is not an input of the exported graph (inputs: {names})")
-    if STRENGTH_INPUT not in _ancestors(model, OUTPUT_NAME):
+    if require_strength and STRENGTH_INPUT not in _ancestors(model, OUTPUT_NAME):
         raise OnnxExportError(f"{OUTPUT_NAME} does not depend on {STRENGTH_INPUT}: the strength was folded away")
     expected = set(spec.input_names)
     if set(names) != expected:
@@ -160,6 +166,45 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> list[str]:
     return [path.name, data_name] if external else [path.name]
 
 
+def save_onnx_shared(models: dict[str, onnx.ModelProto], directory: Path, data_name: str) -> list[str]:
+    """Save several graphs whose weights live once in one external-data file (identical tensors deduplicated).
+
+    This is how the stock graph rides along with the DyMoS graph at no weight cost. The data file is renamed into
+    place before the graphs. Returns the file names written.
+    """
+    from onnx.external_data_helper import set_external_data
+
+    directory = Path(directory)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".shared.", dir=directory))
+    try:
+        placed: dict[bytes, tuple[int, int]] = {}
+        with open(tmp_dir / data_name, "wb") as data:
+            for model in models.values():
+                for tensor in model.graph.initializer:
+                    raw = tensor.raw_data
+                    if len(raw) < 1024:
+                        continue
+                    key = hashlib.sha256(raw).digest()
+                    if key not in placed:
+                        data.write(b"\0" * (-data.tell() % 4096))  # page-aligned, so runtimes can mmap tensors
+                        placed[key] = (data.tell(), len(raw))
+                        data.write(raw)
+                    offset, length = placed[key]
+                    set_external_data(tensor, location=data_name, offset=offset, length=length)
+                    tensor.data_location = onnx.TensorProto.EXTERNAL
+                    tensor.ClearField("raw_data")
+        for name, model in models.items():
+            onnx.save_model(model, tmp_dir / name)
+        os.replace(tmp_dir / data_name, directory / data_name)
+        for name in models:
+            os.replace(tmp_dir / name, directory / name)
+    finally:
+        for leftover in tmp_dir.iterdir():
+            leftover.unlink()
+        tmp_dir.rmdir()
+    return [*models, data_name]
+
+
 def export_program(
     wrapper: torch.nn.Module, spec: ExportSpec, sample: Sequence[torch.Tensor]
 ) -> torch.export.ExportedProgram:
@@ -193,7 +238,19 @@ def export_onnx(
     opset: int = 20,
     sequence_lengths: Sequence[int] = (),
 ) -> list[str]:
-    """ONNX from an exported program: translate, pass, sanitize, check and save; returns the file names."""
+    """ONNX from an exported program, saved to ``path``; returns the file names written."""
+    return save_onnx(onnx_model(program, spec, opset=opset, sequence_lengths=sequence_lengths), path)
+
+
+def onnx_model(
+    program: torch.export.ExportedProgram,
+    spec: ExportSpec,
+    *,
+    opset: int = 20,
+    sequence_lengths: Sequence[int] = (),
+    require_strength: bool = True,
+) -> onnx.ModelProto:
+    """ONNX from an exported program: translate, name dims, compatibility passes, sanitize, check."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; choose one of {OPSETS}")
     onnx_program = torch.onnx.export(
@@ -209,7 +266,7 @@ def export_onnx(
     name_dynamic_dims(model, spec)
     rewrite_bool_where(model)
     model = sanitize(model)
-    check_graph(model, spec, sequence_lengths=sequence_lengths)
+    check_graph(model, spec, sequence_lengths=sequence_lengths, require_strength=require_strength)
     if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         onnx.checker.check_model(model, full_check=False)
-    return save_onnx(model, path)
+    return model

@@ -215,3 +215,12 @@ def open_backend(
         except BackendUnavailable as err:
             reasons.append(f"{name}: {err}")
     raise BackendUnavailable(f"no backend can run {submodel} from {export.root}: " + "; ".join(reasons))
+
+
+def open_stock_backend(export: ExportDir, *, device: str = "auto") -> Backend | None:
+    """The stock denoiser graph (same inputs, strength ignored, weights shared) for steps where every strength is
+    0, or None when the export has none."""
+    entry = export.manifest.get("artifacts", {}).get("onnx_stock")
+    if not entry or not _installed("onnxruntime"):
+        return None
+    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel("denoiser"), device=device)

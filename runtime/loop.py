@@ -18,7 +18,7 @@ import numpy as np
 from dymos.schedule import StrengthSchedule, validate_strength
 
 from .artifacts import ExportDir, FeedError
-from .backends import Backend, open_backend
+from .backends import Backend, open_backend, open_stock_backend
 from .schedulers import scheduler_from_config
 from .video import to_frames
 
@@ -88,9 +88,14 @@ def sample(
     *,
     denoiser: Backend | None = None,
     decoder: Backend | None = None,
+    stock: Backend | bool | None = True,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> RunResult:
-    """Run the sampling loop and decode; every check happens before the first engine call."""
+    """Run the sampling loop and decode; every check happens before the first engine call.
+
+    ``stock``: the backend for steps where every strength is 0 (True: the export's stock graph when it has one;
+    None/False: always the DyMoS graph).
+    """
     strengths, batch = _check_request(export, cond, request)
     pipeline = export.manifest["pipeline"]
     spec = export.submodel("denoiser")
@@ -119,6 +124,8 @@ def sample(
     batched_cfg = guided and 2 * batch <= max_batch
     denoiser = denoiser or open_backend(export, "denoiser")
     decoder = decoder or open_backend(export, "vae_decoder")
+    if stock is True:
+        stock = open_stock_backend(export)
 
     def feed(x: np.ndarray, t: float, text: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
         n = x.shape[0]
@@ -152,10 +159,11 @@ def sample(
         s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
         fed.append(s.tolist())
         x = np.concatenate([latents, condition], axis=1)
+        engine_for_step = stock if stock and not s.any() else denoiser
         engine = 0.0
         if batched_cfg:
             t0 = time.perf_counter()
-            out = denoiser.run(
+            out = engine_for_step.run(
                 feed(
                     np.concatenate([x, x]),
                     float(t),
@@ -167,9 +175,9 @@ def sample(
             noise_cond, noise_uncond = out[:batch], out[batch:]
         else:
             t0 = time.perf_counter()
-            noise_cond = denoiser.run(feed(x, float(t), context["cond"], s))["noise_pred"]
+            noise_cond = engine_for_step.run(feed(x, float(t), context["cond"], s))["noise_pred"]
             if guided:
-                noise_uncond = denoiser.run(feed(x, float(t), context["uncond"], s))["noise_pred"]
+                noise_uncond = engine_for_step.run(feed(x, float(t), context["uncond"], s))["noise_pred"]
             engine += time.perf_counter() - t0
         noise = (
             noise_uncond + np.float32(request.guidance_scale) * (noise_cond - noise_uncond) if guided else noise_cond

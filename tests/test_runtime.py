@@ -200,3 +200,45 @@ def test_manifest_records_the_pipeline_contract(exported: Path) -> None:
     assert pipeline["class"] == "WanImageToVideoPipeline" and pipeline["runtime_supported"]
     assert pipeline["scheduler"]["class"] == "UniPCMultistepScheduler"
     assert set(manifest["submodels"]) == {"denoiser", "vae_decoder"}
+
+
+def test_stock_graph_shares_the_weights_file(exported: Path) -> None:
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
+
+    def placements(name: str) -> dict[tuple[int, int], str]:
+        model = onnx.load(str(exported / name), load_external_data=False)
+        info = [ExternalDataInfo(t) for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert {i.location for i in info} == {"denoiser.onnx.data"}
+        return {(i.offset, i.length): i.location for i in info}
+
+    main, stock = placements("denoiser.onnx"), placements("denoiser_stock.onnx")
+    shared = sum(length for (offset, length) in stock if (offset, length) in main)
+    assert shared >= 0.9 * sum(length for (_, length) in stock)  # the weights are stored once
+    manifest = ExportDir.open(exported).manifest
+    assert manifest["artifacts"]["onnx_stock"]["validated"]["passed"]
+
+
+def test_steps_at_strength_zero_run_the_stock_graph(exported: Path, conditioning: Path) -> None:
+    from dymos.runtime.backends import open_backend, open_stock_backend
+
+    export = ExportDir.open(exported)
+    calls = {"dymos": 0, "stock": 0}
+
+    class Counting:
+        def __init__(self, inner, key):
+            self.inner, self.key, self.name, self.spec = inner, key, inner.name, inner.spec
+
+        def run(self, feed):
+            calls[self.key] += 1
+            return self.inner.run(feed)
+
+    request = RunRequest(strength=2.0, steps=STEPS, schedule=StrengthSchedule(first_steps=1))
+    sample(
+        export,
+        load_conditioning(str(conditioning)),
+        request,
+        denoiser=Counting(open_backend(export), "dymos"),
+        stock=Counting(open_stock_backend(export), "stock"),
+    )
+    assert calls == {"dymos": 1, "stock": STEPS - 1}  # CFG batched: one engine call per step
