@@ -7,32 +7,19 @@ on the parity cases before it counts as built.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dymos.manifest import atomic_write
+
 from .validate import TOLERANCES, ParityCase, ParityError
 
 PT2_NAME = "denoiser.pt2"
 AOTI_NAME = "denoiser_aoti.pt2"
 TORCHSCRIPT_NAME = "denoiser.torchscript.pt"
-
-
-def _atomic(path: Path, write: Callable[[str], Any], suffix: str = ".tmp") -> None:
-    """``write(tmp)`` to a temp file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_parity(
@@ -60,7 +47,7 @@ def check_parity(
 
 
 def save_program(program: torch.export.ExportedProgram, path: Path) -> None:
-    _atomic(path, lambda tmp: torch.export.save(program, tmp), suffix=".pt2")
+    atomic_write(path, lambda tmp: torch.export.save(program, tmp), suffix=".pt2")
 
 
 def load_program(path: Path) -> Callable[..., torch.Tensor]:
@@ -71,7 +58,7 @@ def compile_aoti(program: torch.export.ExportedProgram, path: Path) -> None:
     """AOTInductor: compile the program to a self-contained package (C++ compiler needed; minutes)."""
     from torch._inductor import aoti_compile_and_package
 
-    _atomic(path, lambda tmp: aoti_compile_and_package(program, package_path=tmp), suffix=".pt2")
+    atomic_write(path, lambda tmp: aoti_compile_and_package(program, package_path=tmp), suffix=".pt2")
 
 
 def load_aoti(path: Path) -> Callable[..., torch.Tensor]:
@@ -84,7 +71,7 @@ def trace_torchscript(module: torch.nn.Module, sample: Sequence[torch.Tensor], p
     """TorchScript by tracing at the sample's shapes; raises when the model does not trace."""
     with torch.no_grad():
         traced = torch.jit.trace(module, tuple(sample), check_trace=False, strict=False)
-    _atomic(path, lambda tmp: torch.jit.save(traced, tmp))
+    atomic_write(path, lambda tmp: torch.jit.save(traced, tmp))
 
 
 def load_torchscript(path: Path) -> Callable[..., torch.Tensor]:

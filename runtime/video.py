@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from dymos.manifest import atomic_write
 
 VIDEO_FORMATS = (".mp4", ".gif", ".png")
 
@@ -33,21 +33,21 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 16) -> list[Pat
         written = []
         for i, frame in enumerate(frames):
             target = path.with_name(f"{path.stem}_{i:03d}.png")
-            _atomic(target, lambda tmp, frame=frame: Image.fromarray(frame).save(tmp, format="PNG"))
+            atomic_write(target, lambda tmp, frame=frame: Image.fromarray(frame).save(tmp, format="PNG"))
             written.append(target)
         return written
     if suffix == ".gif":
         from PIL import Image
 
         images = [Image.fromarray(f) for f in frames]
-        _atomic(
+        atomic_write(
             path,
             lambda tmp: images[0].save(
                 tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
             ),
         )
         return [path]
-    _atomic(path, lambda tmp: _write_mp4(frames, tmp, fps), suffix=".mp4")
+    atomic_write(path, lambda tmp: _write_mp4(frames, tmp, fps), suffix=".mp4")
     return [path]
 
 
@@ -72,15 +72,3 @@ def _write_mp4(frames: np.ndarray, path: str, fps: int) -> None:
     for frame in frames:
         writer.send(np.ascontiguousarray(frame))
     writer.close()
-
-
-def _atomic(path: Path, write, suffix: str = ".tmp") -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
