@@ -54,8 +54,11 @@ format: setup
 export: setup
 	$(VENV)/bin/dymos export $(if $(MODEL),--model $(MODEL),) --out $(OUT) $(EXPORT_ARGS)
 
+BENCH_ARGS ?=
+
 bench: setup
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py $(BENCH_ARGS)
+	$(PY) tools/bench_runtime.py
 
 clean:
 	rm -rf build .pytest_cache
