@@ -36,7 +36,7 @@ from dymos.schedule import DEFAULT_FRACTION
 
 from .onnx_export import export_program, onnx_model, save_onnx, save_onnx_shared
 from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
-from .tensorrt import ENGINE_NAME
+from .tensorrt import ENGINE_NAME, tensorrt_version
 from .trt_compat import check_tensorrt_compat
 from .validate import ParityCase, validate_onnx
 from .wrapper import StrengthInputDenoiser
@@ -140,13 +140,6 @@ def _versions() -> dict[str, str | None]:
     import onnx
     import onnxruntime
     import polygraphy
-
-    try:
-        from .tensorrt import tensorrt_version
-    except ImportError:  # the TensorRT module lands separately; without it there is no TensorRT version to record
-
-        def tensorrt_version() -> None:
-            return None
 
     return {
         "dymos": __version__,
@@ -461,7 +454,7 @@ def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
 
 def _build_tensorrt(staging: Path, spec: ExportSpec, options: ExportOptions, log: Callable[[str], None]) -> dict:
     """Check the ONNX graph against TensorRT's parser (CPU), then build the engine (GPU, TensorRT installed)."""
-    from .tensorrt import TensorRTNotInstalledError, build_engine, tensorrt_version
+    from .tensorrt import TensorRTNotInstalledError, build_engine
 
     report = check_tensorrt_compat(staging / "denoiser.onnx", tensorrt_version=tensorrt_version() or "10.14")
     report.raise_if_incompatible()
