@@ -242,3 +242,23 @@ def test_steps_at_strength_zero_run_the_stock_graph(exported: Path, conditioning
         stock=Counting(open_stock_backend(export), "stock"),
     )
     assert calls == {"dymos": 1, "stock": STEPS - 1}  # CFG batched: one engine call per step
+
+
+@pytest.mark.gpu
+def test_tensorrt_backend_matches_onnxruntime(conditioning: Path, tmp_path: Path) -> None:
+    """GPU only: an fp16 engine built by `dymos export --formats onnx,trt` drives the same loop."""
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (make setup GPU=1)")
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed (make setup GPU=1)")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from dymos.runtime.backends import open_backend
+
+    directory = run_export(
+        ExportOptions(model="tiny-pipeline:wan22", out=tmp_path, formats=("onnx", "trt")), log=_quiet
+    )
+    export = ExportDir.open(directory.directory, tensorrt_version=trt.__version__)
+    cond = load_conditioning(str(conditioning))
+    request = RunRequest(strength=[0.0, 2.5], steps=STEPS, schedule=StrengthSchedule(first_steps=2))
+    ort_result = sample(export, cond, request, denoiser=open_backend(export, prefer=("onnxruntime",)), stock=None)
+    trt_result = sample(export, cond, request, denoiser=open_backend(export, prefer=("tensorrt",)), stock=None)
+    np.testing.assert_allclose(trt_result.latents, ort_result.latents, atol=5e-2, rtol=0)  # fp16 engine vs fp32
