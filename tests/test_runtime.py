@@ -253,10 +253,8 @@ def test_tensorrt_backend_matches_onnxruntime(conditioning: Path, tmp_path: Path
         pytest.skip("no CUDA GPU")
     from dymos.runtime.backends import open_backend
 
-    directory = run_export(
-        ExportOptions(model="tiny-pipeline:wan22", out=tmp_path, formats=("onnx", "trt")), log=_quiet
-    )
-    export = ExportDir.open(directory.directory, tensorrt_version=trt.__version__)
+    result = run_export(ExportOptions(model="tiny-pipeline:wan22", out=tmp_path, formats=("onnx", "trt")), log=_quiet)
+    export = ExportDir.open(result.directory, tensorrt_version=trt.__version__)
     cond = load_conditioning(str(conditioning))
     request = RunRequest(strength=[0.0, 2.5], steps=STEPS, schedule=StrengthSchedule(first_steps=2))
     ort_result = sample(export, cond, request, denoiser=open_backend(export, prefer=("onnxruntime",)), stock=None)
