@@ -251,6 +251,18 @@ class _Scheduler:
         if self.num_inference_steps is None:
             raise ValueError(f"{self.name}: call set_timesteps() before step()")
 
+    def _step_arrays(
+        self, model_output: Any, sample: Any, timestep: Any, *, float_timestep: bool = False, float32: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The preamble every ``step`` shares: ready check, numpy arrays, and (sigma-indexed schedulers) a
+        float timestep; ``float32`` computes the sample in float32 as diffusers does there."""
+        self._check_ready()
+        if float_timestep:
+            _reject_integer_timestep(timestep, self.name)
+        model_output = _as_array(model_output, "model_output")
+        sample = _as_array(sample, "sample")
+        return model_output, sample.astype(np.float32) if float32 else sample
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # UniPC on flow sigmas (Wan)
@@ -448,9 +460,7 @@ class UniPCMultistepScheduler(_Scheduler):
         generator: np.random.Generator | None = None,
     ) -> np.ndarray:
         """One UniPC step: correct the current sample with the new output (UniC), then predict the next (UniP)."""
-        self._check_ready()
-        model_output = _as_array(model_output, "model_output")
-        sample = _as_array(sample, "sample")
+        model_output, sample = self._step_arrays(model_output, sample, timestep)
         if self._step_index is None:
             self._step_index = _index_of(self.timesteps, timestep, missing=len(self.timesteps) - 1)
         i = self._step_index
@@ -581,10 +591,7 @@ class FlowMatchEulerDiscreteScheduler(_Scheduler):
         generator: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Euler step in float32; the result takes the model output's dtype, as in diffusers."""
-        self._check_ready()
-        _reject_integer_timestep(timestep, self.name)
-        model_output = _as_array(model_output, "model_output")
-        sample = _as_array(sample, "sample").astype(np.float32)
+        model_output, sample = self._step_arrays(model_output, sample, timestep, float_timestep=True, float32=True)
         if self._step_index is None:
             self._step_index = _index_of(self.timesteps, timestep, missing=None)
         dt = self.sigmas[self._step_index + 1] - self.sigmas[self._step_index]
@@ -755,10 +762,7 @@ class EulerDiscreteScheduler(_Scheduler):
         generator: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Euler step x + (x - x0) / sigma * (sigma_next - sigma) in float32; the result takes the output's dtype."""
-        self._check_ready()
-        _reject_integer_timestep(timestep, self.name)
-        model_output = _as_array(model_output, "model_output")
-        sample = _as_array(sample, "sample").astype(np.float32)
+        model_output, sample = self._step_arrays(model_output, sample, timestep, float_timestep=True, float32=True)
         if self._step_index is None:
             self._step_index = _index_of(self.timesteps, timestep, missing=None)
         sigma = self.sigmas[self._step_index]
@@ -877,9 +881,7 @@ class CogVideoXDDIMScheduler(_Scheduler):
         generator: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Deterministic DDIM: x_prev = a * x + b * x0 with a = sqrt((1-a_prev)/(1-a_t))."""
-        self._check_ready()
-        model_output = _as_array(model_output, "model_output")
-        sample = _as_array(sample, "sample")
+        model_output, sample = self._step_arrays(model_output, sample, timestep)
         _, a_t, a_prev = self._alphas(timestep)
         x0 = self._x0(model_output, sample, a_t)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -911,9 +913,7 @@ class CogVideoXDPMScheduler(CogVideoXDDIMScheduler):
         generator: np.random.Generator | None = None,
     ) -> np.ndarray:
         """One DPM-Solver++ SDE step; second order once a previous x0 exists and t is not the last step."""
-        self._check_ready()
-        model_output = _as_array(model_output, "model_output")
-        sample = _as_array(sample, "sample")
+        model_output, sample = self._step_arrays(model_output, sample, timestep)
         rng = generator if generator is not None else np.random.default_rng()
         prev_t, a_t, a_prev = self._alphas(timestep)
         back = self._previous_timestep
