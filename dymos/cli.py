@@ -154,6 +154,7 @@ def _quiet_torch_export_noise() -> None:
 
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     logging.getLogger("torch.export.pt2_archive._package").setLevel(logging.ERROR)
+    logging.getLogger("onnxscript.optimizer._constant_folding").setLevel(logging.ERROR)
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category)
     import torch.jit
