@@ -207,6 +207,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="the conditioning (first) frame")
     p.add_argument("--prompt", default="", help="text prompt (tiny pipelines map it to a seeded embedding)")
     p.add_argument("--negative-prompt", default="", help="negative prompt for classifier-free guidance")
+    p.add_argument("--seed", type=int, default=0, help="seed of the encoders' random draws (CogVideoX's image latents)")
     p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
     p.set_defaults(handler=_run_prepare)
 
@@ -215,7 +216,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from dymos.prepare import prepare
 
     _quiet_torch_export_noise()
-    out = prepare(args.export, args.image, args.prompt, args.out, negative_prompt=args.negative_prompt)
+    out = prepare(args.export, args.image, args.prompt, args.out, negative_prompt=args.negative_prompt, seed=args.seed)
     print(f"conditioning: {out}")
     return 0
 

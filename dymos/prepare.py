@@ -39,6 +39,57 @@ def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+def _wan_condition(pipe: Any, pixels: torch.Tensor, height: int, width: int, num_frames: int, seed: int) -> Any:
+    """Wan: mask channels + VAE latents of [image, zeros...] (deterministic: the latent distribution's mode)."""
+    z_dim = int(pipe.vae.config.z_dim)
+    latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
+    shape = (1, z_dim, latent_frames, height // pipe.vae_scale_factor_spatial, width // pipe.vae_scale_factor_spatial)
+    _, condition = pipe.prepare_latents(
+        pixels,
+        1,
+        z_dim,
+        height,
+        width,
+        num_frames,
+        torch.float32,
+        torch.device("cpu"),
+        None,
+        latents=torch.zeros(shape),
+    )
+    return condition
+
+
+def _cogvideox_condition(pipe: Any, pixels: torch.Tensor, height: int, width: int, num_frames: int, seed: int) -> Any:
+    """CogVideoX: scaled VAE latents of the image, padded with zeros to the video's latent frames. The pipeline
+    samples them from the latent distribution, so ``seed`` (a torch generator) makes them reproducible."""
+    channels = int(pipe.transformer.config.in_channels) // 2
+    latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
+    shape = (
+        1,
+        latent_frames,
+        channels,
+        height // pipe.vae_scale_factor_spatial,
+        width // pipe.vae_scale_factor_spatial,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    _, image_latents = pipe.prepare_latents(
+        pixels,
+        1,
+        channels,
+        num_frames,
+        height,
+        width,
+        torch.float32,
+        torch.device("cpu"),
+        generator,
+        latents=torch.zeros(shape),
+    )
+    return image_latents
+
+
+_CONDITIONERS = {"WanImageToVideoPipeline": _wan_condition, "CogVideoXImageToVideoPipeline": _cogvideox_condition}
+
+
 def prepare_conditioning(
     pipe: Any,
     image: Any,
@@ -49,9 +100,14 @@ def prepare_conditioning(
     width: int,
     num_frames: int,
     text_shape: tuple[int, int],
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Wan I2V conditioning for one image and prompt: ``condition`` (mask + first-frame latents), the prompt
-    embeddings and, for image-context models, ``image_embeds``. ``text_shape`` = (tokens, width) of the graph."""
+    """Conditioning for one image and prompt: ``condition`` (what the pipeline concatenates to the latents), the
+    prompt embeddings and, for image-context models, ``image_embeds``. ``text_shape`` = (tokens, width) of the graph.
+    """
+    conditioner = _CONDITIONERS.get(type(pipe).__name__)
+    if conditioner is None:
+        raise ValueError(f"dymos prepare supports {', '.join(_CONDITIONERS)}, not {type(pipe).__name__}")
     with torch.no_grad():
         if pipe.text_encoder is not None:
             prompt_embeds, negative_embeds = pipe.encode_prompt(
@@ -61,29 +117,9 @@ def prepare_conditioning(
             prompt_embeds = _tiny_prompt_embedding(prompt, (1, *text_shape))
             negative_embeds = _tiny_prompt_embedding(negative_prompt, (1, *text_shape))
         pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
-        z_dim = int(pipe.vae.config.z_dim)
-        latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-        shape = (
-            1,
-            z_dim,
-            latent_frames,
-            height // pipe.vae_scale_factor_spatial,
-            width // pipe.vae_scale_factor_spatial,
-        )
-        _, condition = pipe.prepare_latents(
-            pixels,
-            1,
-            z_dim,
-            height,
-            width,
-            num_frames,
-            torch.float32,
-            torch.device("cpu"),
-            None,
-            latents=torch.zeros(shape),
-        )
+        condition = conditioner(pipe, pixels, height, width, num_frames, seed)
         out = {
-            "condition": condition.numpy(),
+            "condition": condition.float().numpy(),
             "prompt_embeds": prompt_embeds.float().numpy(),
             "negative_prompt_embeds": negative_embeds.float().numpy(),
         }
@@ -93,9 +129,18 @@ def prepare_conditioning(
 
 
 def prepare(
-    export_dir: str | Path, image_path: str | Path, prompt: str, out: str | Path, *, negative_prompt: str = ""
+    export_dir: str | Path,
+    image_path: str | Path,
+    prompt: str,
+    out: str | Path,
+    *,
+    negative_prompt: str = "",
+    seed: int = 0,
 ) -> Path:
-    """Conditioning for ``export_dir``'s pipeline at its exported size, written atomically to ``out`` (.npz)."""
+    """Conditioning for ``export_dir``'s pipeline at its exported size, written atomically to ``out`` (.npz).
+
+    ``seed`` drives the one random draw some pipelines make here (CogVideoX samples its image latents).
+    """
     import io
 
     manifest = load_manifest(export_dir, verify_hashes=False)
@@ -115,6 +160,7 @@ def prepare(
         width=video["width"],
         num_frames=video["frames"],
         text_shape=(int(text["shape"][1]), int(text["shape"][2])),
+        seed=seed,
     )
     meta = {
         "format": CONDITIONING_FORMAT,

@@ -202,28 +202,69 @@ _TINY_WAN_VAE = {
     "latents_mean": [0.0] * 4,
     "latents_std": [1.0] * 4,
 }
-TINY_PIPELINES = ("wan22",)
+# The real CogVideoX I2V scheduler (shared/configs/cogvideox-5b-i2v.json).
+COGVIDEOX_SCHEDULER = {
+    "class": "CogVideoXDDIMScheduler",
+    "config": {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "set_alpha_to_one": True,
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": True,
+        "timestep_spacing": "trailing",
+        "snr_shift_scale": 1.0,
+    },
+}
+_TINY_COGVIDEOX_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["CogVideoXDownBlock3D"] * 4,
+    "up_block_types": ["CogVideoXUpBlock3D"] * 4,
+    "block_out_channels": [8, 8, 8, 8],
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 2,
+    "temporal_compression_ratio": 4,
+    "sample_height": 64,
+    "sample_width": 64,
+    "scaling_factor": 0.7,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+}
+TINY_PIPELINES = ("wan22", "cogvideox")
 
 
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
-    """A tiny ``WanImageToVideoPipeline`` (Wan 2.2 I2V layout, no image encoder): tiny transformer and VAE with
-    seeded random weights and the real Wan scheduler config. It has no text encoder: prompts are embeddings."""
+    """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
+    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder) or ``cogvideox``
+    (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size). Neither has a text
+    encoder: prompts are embeddings."""
     import diffusers
 
     if name not in TINY_PIPELINES:
         raise ValueError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
-    transformer = TINY_CASES["wan22"].build(seed=seed)
+    transformer = TINY_CASES[name].build(seed=seed)
     torch.manual_seed(seed + 1)
-    vae = diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval()
-    scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
-    pipe = diffusers.WanImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        image_encoder=None,
-        image_processor=None,
-    )
+    if name == "wan22":
+        vae = diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval()
+        scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
+        pipe = diffusers.WanImageToVideoPipeline(
+            tokenizer=None,
+            text_encoder=None,
+            vae=vae,
+            scheduler=scheduler,
+            transformer=transformer,
+            image_encoder=None,
+            image_processor=None,
+        )
+    else:
+        vae = diffusers.AutoencoderKLCogVideoX(**_TINY_COGVIDEOX_VAE).eval()
+        scheduler = getattr(diffusers, COGVIDEOX_SCHEDULER["class"]).from_config(COGVIDEOX_SCHEDULER["config"])
+        pipe = diffusers.CogVideoXImageToVideoPipeline(
+            tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=scheduler
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -384,7 +384,16 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
 
 
 # Pipeline classes whose whole sampling loop the torch-free runtime can drive (see dymos.runtime.loop).
-RUNTIME_PIPELINES = ("WanImageToVideoPipeline",)
+# What differs between them is data the manifest carries: the latent axis order, which VAE config entry holds
+# the latent channel count, and how latents are un-normalised before decoding.
+RUNTIME_PIPELINES: dict[str, dict[str, str]] = {
+    "WanImageToVideoPipeline": {"latent_layout": "BCFHW", "channels_key": "z_dim", "normalization": "mean_std"},
+    "CogVideoXImageToVideoPipeline": {
+        "latent_layout": "BFCHW",
+        "channels_key": "latent_channels",
+        "normalization": "scaling_factor",
+    },
+}
 
 
 def _export_pipeline_parts(
@@ -410,14 +419,18 @@ def _export_pipeline_parts(
     if pipeline_class not in RUNTIME_PIPELINES:
         log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive this pipeline yet; denoiser only")
         return entry
+    recipe = RUNTIME_PIPELINES[pipeline_class]
+    if pipe.transformer.config.get("patch_size_t"):
+        raise ExportError(f"{pipeline_class} with temporal patching (CogVideoX 1.5) is not driven by the runtime yet")
     latent = cases[0].inputs[FAMILIES[family].latent_arg]
+    axes = dict(zip(recipe["latent_layout"], latent.shape))
+    frames, height, width = axes["F"], axes["H"], axes["W"]
     vae = pipe.vae
-    z_dim = int(vae.config.z_dim)
-    frames, height, width = latent.shape[2], latent.shape[3], latent.shape[4]
-    log(f"[vae] exporting the VAE decoder at latent {z_dim}x{frames}x{height}x{width}")
+    channels = int(vae.config[recipe["channels_key"]])
+    log(f"[vae] exporting the VAE decoder at latent {channels}x{frames}x{height}x{width}")
     spec, artifact, vae_files = export_vae_decoder(
         vae,
-        (1, z_dim, frames, height, width),
+        (1, channels, frames, height, width),
         staging,
         precision=options.precision,
         providers=_validation_providers(options.precision),
@@ -427,14 +440,13 @@ def _export_pipeline_parts(
     submodel_artifacts["vae_decoder"] = artifact
     log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
     t, s = int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial)
+    if recipe["normalization"] == "mean_std":
+        scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
+    else:
+        scaling = {"scaling_factor": float(vae.config.scaling_factor)}
     entry.update(
-        vae={
-            "z_dim": z_dim,
-            "latents_mean": list(vae.config.latents_mean),
-            "latents_std": list(vae.config.latents_std),
-            "scale_factor_temporal": t,
-            "scale_factor_spatial": s,
-        },
+        recipe={"latent_layout": recipe["latent_layout"], "normalization": recipe["normalization"]},
+        vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},
         video={
             "latent_frames": frames,
             "latent_height": height,

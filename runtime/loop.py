@@ -1,10 +1,12 @@
 """The torch-free sampling loop: seeded latents, conditioning, guidance, the DyMoS strength schedule fed every
 step as the runtime tensor (per item, so one batch can mix strengths), scheduler steps, VAE decode.
 
-Implemented for ``WanImageToVideoPipeline`` exports (the loop of ``WanImageToVideoPipeline.__call__``): the
-denoiser input is ``concat([latents, condition])`` on channels, classifier-free guidance is
-``uncond + g * (cond - uncond)``, and latents are un-normalised with the VAE's ``latents_mean/std`` before decoding.
-Cond and uncond passes are batched into one engine call when the export's batch range allows.
+The loop of ``WanImageToVideoPipeline.__call__`` and ``CogVideoXImageToVideoPipeline.__call__`` (1.0): the
+denoiser input is ``concat([latents, condition])`` on the channel axis (Wan: mask + first-frame latents; CogVideoX:
+the padded image latents), classifier-free guidance is ``uncond + g * (cond - uncond)``, and latents are
+un-normalised (Wan: ``latents_mean/std``; CogVideoX: ``1 / scaling_factor``) before decoding. What differs is data
+from the manifest's ``pipeline.recipe`` (latent axis order, normalisation), not a code path per model. Cond and
+uncond passes are batched into one engine call when the export's batch range allows.
 """
 
 from __future__ import annotations
@@ -72,13 +74,28 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
     missing = [k for k in CONDITIONING_KEYS if k not in cond]
     if missing:
         raise RunError(f"conditioning lacks {missing}; create it with `dymos prepare`")
-    video = pipeline["video"]
-    want = (pipeline["vae"]["z_dim"] + 4, video["latent_frames"], video["latent_height"], video["latent_width"])
+    want = _condition_shape(export)
     if tuple(cond["condition"].shape[1:]) != want:
         raise RunError(
             f"condition has shape {cond['condition'].shape}, this export needs [1, {', '.join(map(str, want))}]"
         )
     return strengths, batch
+
+
+def _latent_sizes(pipeline: dict, channels: int) -> tuple[int, ...]:
+    """One item's latent shape in the recipe's axis order, for ``channels`` channels."""
+    video = pipeline["video"]
+    sizes = {"C": channels, "F": video["latent_frames"], "H": video["latent_height"], "W": video["latent_width"]}
+    return tuple(sizes[axis] for axis in pipeline["recipe"]["latent_layout"][1:])
+
+
+def _condition_shape(export: ExportDir) -> tuple[int, ...]:
+    """The condition's per-item shape: the denoiser's latent input minus the VAE latent channels."""
+    pipeline = export.manifest["pipeline"]
+    layout = pipeline["recipe"]["latent_layout"]
+    latent_input = export.submodel("denoiser").inputs[0]["shape"]
+    in_channels = latent_input[layout.index("C")]
+    return _latent_sizes(pipeline, in_channels - pipeline["vae"]["latent_channels"])
 
 
 def sample(
@@ -101,8 +118,9 @@ def sample(
     spec = export.submodel("denoiser")
     dtypes = {t["name"]: np.dtype(t["dtype"]) for t in spec.inputs}
     vae = pipeline["vae"]
-    video = pipeline["video"]
-    latent_shape = (batch, vae["z_dim"], video["latent_frames"], video["latent_height"], video["latent_width"])
+    layout = pipeline["recipe"]["latent_layout"]
+    channel_axis = layout.index("C")
+    latent_shape = (batch, *_latent_sizes(pipeline, vae["latent_channels"]))
     if request.latents is not None:
         if request.latents.shape != latent_shape:
             raise RunError(f"latents have shape {request.latents.shape}, expected {latent_shape}")
@@ -111,7 +129,8 @@ def sample(
         latents = np.random.default_rng(request.seed).standard_normal(latent_shape, dtype=np.float32)
     scheduler = scheduler_from_config(pipeline["scheduler"]["class"], pipeline["scheduler"]["config"])
     scheduler.set_timesteps(request.steps)
-    timesteps = scheduler.timesteps  # Wan's pipeline does not scale the initial noise (init_noise_sigma is 1)
+    timesteps = scheduler.timesteps
+    latents = latents * np.float32(scheduler.init_noise_sigma)  # 1 for these schedulers, as the pipelines do
 
     condition = np.repeat(cond["condition"].astype(np.float32), batch, axis=0)
     context = {
@@ -141,7 +160,7 @@ def sample(
 
     # Fail on a shape the engine cannot take before any heavy work.
     probe_batch = 2 * batch if batched_cfg else batch
-    first = np.concatenate([latents, condition], axis=1)
+    first = np.concatenate([latents, condition], axis=channel_axis)
     copies = probe_batch // batch
     spec.check_feed(
         feed(
@@ -158,7 +177,7 @@ def sample(
         multiplier = request.schedule.multiplier(i, len(timesteps))
         s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
         fed.append(s.tolist())
-        x = np.concatenate([latents, condition], axis=1)
+        x = np.concatenate([latents, condition], axis=channel_axis)
         engine_for_step = stock if stock and not s.any() else denoiser
         engine = 0.0
         if batched_cfg:
@@ -188,13 +207,23 @@ def sample(
         if progress:
             progress(i + 1, len(timesteps), step_seconds[-1])
 
-    mean = np.asarray(vae["latents_mean"], np.float32).reshape(1, -1, 1, 1, 1)
-    std = np.asarray(vae["latents_std"], np.float32).reshape(1, -1, 1, 1, 1)
     decoded = []
-    for item in latents * std + mean:
+    for item in _unnormalise(latents, pipeline):
         out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=np.float32)})["video"]
         decoded.append(to_frames(out[0]))
     return RunResult(latents, np.stack(decoded), step_seconds, engine_seconds, fed)
+
+
+def _unnormalise(latents: np.ndarray, pipeline: dict) -> np.ndarray:
+    """Latents in the recipe's layout -> the VAE decoder's ``[B, C, F, H, W]`` input scale."""
+    if pipeline["recipe"]["latent_layout"] == "BFCHW":
+        latents = latents.transpose(0, 2, 1, 3, 4)
+    vae = pipeline["vae"]
+    if pipeline["recipe"]["normalization"] == "mean_std":
+        mean = np.asarray(vae["latents_mean"], np.float32).reshape(1, -1, 1, 1, 1)
+        std = np.asarray(vae["latents_std"], np.float32).reshape(1, -1, 1, 1, 1)
+        return latents * std + mean
+    return latents / np.float32(vae["scaling_factor"])
 
 
 def load_conditioning(path: str) -> dict[str, np.ndarray]:

@@ -28,31 +28,49 @@ STEPS = 4
 # Stated tolerances, runtime (onnxruntime, numpy scheduler) vs diffusers (PyTorch), fp32, 4 UniPC steps:
 LATENT_ATOL = 1e-4  # final latents
 FRAME_ATOL = 2  # decoded uint8 frames (1 = one rounding step)
+PREPARE_SEED = 5  # CogVideoX samples its image latents: prepare and the pipeline use the same torch seed
 
 
 def _quiet(line: str) -> None:
     pass
 
 
+def _export_pipeline(name: str, factory: pytest.TempPathFactory) -> Path:
+    return run_export(ExportOptions(model=f"tiny-pipeline:{name}", out=factory.mktemp(name)), log=_quiet).directory
+
+
+def _prepare(export: Path, factory: pytest.TempPathFactory) -> Path:
+    folder = factory.mktemp("cond")
+    image = Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8))
+    image.save(folder / "input.png")
+    return prepare(export, folder / "input.png", "a red ball bouncing", folder / "cond.npz", seed=PREPARE_SEED)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("runtime")
-    return run_export(ExportOptions(model="tiny-pipeline:wan22", out=root), log=_quiet).directory
+    return _export_pipeline("wan22", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def conditioning(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cond")
-    image = Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8))
-    image.save(folder / "input.png")
-    return prepare(exported, folder / "input.png", "a red ball bouncing", folder / "cond.npz")
+    return _prepare(exported, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def exported_cogvideox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export_pipeline("cogvideox", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def conditioning_cogvideox(exported_cogvideox: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _prepare(exported_cogvideox, tmp_path_factory)
 
 
 def _pipeline_run(
-    image: Path, cond: dict[str, np.ndarray], latents: np.ndarray, strengths: list[float], video: dict
+    name: str, image: Path, cond: dict[str, np.ndarray], latents: np.ndarray, strengths: list[float], video: dict
 ) -> tuple:
-    """The same generation through diffusers' WanImageToVideoPipeline with DyMoS enabled."""
-    pipe = build_tiny_pipeline("wan22")
+    """The same generation through the diffusers pipeline with DyMoS enabled."""
+    pipe = build_tiny_pipeline(name)
     batch = len(strengths)
     kwargs = dict(
         image=Image.open(image).convert("RGB"),
@@ -66,30 +84,46 @@ def _pipeline_run(
         latents=torch.from_numpy(latents),
     )
     with dymos.enable(pipe, strength=strengths, first_steps=2):
-        latent_out = pipe(**kwargs, output_type="latent").frames
-        frames = pipe(**kwargs, output_type="np").frames
+        generator = torch.Generator().manual_seed(PREPARE_SEED)
+        latent_out = pipe(**kwargs, output_type="latent", generator=generator).frames
+        generator = torch.Generator().manual_seed(PREPARE_SEED)
+        frames = pipe(**kwargs, output_type="np", generator=generator).frames
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
+@pytest.mark.parametrize("name", ["wan22", "cogvideox"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
-def test_runtime_matches_the_diffusers_pipeline(exported: Path, conditioning: Path, strengths: list[float]) -> None:
+def test_runtime_matches_the_diffusers_pipeline(
+    request: pytest.FixtureRequest, name: str, strengths: list[float]
+) -> None:
+    suffix = "" if name == "wan22" else f"_{name}"
+    exported = request.getfixturevalue(f"exported{suffix}")
+    conditioning = request.getfixturevalue(f"conditioning{suffix}")
     export = ExportDir.open(exported)
     cond = load_conditioning(str(conditioning))
-    video = export.manifest["pipeline"]["video"]
-    shape = (
-        len(strengths),
-        export.manifest["pipeline"]["vae"]["z_dim"],
-        video["latent_frames"],
-        video["latent_height"],
-        video["latent_width"],
-    )
+    pipeline = export.manifest["pipeline"]
+    video = pipeline["video"]
+    sizes = {
+        "C": pipeline["vae"]["latent_channels"],
+        "F": video["latent_frames"],
+        "H": video["latent_height"],
+        "W": video["latent_width"],
+    }
+    shape = (len(strengths), *(sizes[a] for a in pipeline["recipe"]["latent_layout"][1:]))
     latents = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
-    request = RunRequest(
+    request_ = RunRequest(
         strength=strengths, steps=STEPS, guidance_scale=5.0, latents=latents, schedule=StrengthSchedule(first_steps=2)
     )
-    result = sample(export, cond, request)
+    result = sample(export, cond, request_)
     assert result.strengths == [strengths, strengths, [0.0] * len(strengths), [0.0] * len(strengths)]
-    ref_latents, ref_frames = _pipeline_run(conditioning.parent / "input.png", cond, latents, strengths, video)
+    image = conditioning.parent / "input.png"
+    if name == "cogvideox" and len(strengths) > 1:
+        # diffusers' CogVideoX I2V cannot batch one image (it wants one image per item and draws a separate image
+        # latent for each): compare every item of the runtime's mixed batch with its own single-item pipeline run.
+        runs = [_pipeline_run(name, image, cond, latents[i : i + 1], [s], video) for i, s in enumerate(strengths)]
+        ref_latents, ref_frames = (np.concatenate(parts) for parts in zip(*runs))
+    else:
+        ref_latents, ref_frames = _pipeline_run(name, image, cond, latents, strengths, video)
     np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
     assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
 
