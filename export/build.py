@@ -445,7 +445,11 @@ def _export_pipeline_parts(
     else:
         scaling = {"scaling_factor": float(vae.config.scaling_factor)}
     entry.update(
-        recipe={"latent_layout": recipe["latent_layout"], "normalization": recipe["normalization"]},
+        recipe={
+            "latent_input": FAMILIES[family].latent_arg,
+            "latent_layout": recipe["latent_layout"],
+            "normalization": recipe["normalization"],
+        },
         vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},
         video={
             "latent_frames": frames,

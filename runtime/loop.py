@@ -93,8 +93,9 @@ def _condition_shape(export: ExportDir) -> tuple[int, ...]:
     """The condition's per-item shape: the denoiser's latent input minus the VAE latent channels."""
     pipeline = export.manifest["pipeline"]
     layout = pipeline["recipe"]["latent_layout"]
-    latent_input = export.submodel("denoiser").inputs[0]["shape"]
-    in_channels = latent_input[layout.index("C")]
+    spec = export.submodel("denoiser")
+    latent_input = next(t for t in spec.inputs if t["name"] == pipeline["recipe"]["latent_input"])
+    in_channels = latent_input["shape"][layout.index("C")]
     return _latent_sizes(pipeline, in_channels - pipeline["vae"]["latent_channels"])
 
 
@@ -149,7 +150,7 @@ def sample(
     def feed(x: np.ndarray, t: float, text: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
         n = x.shape[0]
         values = {
-            "hidden_states": x,
+            pipeline["recipe"]["latent_input"]: x,
             "timestep": np.full((n,), t),
             "encoder_hidden_states": text,
             "motion_strength": s,
