@@ -39,8 +39,21 @@ def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _wan_condition(pipe: Any, pixels: torch.Tensor, height: int, width: int, num_frames: int, seed: int) -> Any:
+def _text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tuple[int, int]) -> dict:
+    if pipe.text_encoder is not None:
+        positive, negative = pipe.encode_prompt(
+            prompt, negative_prompt, do_classifier_free_guidance=True, max_sequence_length=text_shape[0]
+        )
+    else:
+        positive = _tiny_prompt_embedding(prompt, (1, *text_shape))
+        negative = _tiny_prompt_embedding(negative_prompt, (1, *text_shape))
+    return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+
+
+def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Wan: mask channels + VAE latents of [image, zeros...] (deterministic: the latent distribution's mode)."""
+    height, width, num_frames = request["height"], request["width"], request["num_frames"]
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
     z_dim = int(pipe.vae.config.z_dim)
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
     shape = (1, z_dim, latent_frames, height // pipe.vae_scale_factor_spatial, width // pipe.vae_scale_factor_spatial)
@@ -56,12 +69,20 @@ def _wan_condition(pipe: Any, pixels: torch.Tensor, height: int, width: int, num
         None,
         latents=torch.zeros(shape),
     )
-    return condition
+    out = {
+        "condition": condition,
+        **_text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
+    }
+    if getattr(pipe, "image_encoder", None) is not None and pipe.transformer.config.get("image_dim"):
+        out["encoder_hidden_states_image"] = pipe.encode_image(image, torch.device("cpu"))
+    return out
 
 
-def _cogvideox_condition(pipe: Any, pixels: torch.Tensor, height: int, width: int, num_frames: int, seed: int) -> Any:
+def _cogvideox_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
     """CogVideoX: scaled VAE latents of the image, padded with zeros to the video's latent frames. The pipeline
-    samples them from the latent distribution, so ``seed`` (a torch generator) makes them reproducible."""
+    samples them from the latent distribution, so the seed (a torch generator) makes them reproducible."""
+    height, width, num_frames = request["height"], request["width"], request["num_frames"]
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
     channels = int(pipe.transformer.config.in_channels) // 2
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
     shape = (
@@ -71,7 +92,6 @@ def _cogvideox_condition(pipe: Any, pixels: torch.Tensor, height: int, width: in
         height // pipe.vae_scale_factor_spatial,
         width // pipe.vae_scale_factor_spatial,
     )
-    generator = torch.Generator().manual_seed(seed)
     _, image_latents = pipe.prepare_latents(
         pixels,
         1,
@@ -81,51 +101,82 @@ def _cogvideox_condition(pipe: Any, pixels: torch.Tensor, height: int, width: in
         width,
         torch.float32,
         torch.device("cpu"),
-        generator,
+        torch.Generator().manual_seed(request["seed"]),
         latents=torch.zeros(shape),
     )
-    return image_latents
+    return {
+        "condition": image_latents,
+        **_text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
+    }
 
 
-_CONDITIONERS = {"WanImageToVideoPipeline": _wan_condition, "CogVideoXImageToVideoPipeline": _cogvideox_condition}
+def _svd_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """SVD: CLIP image embeddings, the noise-augmented image's VAE latents repeated over frames, and the added
+    time ids (fps - 1, motion bucket, noise augmentation); the unconditional pass sees zeros for the first two,
+    exactly as ``StableVideoDiffusionPipeline.__call__`` builds its CFG batch. The noise draw uses the seed."""
+    height, width, num_frames = request["height"], request["width"], request["num_frames"]
+    cpu = torch.device("cpu")
+    embeddings = pipe._encode_image(image, cpu, 1, False)
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(cpu)
+    noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(request["seed"]))
+    pixels = pixels + request["noise_aug_strength"] * noise
+    latents = pipe._encode_vae_image(pixels, cpu, 1, False).unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+    time_ids = pipe._get_add_time_ids(
+        request["fps"] - 1, request["motion_bucket_id"], request["noise_aug_strength"], embeddings.dtype, 1, 1, False
+    )
+    return {
+        "condition": latents,
+        "negative_condition": torch.zeros_like(latents),
+        "prompt_embeds": embeddings,
+        "negative_prompt_embeds": torch.zeros_like(embeddings),
+        "added_time_ids": time_ids,
+    }
+
+
+_CONDITIONERS = {
+    "WanImageToVideoPipeline": _wan_conditioning,
+    "CogVideoXImageToVideoPipeline": _cogvideox_conditioning,
+    "StableVideoDiffusionPipeline": _svd_conditioning,
+}
 
 
 def prepare_conditioning(
     pipe: Any,
     image: Any,
     *,
-    prompt: str,
+    prompt: str = "",
     negative_prompt: str = "",
     height: int,
     width: int,
     num_frames: int,
-    text_shape: tuple[int, int],
+    text_shape: tuple[int, int] = (0, 0),
     seed: int = 0,
+    fps: int = 7,
+    motion_bucket_id: int = 127,
+    noise_aug_strength: float = 0.02,
 ) -> dict[str, np.ndarray]:
-    """Conditioning for one image and prompt: ``condition`` (what the pipeline concatenates to the latents), the
-    prompt embeddings and, for image-context models, ``image_embeds``. ``text_shape`` = (tokens, width) of the graph.
+    """Conditioning for one image (and prompt): ``condition`` (what the pipeline concatenates to the latents, with
+    ``negative_condition`` where the unconditional pass differs), the prompt (or image) embeddings and any other
+    per-item denoiser input (``added_time_ids``, ``encoder_hidden_states_image``), keyed by graph input name.
+    ``text_shape`` = (tokens, width) of the graph's text input; fps/motion_bucket_id/noise_aug_strength are SVD's.
     """
     conditioner = _CONDITIONERS.get(type(pipe).__name__)
     if conditioner is None:
         raise ValueError(f"dymos prepare supports {', '.join(_CONDITIONERS)}, not {type(pipe).__name__}")
+    request = {
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "height": height,
+        "width": width,
+        "num_frames": num_frames,
+        "text_shape": text_shape,
+        "seed": seed,
+        "fps": fps,
+        "motion_bucket_id": motion_bucket_id,
+        "noise_aug_strength": noise_aug_strength,
+    }
     with torch.no_grad():
-        if pipe.text_encoder is not None:
-            prompt_embeds, negative_embeds = pipe.encode_prompt(
-                prompt, negative_prompt, do_classifier_free_guidance=True, max_sequence_length=text_shape[0]
-            )
-        else:
-            prompt_embeds = _tiny_prompt_embedding(prompt, (1, *text_shape))
-            negative_embeds = _tiny_prompt_embedding(negative_prompt, (1, *text_shape))
-        pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
-        condition = conditioner(pipe, pixels, height, width, num_frames, seed)
-        out = {
-            "condition": condition.float().numpy(),
-            "prompt_embeds": prompt_embeds.float().numpy(),
-            "negative_prompt_embeds": negative_embeds.float().numpy(),
-        }
-        if getattr(pipe, "image_encoder", None) is not None and pipe.transformer.config.get("image_dim"):
-            out["image_embeds"] = pipe.encode_image(image, torch.device("cpu")).float().numpy()
-    return out
+        return {k: v.float().numpy() for k, v in conditioner(pipe, image, request).items()}
 
 
 def prepare(
@@ -151,6 +202,7 @@ def prepare(
     video = pipeline["video"]
     pipe = load_pipeline(manifest["model"]["source"], seed=manifest["export"]["seed"])
     text = next(t for t in manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
+    # (SVD's "text" input holds image embeddings; the shape is only used by the text pipelines)
     arrays = prepare_conditioning(
         pipe,
         image,

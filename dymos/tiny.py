@@ -234,13 +234,43 @@ _TINY_COGVIDEOX_VAE = {
     "use_quant_conv": False,
     "use_post_quant_conv": False,
 }
-TINY_PIPELINES = ("wan22", "cogvideox")
+# The real SVD-XT scheduler (shared/configs/svd-xt.json).
+SVD_SCHEDULER = {
+    "class": "EulerDiscreteScheduler",
+    "config": {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "prediction_type": "v_prediction",
+        "interpolation_type": "linear",
+        "use_karras_sigmas": True,
+        "sigma_min": 0.002,
+        "sigma_max": 700.0,
+        "timestep_spacing": "leading",
+        "timestep_type": "continuous",
+        "steps_offset": 1,
+    },
+}
+_TINY_SVD_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "block_out_channels": [32, 32, 32, 32],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "sample_size": 64,
+    "scaling_factor": 0.18215,
+    "force_upcast": True,
+}
+TINY_PIPELINES = ("wan22", "cogvideox", "svd")
 
 
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
     ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder) or ``cogvideox``
-    (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size). Neither has a text
+    (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size) or ``svd``
+    (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder). Wan and CogVideoX have no text
     encoder: prompts are embeddings."""
     import diffusers
 
@@ -259,6 +289,27 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             transformer=transformer,
             image_encoder=None,
             image_processor=None,
+        )
+    elif name == "svd":
+        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        vae = diffusers.AutoencoderKLTemporalDecoder(**_TINY_SVD_VAE).eval()
+        clip = CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=32,
+            projection_dim=int(transformer.config.cross_attention_dim),
+        )
+        scheduler = getattr(diffusers, SVD_SCHEDULER["class"]).from_config(SVD_SCHEDULER["config"])
+        pipe = diffusers.StableVideoDiffusionPipeline(
+            vae=vae,
+            image_encoder=CLIPVisionModelWithProjection(clip).eval(),
+            unet=transformer,
+            scheduler=scheduler,
+            feature_extractor=CLIPImageProcessor(),
         )
     else:
         vae = diffusers.AutoencoderKLCogVideoX(**_TINY_COGVIDEOX_VAE).eval()

@@ -393,6 +393,15 @@ RUNTIME_PIPELINES: dict[str, dict[str, str]] = {
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
     },
+    # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
+    # batch; its unconditional pass sees zero image embeddings and zero image latents (prepared by `dymos prepare`).
+    "StableVideoDiffusionPipeline": {
+        "latent_layout": "BFCHW",
+        "channels_key": "latent_channels",
+        "normalization": "scaling_factor",
+        "guidance": "frame_ramp",
+        "decoder": "frames_in_batch",
+    },
 }
 
 
@@ -420,7 +429,7 @@ def _export_pipeline_parts(
         log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive this pipeline yet; denoiser only")
         return entry
     recipe = RUNTIME_PIPELINES[pipeline_class]
-    if pipe.transformer.config.get("patch_size_t"):
+    if getattr(pipe, "transformer", None) is not None and pipe.transformer.config.get("patch_size_t"):
         raise ExportError(f"{pipeline_class} with temporal patching (CogVideoX 1.5) is not driven by the runtime yet")
     latent = cases[0].inputs[FAMILIES[family].latent_arg]
     axes = dict(zip(recipe["latent_layout"], latent.shape))
@@ -434,12 +443,14 @@ def _export_pipeline_parts(
         staging,
         precision=options.precision,
         providers=_validation_providers(options.precision),
+        frames_in_batch=recipe.get("decoder") == "frames_in_batch",
         seed=options.seed,
     )
     submodels["vae_decoder"] = spec
     submodel_artifacts["vae_decoder"] = artifact
     log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
-    t, s = int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial)
+    t = int(getattr(pipe, "vae_scale_factor_temporal", 1))  # SVD's VAE has no temporal compression
+    s = int(getattr(pipe, "vae_scale_factor_spatial", getattr(pipe, "vae_scale_factor", 8)))
     if recipe["normalization"] == "mean_std":
         scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
     else:
@@ -447,8 +458,7 @@ def _export_pipeline_parts(
     entry.update(
         recipe={
             "latent_input": FAMILIES[family].latent_arg,
-            "latent_layout": recipe["latent_layout"],
-            "normalization": recipe["normalization"],
+            **{k: v for k, v in recipe.items() if k != "channels_key"},
         },
         vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},
         video={

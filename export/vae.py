@@ -20,14 +20,23 @@ VIDEO_OUTPUT = "video"
 
 
 class VaeDecoder(torch.nn.Module):
-    """``latents [B, z, F, H, W] -> video [B, 3, frames, height, width]`` in [-1, 1], as the pipeline decodes."""
+    """``latents [1, z, F, H, W] -> video [1, 3, frames, height, width]`` in [-1, 1], as the pipeline decodes.
 
-    def __init__(self, vae: torch.nn.Module) -> None:
+    ``frames_in_batch``: the VAE decodes frames folded into the batch and takes ``num_frames`` (SVD's temporal
+    decoder); the graph keeps the same ``[1, z, F, H, W]`` contract either way.
+    """
+
+    def __init__(self, vae: torch.nn.Module, frames_in_batch: bool = False) -> None:
         super().__init__()
         self.vae = vae
+        self.frames_in_batch = frames_in_batch
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(latents, return_dict=False)[0]
+        if not self.frames_in_batch:
+            return self.vae.decode(latents, return_dict=False)[0]
+        frames = latents[0].permute(1, 0, 2, 3)  # [F, z, H, W]
+        video = self.vae.decode(frames, num_frames=frames.shape[0], return_dict=False)[0]
+        return video.permute(1, 0, 2, 3)[None]
 
 
 def decoder_spec(latent_shape: tuple[int, ...], video_shape: tuple[int, ...], dtype: str) -> ExportSpec:
@@ -47,10 +56,11 @@ def export_vae_decoder(
     *,
     precision: str,
     providers: list[str],
+    frames_in_batch: bool = False,
     seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
     """Export, sanitize, save and validate the decoder at ``latent_shape``; returns (spec, artifact entry, files)."""
-    decoder = VaeDecoder(vae).eval()
+    decoder = VaeDecoder(vae, frames_in_batch).eval()
     dtype = next(vae.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
     sample = torch.randn(*latent_shape, generator=generator).to(dtype)

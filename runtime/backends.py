@@ -115,7 +115,7 @@ class TensorRTBackend:
         cudart = self._cudart
         self.spec.check_feed(feed)
         for name in self._inputs:
-            array = np.ascontiguousarray(feed[name])
+            array = np.asarray(feed[name], order="C")  # keeps 0-d inputs 0-d (SVD timestep)
             self.context.set_input_shape(name, array.shape)
             self._check(
                 cudart.cudaMemcpyAsync(

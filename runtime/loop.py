@@ -116,12 +116,12 @@ def sample(
     """
     strengths, batch = _check_request(export, cond, request)
     pipeline = export.manifest["pipeline"]
+    recipe = pipeline["recipe"]
     spec = export.submodel("denoiser")
     dtypes = {t["name"]: np.dtype(t["dtype"]) for t in spec.inputs}
-    vae = pipeline["vae"]
-    layout = pipeline["recipe"]["latent_layout"]
+    layout = recipe["latent_layout"]
     channel_axis = layout.index("C")
-    latent_shape = (batch, *_latent_sizes(pipeline, vae["latent_channels"]))
+    latent_shape = (batch, *_latent_sizes(pipeline, pipeline["vae"]["latent_channels"]))
     if request.latents is not None:
         if request.latents.shape != latent_shape:
             raise RunError(f"latents have shape {request.latents.shape}, expected {latent_shape}")
@@ -131,14 +131,25 @@ def sample(
     scheduler = scheduler_from_config(pipeline["scheduler"]["class"], pipeline["scheduler"]["config"])
     scheduler.set_timesteps(request.steps)
     timesteps = scheduler.timesteps
-    latents = latents * np.float32(scheduler.init_noise_sigma)  # 1 for these schedulers, as the pipelines do
+    latents = latents * np.float32(scheduler.init_noise_sigma)  # as the pipelines scale their initial noise
 
-    condition = np.repeat(cond["condition"].astype(np.float32), batch, axis=0)
-    context = {
-        "cond": np.repeat(cond["prompt_embeds"], batch, axis=0),
-        "uncond": np.repeat(cond["negative_prompt_embeds"], batch, axis=0),
+    def per_item(array: np.ndarray) -> np.ndarray:
+        return np.repeat(array.astype(np.float32), batch, axis=0)
+
+    # Per half of the CFG batch: what is concatenated to the latents and what the text/image input sees.
+    condition = {
+        "cond": per_item(cond["condition"]),
+        "uncond": per_item(cond.get("negative_condition", cond["condition"])),
     }
-    image_embeds = np.repeat(cond["image_embeds"], batch, axis=0) if "image_embeds" in cond else None
+    context = {"cond": per_item(cond["prompt_embeds"]), "uncond": per_item(cond["negative_prompt_embeds"])}
+    standard = {recipe["latent_input"], "timestep", "encoder_hidden_states", "motion_strength"}
+    extras = {k: per_item(v) for k, v in cond.items() if k in dtypes and k not in standard}  # e.g. added_time_ids
+    timestep_rank = len(next(t for t in spec.inputs if t["name"] == "timestep")["shape"])
+    guidance: np.ndarray | np.float32 = np.float32(request.guidance_scale)
+    if recipe.get("guidance") == "frame_ramp":  # SVD: linear from 1 at the first frame to the scale at the last
+        frames = latent_shape[layout.index("F")]
+        ramp = np.linspace(1.0, request.guidance_scale, frames, dtype=np.float32)
+        guidance = ramp.reshape([frames if axis == "F" else 1 for axis in layout])
     guided = request.guidance_scale > 1.0
     max_batch = spec.dims.get("batch", {}).get("max", batch)
     batched_cfg = guided and 2 * batch <= max_batch
@@ -147,30 +158,23 @@ def sample(
     if stock is True:
         stock = open_stock_backend(export)
 
-    def feed(x: np.ndarray, t: float, text: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
-        n = x.shape[0]
+    def feed(scaled: np.ndarray, t: float, halves: Sequence[str], s: np.ndarray) -> dict[str, np.ndarray]:
+        """Engine inputs for the conditional and/or unconditional halves of one step, batched in that order."""
+        n = batch * len(halves)
         values = {
-            pipeline["recipe"]["latent_input"]: x,
-            "timestep": np.full((n,), t),
-            "encoder_hidden_states": text,
-            "motion_strength": s,
+            recipe["latent_input"]: np.concatenate(
+                [np.concatenate([scaled, condition[h]], axis=channel_axis) for h in halves]
+            ),
+            "timestep": np.full((n,), t) if timestep_rank else np.asarray(t),
+            "encoder_hidden_states": np.concatenate([context[h] for h in halves]),
+            "motion_strength": np.concatenate([s] * len(halves)),
+            **{k: np.concatenate([v] * len(halves)) for k, v in extras.items()},
         }
-        if image_embeds is not None:
-            values["encoder_hidden_states_image"] = np.concatenate([image_embeds] * (n // batch))
-        return {k: np.ascontiguousarray(v, dtype=dtypes[k]) for k, v in values.items() if k in dtypes}
+        return {k: np.asarray(v, dtype=dtypes[k], order="C") for k, v in values.items() if k in dtypes}
 
     # Fail on a shape the engine cannot take before any heavy work.
-    probe_batch = 2 * batch if batched_cfg else batch
-    first = np.concatenate([latents, condition], axis=channel_axis)
-    copies = probe_batch // batch
-    spec.check_feed(
-        feed(
-            np.concatenate([first] * copies),
-            float(timesteps[0]),
-            np.concatenate([context["cond"]] * copies),
-            np.zeros(probe_batch, np.float32),
-        )
-    )
+    first_halves = ("cond", "uncond") if batched_cfg else ("cond",)
+    spec.check_feed(feed(latents, float(timesteps[0]), first_halves, np.zeros(batch, np.float32)))
 
     step_seconds, engine_seconds, fed = [], [], []
     for i, t in enumerate(timesteps):
@@ -178,33 +182,20 @@ def sample(
         multiplier = request.schedule.multiplier(i, len(timesteps))
         s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
         fed.append(s.tolist())
-        x = np.concatenate([latents, condition], axis=channel_axis)
-        engine_for_step = stock if stock and not s.any() else denoiser
-        engine = 0.0
+        scaled = scheduler.scale_model_input(latents, t)  # identity except for EDM Euler (SVD)
+        engine = stock if stock and not s.any() else denoiser
+        t0 = time.perf_counter()
         if batched_cfg:
-            t0 = time.perf_counter()
-            out = engine_for_step.run(
-                feed(
-                    np.concatenate([x, x]),
-                    float(t),
-                    np.concatenate([context["cond"], context["uncond"]]),
-                    np.concatenate([s, s]),
-                )
-            )["noise_pred"]
-            engine += time.perf_counter() - t0
+            out = engine.run(feed(scaled, float(t), ("cond", "uncond"), s))["noise_pred"]
             noise_cond, noise_uncond = out[:batch], out[batch:]
         else:
-            t0 = time.perf_counter()
-            noise_cond = engine_for_step.run(feed(x, float(t), context["cond"], s))["noise_pred"]
+            noise_cond = engine.run(feed(scaled, float(t), ("cond",), s))["noise_pred"]
             if guided:
-                noise_uncond = engine_for_step.run(feed(x, float(t), context["uncond"], s))["noise_pred"]
-            engine += time.perf_counter() - t0
-        noise = (
-            noise_uncond + np.float32(request.guidance_scale) * (noise_cond - noise_uncond) if guided else noise_cond
-        )
+                noise_uncond = engine.run(feed(scaled, float(t), ("uncond",), s))["noise_pred"]
+        engine_seconds.append(time.perf_counter() - t0)
+        noise = noise_uncond + guidance * (noise_cond - noise_uncond) if guided else noise_cond
         latents = scheduler.step(noise.astype(np.float32), t, latents)
         step_seconds.append(time.perf_counter() - start)
-        engine_seconds.append(engine)
         if progress:
             progress(i + 1, len(timesteps), step_seconds[-1])
 

@@ -62,6 +62,16 @@ def exported_cogvideox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def exported_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export_pipeline("svd", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def conditioning_svd(exported_svd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _prepare(exported_svd, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def conditioning_cogvideox(exported_cogvideox: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _prepare(exported_cogvideox, tmp_path_factory)
 
@@ -73,16 +83,21 @@ def _pipeline_run(
     pipe = build_tiny_pipeline(name)
     batch = len(strengths)
     kwargs = dict(
-        image=Image.open(image).convert("RGB"),
-        prompt_embeds=torch.from_numpy(cond["prompt_embeds"]).repeat(batch, 1, 1),
-        negative_prompt_embeds=torch.from_numpy(cond["negative_prompt_embeds"]).repeat(batch, 1, 1),
         height=video["height"],
         width=video["width"],
         num_frames=video["frames"],
         num_inference_steps=STEPS,
-        guidance_scale=5.0,
         latents=torch.from_numpy(latents),
     )
+    if name == "svd":  # image-only conditioning; guidance ramps per frame from 1 to max_guidance_scale
+        kwargs.update(image=Image.open(image).convert("RGB"), num_videos_per_prompt=batch, max_guidance_scale=5.0)
+    else:
+        kwargs.update(
+            image=Image.open(image).convert("RGB"),
+            prompt_embeds=torch.from_numpy(cond["prompt_embeds"]).repeat(batch, 1, 1),
+            negative_prompt_embeds=torch.from_numpy(cond["negative_prompt_embeds"]).repeat(batch, 1, 1),
+            guidance_scale=5.0,
+        )
     with dymos.enable(pipe, strength=strengths, first_steps=2):
         generator = torch.Generator().manual_seed(PREPARE_SEED)
         latent_out = pipe(**kwargs, output_type="latent", generator=generator).frames
@@ -91,7 +106,7 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", ["wan22", "cogvideox"])
+@pytest.mark.parametrize("name", ["wan22", "cogvideox", "svd"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
 def test_runtime_matches_the_diffusers_pipeline(
     request: pytest.FixtureRequest, name: str, strengths: list[float]
