@@ -207,7 +207,14 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="the conditioning (first) frame")
     p.add_argument("--prompt", default="", help="text prompt (tiny pipelines map it to a seeded embedding)")
     p.add_argument("--negative-prompt", default="", help="negative prompt for classifier-free guidance")
-    p.add_argument("--seed", type=int, default=0, help="seed of the encoders' random draws (CogVideoX's image latents)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random draws here (CogVideoX image latents, SVD noise aug)"
+    )
+    p.add_argument("--cond-fps", type=int, default=7, help="SVD: the fps micro-conditioning (default 7)")
+    p.add_argument("--motion-bucket-id", type=int, default=127, help="SVD: motion bucket id (default 127)")
+    p.add_argument(
+        "--noise-aug-strength", type=float, default=0.02, help="SVD: image noise augmentation (default 0.02)"
+    )
     p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
     p.set_defaults(handler=_run_prepare)
 

@@ -187,10 +187,14 @@ def prepare(
     *,
     negative_prompt: str = "",
     seed: int = 0,
+    fps: int = 7,
+    motion_bucket_id: int = 127,
+    noise_aug_strength: float = 0.02,
 ) -> Path:
     """Conditioning for ``export_dir``'s pipeline at its exported size, written atomically to ``out`` (.npz).
 
-    ``seed`` drives the one random draw some pipelines make here (CogVideoX samples its image latents).
+    ``seed`` drives the one random draw some pipelines make here (CogVideoX's image latents, SVD's noise
+    augmentation); ``fps``, ``motion_bucket_id`` and ``noise_aug_strength`` are SVD's micro-conditioning.
     """
     import io
 
@@ -213,6 +217,9 @@ def prepare(
         num_frames=video["frames"],
         text_shape=(int(text["shape"][1]), int(text["shape"][2])),
         seed=seed,
+        fps=fps,
+        motion_bucket_id=motion_bucket_id,
+        noise_aug_strength=noise_aug_strength,
     )
     meta = {
         "format": CONDITIONING_FORMAT,
