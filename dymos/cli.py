@@ -252,7 +252,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--first-steps", type=int, default=None, help="DyMoS on for the first N steps instead")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
+    p.add_argument(
+        "--guidance", type=float, default=5.0, help="CFG scale (SVD: the top of its per-frame ramp from 1; default 5)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "aoti"], help="engine backend"
