@@ -1,4 +1,5 @@
-"""Loading a denoiser by name: a built-in tiny model (``tiny:<case>``) or a local diffusers checkpoint dir.
+"""Loading models by name: a tiny denoiser (``tiny:<case>`` or a family name), a tiny pipeline
+(``tiny-pipeline:<name>``), or a local diffusers checkpoint directory.
 
 No hub access is assumed: a checkpoint is a local directory in diffusers format, either a model folder (with
 ``config.json``) or a whole pipeline folder (with ``model_index.json``), from which the denoiser is taken.

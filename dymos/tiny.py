@@ -1,8 +1,10 @@
-"""Tiny random-weight denoisers of every supported family, with matching example inputs.
+"""Tiny random-weight denoisers of every supported family, and tiny whole pipelines for the runtime.
 
 They keep each real checkpoint's structural features (Wan 2.1's image context, CogVideoX 1.5's temporal
 patching, HunyuanVideo I2V's token-replace conditioning, SVD's temporal blocks) at toy widths, so tests, the
-probe and benchmarks can run the real diffusers classes on two CPU cores in seconds.
+probe and benchmarks can run the real diffusers classes on two CPU cores in seconds. The tiny pipelines
+(``build_tiny_pipeline``) pair a tiny denoiser with a tiny VAE and the real checkpoint's scheduler config; the
+default of ``make export`` / ``dymos run`` is the Wan one.
 """
 
 from __future__ import annotations
