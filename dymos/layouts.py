@@ -153,6 +153,16 @@ def _patch_size(config: Any, key: str | None, axis: int) -> int:
     return int(value[axis]) if isinstance(value, (tuple, list)) else int(value)
 
 
+def patch_sizes(layout: FamilyLayout, config: Any) -> tuple[int, int, int]:
+    """The (time, height, width) patch sizes of a model with ``config``, read through the layout's patch keys."""
+    temporal_key, spatial_key = layout.patch_keys
+    return (
+        _patch_size(config, temporal_key, 0),
+        _patch_size(config, spatial_key, 1),
+        _patch_size(config, spatial_key, 2),
+    )
+
+
 def token_grid(layout: FamilyLayout, config: Any, bound: dict[str, Any]) -> TokenGrid:
     """Read the token grid of one forward call from its bound arguments and the model config."""
     if layout.latent_dims == "tokens":
@@ -164,8 +174,5 @@ def token_grid(layout: FamilyLayout, config: Any, bound: dict[str, Any]) -> Toke
     if latent is None:
         raise ValueError(f"{layout.class_name}.forward was called without `{layout.latent_arg}`")
     shape = dict(zip(layout.latent_dims, latent.shape))
-    temporal_key, spatial_key = layout.patch_keys
-    p_t = _patch_size(config, temporal_key, 0)
-    p_h = _patch_size(config, spatial_key, 1)
-    p_w = _patch_size(config, spatial_key, 2)
+    p_t, p_h, p_w = patch_sizes(layout, config)
     return TokenGrid(frames=shape["F"] // p_t, tokens_per_frame=(shape["H"] // p_h) * (shape["W"] // p_w))

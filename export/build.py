@@ -22,7 +22,7 @@ import torch
 
 from dymos import __version__
 from dymos.attention import STRATEGIES
-from dymos.layouts import FAMILIES, layout_for
+from dymos.layouts import FAMILIES, layout_for, patch_sizes
 from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
 from dymos.models import (
     DEFAULT_EXPORT_MODEL,
@@ -103,9 +103,7 @@ def default_strategy(opset: int) -> str:
 def latent_sizes(family: str, config: dict[str, Any], frames: int | None, height: int | None, width: int | None):
     """Video frames / pixel sizes -> latent frames / sizes, checking what the model can take."""
     fx = FAMILY_EXPORTS[family]
-    p_t = int(config.get("patch_size_t") or 1)
-    patch = config.get("patch_size") or 1
-    p_s = int(patch[-1] if isinstance(patch, (list, tuple)) else patch)
+    p_t, _, p_s = patch_sizes(FAMILIES[family], config)
     latent_frames = None
     if frames is not None:
         t = fx.temporal_compression
@@ -176,7 +174,7 @@ def parity_cases(
         make("mixed_batch", mixed_batch, frames, mixed, seed + 1),
     ]
     other_batch = min(spec.dims["batch"].max, mixed_batch + 1)
-    p_t = int(config.get("patch_size_t") or 1)
+    p_t = spec.multiples.get("frames", 1)
     other_frames = frames + p_t if spec.dims["frames"].max >= frames + p_t else frames
     other = ([2.0, 0.0, -0.5, 1.0] * other_batch)[:other_batch]
     cases.append(make("other_batch_and_frames", other_batch, other_frames, other, seed + 2))

@@ -230,18 +230,6 @@ def name_dynamic_dims(model: onnx.ModelProto, spec: ExportSpec) -> None:
                 dim.dim_param = renames[dim.dim_param]
 
 
-def export_onnx(
-    program: torch.export.ExportedProgram,
-    spec: ExportSpec,
-    path: Path,
-    *,
-    opset: int = 20,
-    sequence_lengths: Sequence[int] = (),
-) -> list[str]:
-    """ONNX from an exported program, saved to ``path``; returns the file names written."""
-    return save_onnx(onnx_model(program, spec, opset=opset, sequence_lengths=sequence_lengths), path)
-
-
 def onnx_model(
     program: torch.export.ExportedProgram,
     spec: ExportSpec,

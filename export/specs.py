@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dymos.inputs import default_frames, example_inputs
-from dymos.layouts import FAMILIES
+from dymos.layouts import FAMILIES, patch_sizes
 
 STRENGTH_INPUT = "motion_strength"
 OUTPUT_NAME = "noise_pred"
@@ -254,7 +254,7 @@ def build_spec(
             sizes[dim] = tensor.shape[axis]
         inputs.append(TensorSpec(name, _dtype_name(tensor), shape))
     inputs.append(TensorSpec(STRENGTH_INPUT, "float32", ("batch",)))
-    p_t = int(config.get("patch_size_t") or 1)
+    p_t, _, p_s = patch_sizes(FAMILIES[family], config)
     static_frames = family_export.static_frames(config)
     ranges = {
         "batch": DimRange(1, batch, max(batch, max_batch)),
@@ -265,8 +265,6 @@ def build_spec(
     for dim, size in sizes.items():
         if dim not in ranges:
             ranges[dim] = DimRange(2, size, 2 * size)
-    patch = config.get("patch_size") or 1
-    p_s = int(patch[-1] if isinstance(patch, (list, tuple)) else patch)
     multiples = {"frames": p_t, "height": p_s, "width": p_s}
     multiples = {d: m for d, m in multiples.items() if d in ranges and m > 1}
     for dim, m in multiples.items():  # keep every bound a multiple of the patch size
@@ -277,7 +275,8 @@ def build_spec(
     latent_name = FAMILIES[family].latent_arg
     latent = next(t for t in inputs if t.name == latent_name)
     out_channels = config.get("out_channels") or config["in_channels"]
-    channel_axis = 2 if family in ("cogvideox", "svd") else 1
+    graph_dims = "BCFHW" if family_export.packed_latents else FAMILIES[family].latent_dims  # packed: 5-D in-graph
+    channel_axis = graph_dims.index("C")
     out_shape = tuple(out_channels if axis == channel_axis else d for axis, d in enumerate(latent.shape))
     outputs = (TensorSpec(OUTPUT_NAME, latent.dtype, out_shape),)
     return ExportSpec(family, "denoiser", tuple(inputs), outputs, ranges, fixed, multiples)
