@@ -15,7 +15,7 @@ import torch
 
 from dymos.manifest import atomic_write
 
-from .validate import TOLERANCES, ParityCase, ParityError
+from .validate import TOLERANCES, ParityCase, ParityError, compare
 
 PT2_NAME = "denoiser.pt2"
 AOTI_NAME = "denoiser_aoti.pt2"
@@ -35,12 +35,10 @@ def check_parity(
     with torch.no_grad():
         for case in cases:
             args = list(case.inputs.values())
-            ref = reference(*args).double()
+            ref = reference(*args)
             out = artifact(*args)
-            out = (out[0] if isinstance(out, (tuple, list)) else out).double()
-            err = (out - ref).abs()
-            passed = bool((err <= tol["atol"] + tol["rtol"] * ref.abs()).all())
-            rows.append({"name": case.name, "max_abs_err": float(err.max()), "passed": passed})
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            rows.append({"name": case.name, **compare(ref.double().numpy(), out.double().numpy(), tol)})
     if not all(r["passed"] for r in rows):
         raise ParityError(f"{name} does not match PyTorch within {tol}: {rows}")
     return {"backend": name, "tolerance": tol, "cases": rows, "passed": True}

@@ -53,6 +53,17 @@ class CaseResult:
     passed: bool
 
 
+def compare(reference: np.ndarray, got: np.ndarray, tol: dict[str, float]) -> dict[str, Any]:
+    """Max errors and the elementwise verdict ``|got - ref| <= atol + rtol * |ref|`` (every artifact's test)."""
+    ref, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
+    abs_err = np.abs(ref - got)
+    return {
+        "max_abs_err": float(abs_err.max()),
+        "max_rel_err": float((abs_err / (np.abs(ref) + 1e-12)).max()),
+        "passed": bool(np.all(abs_err <= tol["atol"] + tol["rtol"] * np.abs(ref))),
+    }
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy()
 
@@ -120,16 +131,12 @@ def _compare(
     results = []
     ort_iterations = ort_results[0][1]
     for case, ref_it, ort_it in zip(cases, iterations, ort_iterations):
-        ref, got = ref_it[output_name].astype(np.float64), ort_it[output_name].astype(np.float64)
-        abs_err = np.abs(ref - got)
         results.append(
             CaseResult(
                 name=case.name,
                 shapes={k: list(v.shape) for k, v in case.inputs.items()},
                 strength=case.inputs[STRENGTH_INPUT].float().tolist() if strength_input else [],
-                max_abs_err=float(abs_err.max()),
-                max_rel_err=float((abs_err / (np.abs(ref) + 1e-12)).max()),
-                passed=bool(np.all(abs_err <= tol["atol"] + tol["rtol"] * np.abs(ref))),
+                **compare(ref_it[output_name], ort_it[output_name], tol),
             )
         )
     effect = _strength_effect(cases, ort_iterations) if strength_input else {"changes_output": True, "note": "n/a"}
