@@ -13,7 +13,7 @@ MODEL ?=
 OUT ?= build
 EXPORT_ARGS ?=
 
-.PHONY: help setup test test-slow test-gpu lint format export bench clean
+.PHONY: help setup test test-slow test-gpu lint format export bench train sweep clean
 
 help:
 	@echo "make setup      create $(VENV) (CPU torch; GPU=1 adds onnxruntime-gpu + TensorRT)"
@@ -23,6 +23,8 @@ help:
 	@echo "make lint       ruff"
 	@echo "make export     export the default model (MODEL=<tiny:case|checkpoint dir>, EXPORT_ARGS=...)"
 	@echo "make bench      benchmarks (ratios measured side by side)"
+	@echo "make train      retrain the shipped sprite model (~50 min on 2 cores; TRAIN_ARGS=...)"
+	@echo "make sweep      the motion-slider sweep of the shipped model (exports it first; SWEEP_ARGS=...)"
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +61,16 @@ BENCH_ARGS ?=
 bench: setup
 	$(PY) tools/bench.py $(BENCH_ARGS)
 	$(PY) tools/bench_runtime.py
+
+TRAIN_ARGS ?=
+SWEEP_ARGS ?=
+
+train: setup
+	$(PY) tools/train_tiny.py $(TRAIN_ARGS)
+
+sweep: setup
+	test -f $(OUT)/sprites/manifest.json || $(VENV)/bin/dymos export --model sprites --out $(OUT)
+	$(VENV)/bin/dymos sweep --export $(OUT)/sprites --out $(OUT)/sweep $(SWEEP_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -22,17 +22,24 @@ def dymos_denoiser(*, checkpoint: str = "tiny:wan21", strength: float = 0.0, str
 
 
 def dymos_pipeline(
-    *, path: str, strength: float = 2.0, fraction: float = 0.2, strategy: str = "split", dtype=None, **components
+    *,
+    path: str = "sprites",
+    strength: float = 2.0,
+    fraction: float = 0.2,
+    strategy: str = "split",
+    dtype=None,
+    **components,
 ):
-    """A diffusers pipeline loaded from a local folder with DyMoS enabled; its handle is ``pipe.dymos``.
+    """A diffusers pipeline with DyMoS enabled; its handle is ``pipe.dymos``. ``path`` is a local pipeline folder or
+    ``sprites`` (the shipped trained model, the default).
 
     Extra keyword arguments go to ``from_pretrained`` (e.g. ``text_encoder=None`` when embeddings are precomputed).
     """
-    import diffusers
     import torch
 
+    from dymos.models import load_pipeline
     from dymos.pipeline import enable
 
-    pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype or torch.float32, **components)
+    pipe = load_pipeline(path, dtype=dtype or torch.float32, **components)
     pipe.dymos = enable(pipe, strength, fraction=fraction, strategy=strategy)
     return pipe

@@ -113,8 +113,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_EXPORT_MODEL,
-        help=f"tiny-pipeline:wan22, tiny:<case>, a family name, or a local diffusers model/pipeline dir "
-        f"(default {DEFAULT_EXPORT_MODEL})",
+        help=f"sprites (the shipped trained model), tiny-pipeline:wan22|cogvideox|svd, tiny:<case>, a family name, "
+        f"or a local diffusers model/pipeline dir (default {DEFAULT_EXPORT_MODEL})",
     )
     p.add_argument("--out", default="build", help="output root (default build/)")
     p.add_argument("--name", default=None, help="artifact dir name under --out (default: from the model)")
@@ -239,7 +239,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--export", default="build/tiny-pipeline-wan22", help="export folder (default build/tiny-pipeline-wan22)"
+        "--export", default="build/sprites", help="export folder (default build/sprites, what `make export` writes)"
     )
     p.add_argument("--cond", default=None, help="conditioning .npz from `dymos prepare`")
     p.add_argument("--image", default=None, help="conditioning image (when --cond is not given)")
@@ -251,9 +251,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--fraction", type=float, default=None, help="DyMoS on for this first fraction of the steps (default 0.2)"
     )
     p.add_argument("--first-steps", type=int, default=None, help="DyMoS on for the first N steps instead")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     p.add_argument(
-        "--guidance", type=float, default=5.0, help="CFG scale (SVD: the top of its per-frame ramp from 1; default 5)"
+        "--steps", type=int, default=None, help="denoising steps (default: the model's, from the manifest, else 20)"
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="CFG scale (SVD: the top of its per-frame ramp from 1); default: the model's, from the manifest, else 5",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     p.add_argument(
@@ -274,6 +279,9 @@ def _run_run(args: argparse.Namespace) -> int:
     from dymos.schedule import StrengthSchedule
 
     export = ExportDir.open(args.export)
+    defaults = (export.manifest.get("pipeline") or {}).get("defaults", {})
+    steps = args.steps if args.steps is not None else int(defaults.get("steps", 20))
+    guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance_scale", 5.0))
     if args.cond is None:
         if args.image is None:
             raise ValueError("give --cond (from `dymos prepare`) or --image and --prompt")
@@ -286,7 +294,7 @@ def _run_run(args: argparse.Namespace) -> int:
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
     denoiser = open_backend(export, "denoiser", prefer=prefer)
     request = RunRequest(
-        strength=args.strength, steps=args.steps, guidance_scale=args.guidance, seed=args.seed, schedule=schedule
+        strength=args.strength, steps=steps, guidance_scale=guidance, seed=args.seed, schedule=schedule
     )
 
     def progress(step: int, total: int, seconds: float) -> None:
@@ -295,7 +303,10 @@ def _run_run(args: argparse.Namespace) -> int:
             f"\r[{bar:<20}] step {step}/{total} {seconds * 1000:.0f} ms", end="" if step < total else "\n", flush=True
         )
 
-    print(f"{denoiser.name}: {args.steps} steps, strength {args.strength} ({schedule.describe()}), seed {args.seed}")
+    print(
+        f"{denoiser.name}: {steps} steps, guidance {guidance:g}, strength {args.strength} ({schedule.describe()}), "
+        f"seed {args.seed}"
+    )
     result = sample(export, cond, request, denoiser=denoiser, progress=progress)
     out = Path(args.out)
     for i, frames in enumerate(result.frames):
@@ -308,10 +319,58 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="measure the motion slider: videos per strength on held-out sprite clips, metrics and win rates",
+        description=(
+            "Generate one video per strength (and schedule) for each held-out sprite clip's first frame and each noise "
+            "seed, all strengths from the same noise, then report object-level motion, shape preservation and "
+            "frame-0 fidelity per strength, with paired win rates against strength 0 and the real clips as reference. "
+            "Writes OUT/sweep.json, OUT/sweep.md and OUT/strip.png. Needs a sprite-model export (`make export`)."
+        ),
+    )
+    p.add_argument("--export", default="build/sprites", help="export folder (default build/sprites)")
+    p.add_argument(
+        "--strengths", type=_floats, default=[0.0, 1.0, 2.0, 4.0, 8.0], help="strengths, 0 included (default 0,1,2,4,8)"
+    )
+    p.add_argument(
+        "--fractions", type=_floats, default=[0.2], help="schedules: DyMoS on for these first fractions (default 0.2)"
+    )
+    p.add_argument("--clips", type=_positive_int, default=64, help="held-out clips (default 64)")
+    p.add_argument("--seeds", type=_layers, default=[0, 1, 2], help="noise seeds per clip (default 0,1,2)")
+    p.add_argument("--data-seed", type=int, default=1, help="dataset seed of the clips (training used 0; default 1)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
+    p.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from dymos.sweep import SweepConfig, probe_table, run_sweep, table
+
+    _quiet_torch_export_noise()
+    seeds = [int(s) for s in args.seeds]
+    config = SweepConfig(
+        strengths=args.strengths,
+        fractions=args.fractions,
+        clips=args.clips,
+        seeds=seeds,
+        data_seed=args.data_seed,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+    )
+    document = run_sweep(args.export, args.out, config, log=lambda line: print(line, flush=True))
+    print(table(document["summary"]))
+    print(probe_table(document["probe"]))
+    print(f"wrote {args.out}/sweep.json, sweep.md, strip.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dymos",
-        description="DyMoS (Dynamic Motion Slider) for diffusers image-to-video models: probe, export, run.",
+        description="DyMoS (Dynamic Motion Slider) for diffusers image-to-video models: probe, export, run, sweep.",
     )
     parser.add_argument("--version", action="version", version=f"dymos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -319,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_prepare(sub)
     _add_run(sub)
+    _add_sweep(sub)
     return parser
 
 

@@ -1,5 +1,5 @@
-"""Loading models by name: a tiny denoiser (``tiny:<case>`` or a family name), a tiny pipeline
-(``tiny-pipeline:<name>``), or a local diffusers checkpoint directory.
+"""Loading models by name: a shipped trained pipeline (``sprites``), a tiny denoiser (``tiny:<case>`` or a family
+name), a tiny pipeline (``tiny-pipeline:<name>``), or a local diffusers checkpoint directory.
 
 No hub access is assumed: a checkpoint is a local directory in diffusers format, either a model folder (with
 ``config.json``) or a whole pipeline folder (with ``model_index.json``), from which the denoiser is taken.
@@ -17,10 +17,17 @@ from dymos.layouts import FAMILIES, FamilyLayout, UnsupportedModelError, support
 from dymos.tiny import TINY_CASES
 
 DEFAULT_MODEL = "tiny:wan21"  # the probe's default: a bare denoiser
-DEFAULT_EXPORT_MODEL = "tiny-pipeline:wan22"  # `make export` / `dymos run`: a whole pipeline the runtime drives
+# Trained pipelines shipped in the package (dymos/weights/<folder>), by name; tools/train_tiny.py makes them.
+SHIPPED_MODELS = {"sprites": "sprites-wan"}
+DEFAULT_EXPORT_MODEL = "sprites"  # `make export` / `dymos run`: the shipped pipeline the runtime drives
+# Generation defaults a pipeline folder may carry (video size it was trained at, guidance, steps).
+DEFAULTS_FILE = "dymos_defaults.json"
 # A bare family name picks that family's tiny model (`make export MODEL=svd`).
 FAMILY_TINY = {"wan": "wan21", "cogvideox": "cogvideox", "hunyuanvideo": "hunyuanvideo", "ltx": "ltx", "svd": "svd"}
 _DENOISER_SUBFOLDERS = ("transformer", "unet")
+
+
+TINY_PIPELINE_PREFIX = "tiny-pipeline:"
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -50,6 +57,25 @@ def _model_folder(path: Path) -> Path:
     raise ModelNotFoundError(f"{path} has no config.json (model folder) or model_index.json (pipeline folder)")
 
 
+def shipped_path(spec: str) -> Path | None:
+    """The folder of a shipped model name (``sprites``), or None for any other spec."""
+    if spec in SHIPPED_MODELS and not Path(spec).exists():
+        return Path(__file__).resolve().parent / "weights" / SHIPPED_MODELS[spec]
+    return None
+
+
+def _folder(spec: str) -> Path:
+    return shipped_path(spec) or Path(spec).expanduser()
+
+
+def pipeline_defaults(spec: str) -> dict[str, Any]:
+    """Generation defaults stored beside a pipeline folder's model_index.json (empty when there are none)."""
+    if spec.startswith(TINY_PIPELINE_PREFIX):
+        return {}
+    path = _folder(spec) / DEFAULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def canonical_model(spec: str) -> str:
     """``wan`` -> ``tiny:wan21``, ``svd`` -> ``tiny:svd``; paths and ``tiny:`` specs are returned unchanged."""
     if spec in FAMILY_TINY and not Path(spec).exists():
@@ -68,10 +94,11 @@ def resolve_model(spec: str) -> tuple[str, str, dict]:
             raise ModelNotFoundError(f"unknown tiny model {name!r}; choose one of {', '.join(TINY_CASES)}")
         case = TINY_CASES[name]
         return "tiny", case.class_name, dict(case.config)
-    path = Path(spec).expanduser()
+    path = _folder(spec)
     if not path.exists():
         raise ModelNotFoundError(
-            f"model {spec!r} is neither a local checkpoint directory, a family ({', '.join(FAMILY_TINY)}) nor a tiny "
+            f"model {spec!r} is neither a local checkpoint directory, a shipped model ({', '.join(SHIPPED_MODELS)}), "
+            f"a family ({', '.join(FAMILY_TINY)}) nor a tiny "
             f"model (tiny:{'|'.join(TINY_CASES)})"
         )
     config_path = _model_folder(path) / "config.json"
@@ -95,22 +122,21 @@ def load_denoiser(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float
     if kind == "tiny":
         model = TINY_CASES[spec.split(":", 1)[1]].build(seed=seed)
         return model if dtype == torch.float32 else model.to(dtype)
-    folder = _model_folder(Path(spec).expanduser())
+    folder = _model_folder(_folder(spec))
     model = getattr(diffusers, class_name).from_pretrained(folder, torch_dtype=dtype)
     return model.eval()
 
 
-TINY_PIPELINE_PREFIX = "tiny-pipeline:"
-
-
 def is_pipeline_spec(spec: str) -> bool:
-    """A whole pipeline (denoiser + VAE + scheduler): ``tiny-pipeline:<name>`` or a folder with model_index.json."""
-    return spec.startswith(TINY_PIPELINE_PREFIX) or (Path(spec).expanduser() / "model_index.json").is_file()
+    """A whole pipeline (denoiser + VAE + scheduler): ``tiny-pipeline:<name>``, a shipped model or a folder with
+    model_index.json."""
+    return spec.startswith(TINY_PIPELINE_PREFIX) or (_folder(spec) / "model_index.json").is_file()
 
 
-def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> Any:
-    """A diffusers pipeline from ``tiny-pipeline:<name>`` or a local pipeline folder, without text/image encoders
-    where the folder lacks them (their outputs come from ``dymos prepare``)."""
+def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 0, **components: Any) -> Any:
+    """A diffusers pipeline from ``tiny-pipeline:<name>``, a shipped model or a local pipeline folder, without
+    text/image encoders where the folder lacks them (their outputs come from ``dymos prepare``); ``components``
+    override ``from_pretrained``'s (folders only)."""
     import diffusers
 
     from dymos.tiny import TINY_PIPELINES, build_tiny_pipeline
@@ -121,11 +147,11 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
             raise ModelNotFoundError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
         pipe = build_tiny_pipeline(name, seed=seed)
         return pipe if dtype == torch.float32 else pipe.to(dtype)
-    folder = Path(spec).expanduser()
+    folder = _folder(spec)
     if not (folder / "model_index.json").is_file():
         raise ModelNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
     index = json.loads((folder / "model_index.json").read_text())
     absent = {name: None for name, entry in index.items() if isinstance(entry, list) and not (folder / name).is_dir()}
-    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, **absent)
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, **{**absent, **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -30,6 +30,7 @@ from dymos.models import (
     is_pipeline_spec,
     load_denoiser,
     load_pipeline,
+    pipeline_defaults,
     resolve_model,
 )
 from dymos.schedule import DEFAULT_FRACTION
@@ -100,16 +101,26 @@ def default_strategy(opset: int) -> str:
     return "fold" if opset >= 23 else "split"
 
 
-def latent_sizes(family: str, config: dict[str, Any], frames: int | None, height: int | None, width: int | None):
-    """Video frames / pixel sizes -> latent frames / sizes, checking what the model can take."""
+def latent_sizes(
+    family: str,
+    config: dict[str, Any],
+    frames: int | None,
+    height: int | None,
+    width: int | None,
+    compression: tuple[int, int] | None = None,
+):
+    """Video frames / pixel sizes -> latent frames / sizes, checking what the model can take.
+
+    ``compression`` = (temporal, spatial) factors of the pipeline's own VAE; default: the family's real VAE.
+    """
     fx = FAMILY_EXPORTS[family]
+    t, spatial = compression or (fx.temporal_compression, fx.spatial_compression)
     p_t, _, p_s = patch_sizes(FAMILIES[family], config)
     latent_frames = None
     if frames is not None:
-        t = fx.temporal_compression
         if frames < 1 or (frames - 1) % t:
             rule = f"{t}n+1" if t > 1 else "at least 1"
-            raise ExportError(f"{family} models take {rule} video frames (VAE temporal factor {t}); got {frames}")
+            raise ExportError(f"this {family} model takes {rule} video frames (VAE temporal factor {t}); got {frames}")
         latent_frames = (frames - 1) // t + 1
         latent_frames += (-latent_frames) % p_t  # the pipeline pads to whole token-frames (CogVideoX 1.5)
     sizes = []
@@ -117,10 +128,10 @@ def latent_sizes(family: str, config: dict[str, Any], frames: int | None, height
         if value is None:
             sizes.append(None)
             continue
-        step = fx.spatial_compression * p_s
+        step = spatial * p_s
         if value <= 0 or value % step:
             raise ExportError(f"{family} {label} must be a positive multiple of {step} pixels; got {value}")
-        sizes.append(value // fx.spatial_compression)
+        sizes.append(value // spatial)
     return latent_frames, sizes[0], sizes[1]
 
 
@@ -220,7 +231,10 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         model = load_denoiser(source, dtype=dtype, seed=options.seed)
     family = layout_for(model).family
     config = dict(model.config)
-    frames, height, width = latent_sizes(family, config, options.frames, options.height, options.width)
+    defaults = pipeline_defaults(source) if pipe is not None else {}
+    video = {k: getattr(options, k) or defaults.get("video", {}).get(k) for k in ("frames", "height", "width")}
+    compression = pipeline_compression(pipe) if pipe is not None and getattr(pipe, "vae", None) else None
+    frames, height, width = latent_sizes(family, config, **video, compression=compression)
     spec = build_spec(
         family,
         config,
@@ -333,6 +347,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                 pipe, family, cases, staging, options, log, submodels, submodel_artifacts
             )
             files += pipeline_entry.pop("files")
+            pipeline_entry["defaults"] = defaults.get("generation", {})  # e.g. the guidance a shipped model wants
         manifest = {
             "model": {
                 "source": canonical_model(options.model),
@@ -403,6 +418,13 @@ RUNTIME_PIPELINES: dict[str, dict[str, str]] = {
 }
 
 
+def pipeline_compression(pipe: Any) -> tuple[int, int]:
+    """(temporal, spatial) compression of a pipeline's VAE, as the pipeline itself computes latent sizes."""
+    t = int(getattr(pipe, "vae_scale_factor_temporal", 1))  # SVD's VAE has no temporal compression
+    s = int(getattr(pipe, "vae_scale_factor_spatial", getattr(pipe, "vae_scale_factor", 8)))
+    return t, s
+
+
 def _export_pipeline_parts(
     pipe: Any,
     family: str,
@@ -447,8 +469,7 @@ def _export_pipeline_parts(
     submodels["vae_decoder"] = spec
     submodel_artifacts["vae_decoder"] = artifact
     log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
-    t = int(getattr(pipe, "vae_scale_factor_temporal", 1))  # SVD's VAE has no temporal compression
-    s = int(getattr(pipe, "vae_scale_factor_spatial", getattr(pipe, "vae_scale_factor", 8)))
+    t, s = pipeline_compression(pipe)
     if recipe["normalization"] == "mean_std":
         scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
     else:

@@ -33,8 +33,11 @@ class RunError(ValueError):
 
 @dataclass
 class RunRequest:
-    """One generation: ``strength`` is a scalar or one value per video (the batch); ``latents`` overrides the
-    seeded initial noise (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly."""
+    """One generation: ``strength`` is a scalar or one value per video (the batch).
+
+    Every video starts from the same noise, drawn from ``seed``, so a batch of strengths differs only by the
+    strength; ``seeds`` gives one seed per video instead. ``latents`` overrides the seeded initial noise
+    (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly."""
 
     strength: float | Sequence[float] = 0.0
     steps: int = 20
@@ -42,6 +45,7 @@ class RunRequest:
     seed: int = 0
     schedule: StrengthSchedule = field(default_factory=StrengthSchedule)
     batch: int | None = None
+    seeds: Sequence[int] | None = None
     latents: np.ndarray | None = None
 
 
@@ -127,7 +131,12 @@ def sample(
             raise RunError(f"latents have shape {request.latents.shape}, expected {latent_shape}")
         latents = request.latents.astype(np.float32)
     else:
-        latents = np.random.default_rng(request.seed).standard_normal(latent_shape, dtype=np.float32)
+        seeds = list(request.seeds) if request.seeds is not None else [request.seed] * batch
+        if len(seeds) != batch:
+            raise RunError(f"{len(seeds)} seeds for a batch of {batch}")
+        latents = np.stack(
+            [np.random.default_rng(seed).standard_normal(latent_shape[1:], dtype=np.float32) for seed in seeds]
+        )
     scheduler = scheduler_from_config(pipeline["scheduler"]["class"], pipeline["scheduler"]["config"])
     scheduler.set_timesteps(request.steps)
     timesteps = scheduler.timesteps

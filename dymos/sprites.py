@@ -1,0 +1,196 @@
+"""Procedural sprite videos: the seeded synthetic data the embedded default model is trained and measured on.
+
+Flat-colour sprites (squares, discs, triangles, bars) move in straight lines, bounce off the borders and
+rotate, over a flat or two-tone background. Every clip is a pure function of ``(seed, index)``, so the training
+set, the sweep's input images and the regression test's clips are the same anywhere. Colours come from a
+fixed palette in which sprite colours and background colours never coincide, which is what lets
+``dymos.metrics`` track each sprite from frame 0 by colour.
+
+The motion prior is data (``MotionPrior``): by default 20 % of clips are fully static, 30 % slow
+(≤ 0.75 px/frame) and 50 % move at 0.75-2.5 px/frame; a rotating sprite turns at up to 20°/frame.
+numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Sprite colours (RGB, 0-255): saturated, far apart from each other and from every background colour.
+SPRITE_COLORS = np.array(
+    [
+        [230, 40, 40],  # red
+        [40, 200, 60],  # green
+        [50, 90, 235],  # blue
+        [245, 210, 30],  # yellow
+        [235, 70, 220],  # magenta
+        [30, 220, 225],  # cyan
+        [255, 140, 20],  # orange
+        [245, 245, 245],  # white
+    ],
+    dtype=np.uint8,
+)
+# Backgrounds: dark or muted tones.
+BACKGROUND_COLORS = np.array(
+    [[20, 20, 28], [60, 60, 70], [30, 50, 90], [70, 40, 40], [35, 75, 45], [100, 95, 80]], dtype=np.uint8
+)
+SHAPES = ("square", "disc", "triangle", "bar")
+
+
+@dataclass(frozen=True)
+class MotionPrior:
+    """Share of static and slow clips, speed ranges (px/frame) and rotation speed (degrees/frame)."""
+
+    static: float = 0.2
+    slow: float = 0.3
+    slow_speed: tuple[float, float] = (0.25, 0.75)
+    fast_speed: tuple[float, float] = (0.75, 2.5)
+    max_spin: float = 20.0
+
+    def describe(self) -> str:
+        fast = 1.0 - self.static - self.slow
+        return (
+            f"{self.static:.0%} static clips, {self.slow:.0%} slow "
+            f"({self.slow_speed[0]}-{self.slow_speed[1]} px/frame), "
+            f"{fast:.0%} fast ({self.fast_speed[0]}-{self.fast_speed[1]} px/frame); rotation up to "
+            f"{self.max_spin:g} deg/frame"
+        )
+
+
+DEFAULT_PRIOR = MotionPrior()
+
+
+@dataclass(frozen=True)
+class Sprite:
+    shape: str
+    color: int  # index into SPRITE_COLORS
+    size: float  # half-extent in pixels
+    x: float
+    y: float
+    vx: float
+    vy: float
+    angle: float  # degrees
+    spin: float  # degrees per frame
+
+
+def _sprite_mask(sprite: Sprite, x: float, y: float, angle: float, size: int, supersample: int = 4) -> np.ndarray:
+    """Coverage of one sprite on a ``size`` x ``size`` grid (supersampled, then thresholded at half a pixel so the
+    rendered colours stay exactly the palette's)."""
+    n = size * supersample
+    coords = (np.arange(n) + 0.5) / supersample
+    gx, gy = np.meshgrid(coords - x, coords - y)
+    theta = math.radians(angle)
+    u = gx * math.cos(theta) + gy * math.sin(theta)
+    v = -gx * math.sin(theta) + gy * math.cos(theta)
+    r = sprite.size
+    if sprite.shape == "square":
+        inside = (np.abs(u) <= r * 0.85) & (np.abs(v) <= r * 0.85)
+    elif sprite.shape == "disc":
+        inside = u**2 + v**2 <= r**2
+    elif sprite.shape == "bar":
+        inside = (np.abs(u) <= r) & (np.abs(v) <= r * 0.4)
+    else:  # triangle pointing up in its own frame
+        inside = (v <= r * 0.6) & (v >= -r + 1.6 * np.abs(u))
+    coverage = inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+    return coverage >= 0.5
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    first, second = rng.choice(len(BACKGROUND_COLORS), size=2, replace=False)
+    image = np.empty((size, size, 3), dtype=np.uint8)
+    image[:] = BACKGROUND_COLORS[first]
+    if rng.random() < 0.5:  # two-tone: a horizontal or vertical split
+        cut = int(rng.integers(size // 4, 3 * size // 4))
+        if rng.random() < 0.5:
+            image[cut:] = BACKGROUND_COLORS[second]
+        else:
+            image[:, cut:] = BACKGROUND_COLORS[second]
+    return image
+
+
+def _speed(rng: np.random.Generator, prior: MotionPrior) -> float:
+    draw = rng.random()
+    if draw < prior.static:
+        return 0.0
+    low, high = prior.slow_speed if draw < prior.static + prior.slow else prior.fast_speed
+    return float(rng.uniform(low, high))
+
+
+def sample_sprites(rng: np.random.Generator, size: int, prior: MotionPrior) -> list[Sprite]:
+    """1-3 sprites of distinct colours; one speed class for the whole clip (static clips stay static)."""
+    count = int(rng.integers(1, 4))
+    colors = rng.choice(len(SPRITE_COLORS), size=count, replace=False)
+    speed = _speed(rng, prior)
+    sprites = []
+    for color in colors:
+        half = float(rng.uniform(size * 0.09, size * 0.16))
+        heading = float(rng.uniform(0, 2 * math.pi))
+        item_speed = speed * float(rng.uniform(0.7, 1.3))
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        spin = 0.0 if speed == 0.0 or shape == "disc" else float(rng.uniform(-prior.max_spin, prior.max_spin))
+        sprites.append(
+            Sprite(
+                shape=shape,
+                color=int(color),
+                size=half,
+                x=float(rng.uniform(half, size - half)),
+                y=float(rng.uniform(half, size - half)),
+                vx=item_speed * math.cos(heading),
+                vy=item_speed * math.sin(heading),
+                angle=float(rng.uniform(0, 90)),
+                spin=spin,
+            )
+        )
+    return sprites
+
+
+def _bounce(position: float, low: float, high: float) -> float:
+    """Reflect a straight-line position into [low, high] (elastic bounces off both walls)."""
+    span = high - low
+    if span <= 0:
+        return low
+    phase = (position - low) % (2 * span)
+    return low + (phase if phase <= span else 2 * span - phase)
+
+
+def render_clip(sprites: list[Sprite], background: np.ndarray, frames: int) -> np.ndarray:
+    """``[frames, H, W, 3]`` uint8: sprites drawn in order over the background."""
+    size = background.shape[0]
+    video = np.repeat(background[None], frames, axis=0)
+    for t in range(frames):
+        for sprite in sprites:
+            x = _bounce(sprite.x + sprite.vx * t, sprite.size, size - sprite.size)
+            y = _bounce(sprite.y + sprite.vy * t, sprite.size, size - sprite.size)
+            mask = _sprite_mask(sprite, x, y, sprite.angle + sprite.spin * t, size)
+            video[t][mask] = SPRITE_COLORS[sprite.color]
+    return video
+
+
+def make_clip(
+    seed: int, index: int, *, size: int = 32, frames: int = 9, prior: MotionPrior = DEFAULT_PRIOR
+) -> np.ndarray:
+    """Clip ``index`` of the dataset ``seed``: ``[frames, size, size, 3]`` uint8, deterministic."""
+    rng = np.random.default_rng([seed, index])
+    background = _background(rng, size)
+    return render_clip(sample_sprites(rng, size, prior), background, frames)
+
+
+def make_batch(
+    seed: int, start: int, count: int, *, size: int = 32, frames: int = 9, prior: MotionPrior = DEFAULT_PRIOR
+) -> np.ndarray:
+    """Clips ``start .. start+count-1`` as ``[count, frames, size, size, 3]`` uint8."""
+    return np.stack([make_clip(seed, start + i, size=size, frames=frames, prior=prior) for i in range(count)])
+
+
+def to_model_range(video: np.ndarray) -> np.ndarray:
+    """uint8 ``[..., F, H, W, 3]`` -> float32 ``[..., 3, F, H, W]`` in [-1, 1] (the VAE's pixel range)."""
+    x = video.astype(np.float32) / 127.5 - 1.0
+    return np.moveaxis(x, -1, -4)
+
+
+def from_model_range(video: np.ndarray) -> np.ndarray:
+    """float ``[..., 3, F, H, W]`` in [-1, 1] -> uint8 ``[..., F, H, W, 3]``."""
+    x = np.clip((np.moveaxis(video, -4, -1) + 1.0) * 127.5, 0, 255)
+    return np.round(x).astype(np.uint8)

@@ -1,0 +1,308 @@
+"""``dymos sweep``: what the motion slider does, measured on an exported sprite model.
+
+For every held-out clip (``dymos.sprites`` with a data seed the model was not trained on) and every noise seed,
+the clip's first frame is encoded once (the pipeline's own encoders, as ``dymos prepare`` does) and the runtime
+generates one batch with every strength, all from the same initial noise, so each strength is paired with
+strength 0 on the same clip and noise. Per strength and schedule it reports the object-level motion, shape
+preservation and frame-0 fidelity of ``dymos.metrics`` (means), and paired win rates against strength 0; the
+real clips' own metrics, and those of the real clips passed through the VAE, are the reference rows.
+
+Results: ``sweep.json`` (every video's metrics, the summary, and the first-step attention-mass probe on the
+same inputs), ``sweep.md`` (the tables) and ``strip.png`` (frames of two strengths side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dymos.manifest import atomic_write_bytes
+from dymos.metrics import video_metrics
+from dymos.schedule import StrengthSchedule, validate_strength
+from dymos.sprites import from_model_range, make_clip, to_model_range
+
+HEADLINE = ("motion", "shape", "lost", "off_palette", "psnr0", "ssim0", "frame_diff", "flow")
+# Reference rows: the real clips, and the real clips through the VAE (what the decoder alone costs).
+REFERENCE_ROWS = {"data": "real clips", "vae": "real clips, VAE round trip"}
+WIN_METRICS = {"motion": +1, "shape": +1, "psnr0": +1}  # +1: higher is better / more
+
+
+@dataclass
+class SweepConfig:
+    strengths: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    fractions: Sequence[float] = (0.2,)
+    clips: int = 64
+    seeds: Sequence[int] = (0, 1, 2)
+    data_seed: int = 1  # the training set is data seed 0
+    steps: int | None = None
+    guidance_scale: float | None = None
+    strip_strengths: tuple[float, float] | None = None
+    strip_clips: int = 6
+    probe_clips: int = 16
+
+    def check(self) -> None:
+        validate_strength(list(self.strengths))
+        if 0.0 not in self.strengths:
+            raise ValueError("the sweep compares against strength 0: include 0 in the strengths")
+        if self.clips < 1 or not self.seeds:
+            raise ValueError("need at least one clip and one seed")
+        for fraction in self.fractions:
+            StrengthSchedule(fraction=fraction)
+
+
+def _win_rate(pairs: list[tuple[float, float]], sign: int) -> float:
+    """Share of pairs where the strength's value beats strength 0's (ties count half); NaN pairs are skipped."""
+    valid = [(a, b) for a, b in pairs if not (math.isnan(a) or math.isnan(b))]
+    if not valid:
+        return math.nan
+    wins = sum(1.0 if sign * (a - b) > 1e-9 else 0.5 if abs(a - b) <= 1e-9 else 0.0 for a, b in valid)
+    return wins / len(valid)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (schedule, strength): metric means and paired win rates against strength 0 of the same clip/seed."""
+    by_key: dict[tuple, dict] = {}
+    for row in rows:
+        if row["kind"] == "generated":
+            by_key[(row["fraction"], row["strength"], row["clip"], row["seed"])] = row
+    summary = []
+    for kind, label in REFERENCE_ROWS.items():
+        group = [r for r in rows if r["kind"] == kind]
+        if group:
+            summary.append(
+                {"label": label, "videos": len(group), **{m: _nanmean([r[m] for r in group]) for m in HEADLINE}}
+            )
+    for fraction in sorted({k[0] for k in by_key}):
+        for strength in sorted({k[1] for k in by_key if k[0] == fraction}):
+            group = [r for k, r in by_key.items() if k[0] == fraction and k[1] == strength]
+            entry: dict[str, Any] = {
+                "label": f"s={strength:g}" + ("" if strength == 0 else f", first {fraction:.0%}"),
+                "strength": strength,
+                "fraction": fraction,
+                "videos": len(group),
+                **{m: _nanmean([r[m] for r in group]) for m in HEADLINE},
+            }
+            if strength != 0:
+                for metric, sign in WIN_METRICS.items():
+                    pairs = [
+                        (r[metric], by_key[(fraction, 0.0, r["clip"], r["seed"])][metric])
+                        for r in group
+                        if (fraction, 0.0, r["clip"], r["seed"]) in by_key
+                    ]
+                    entry[f"win_{metric}"] = _win_rate(pairs, sign)
+            summary.append(entry)
+    return summary
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    """The summary as a Markdown table."""
+    header = (
+        "| run | motion px/frame | shape IoU | lost | off-palette | frame-0 PSNR dB | frame-0 SSIM | frame diff "
+        "| flow | motion win vs 0 | shape win vs 0 | PSNR win vs 0 |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for e in summary:
+        wins = [e.get(f"win_{m}") for m in WIN_METRICS]
+        cells = [
+            e["label"],
+            f"{e['motion']:.3f}",
+            f"{e['shape']:.3f}",
+            f"{e['lost']:.3f}",
+            f"{e['off_palette']:.4f}",
+            f"{e['psnr0']:.1f}",
+            f"{e['ssim0']:.3f}",
+            f"{e['frame_diff']:.4f}",
+            f"{e['flow']:.3f}",
+            *("" if w is None else f"{w:.0%}" for w in wins),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def probe_table(probe: dict[str, Any]) -> str:
+    """The probe's mean reference-key mass per strength as a Markdown table."""
+    rows = [f"| s={e['strength']:g} | {e['mean_mass']:.3f} |" for e in probe["strengths"]]
+    uniform = f"(uniform attention over the video: {probe['uniform_mass']:.3f})"
+    return "\n".join(["| strength | reference-key mass (mean over layers) |", "|---|---|", *rows, uniform])
+
+
+def frame_strip(videos: list[np.ndarray], labels: list[str], scale: int = 4, gap: int = 6) -> Any:
+    """A PIL image: one row per entry of ``videos`` (lists of ``[F, H, W, 3]`` placed side by side)."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for group in videos:
+        pieces = []
+        for video in group:
+            pieces.append(np.concatenate(list(video), axis=1))
+            pieces.append(np.full((video.shape[1], gap, 3), 255, np.uint8))
+        rows.append(np.concatenate(pieces[:-1], axis=1))
+        rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
+    image = np.concatenate(rows[:-1], axis=0)
+    header = 14
+    canvas = Image.new("RGB", (image.shape[1] * scale, image.shape[0] * scale + header), "white")
+    canvas.paste(Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST))
+    canvas.paste(canvas.crop((0, 0, canvas.width, canvas.height - header)), (0, header))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, canvas.width, header), fill="white")
+    width = videos[0][0].shape[2] * videos[0][0].shape[0] * scale + gap * scale
+    for i, label in enumerate(labels):
+        draw.text((i * width + 2, 1), label, fill="black")
+    return canvas
+
+
+def vae_round_trip(vae: Any, clip: np.ndarray) -> np.ndarray:
+    """A real clip encoded (latent mode) and decoded by the pipeline's VAE: the fidelity ceiling of any video the
+    model generates, and the motion the decoder alone adds to a static clip."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.from_numpy(to_model_range(clip[None]))
+        y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    return from_model_range(y[0].numpy())
+
+
+def probe_first_step(
+    pipe: Any, conditions: list[dict[str, np.ndarray]], strengths: Sequence[float], steps: int, seed: int = 0
+) -> dict[str, Any]:
+    """Reference-key attention mass at the first denoising step on the sweep's real conditioning (a batch of
+    clips, seeded noise), per strength and layer: the mechanism DyMoS acts on, measured on the same inputs."""
+    import torch
+
+    from dymos.probe import attention_mass
+
+    pipe.scheduler.set_timesteps(steps)
+    condition = torch.from_numpy(np.concatenate([c["condition"] for c in conditions]))
+    generator = torch.Generator().manual_seed(seed)
+    channels = int(pipe.vae.config.z_dim)
+    noise = torch.randn((len(conditions), channels, *condition.shape[2:]), generator=generator)
+    inputs = {
+        "hidden_states": torch.cat([noise * pipe.scheduler.init_noise_sigma, condition], dim=1),
+        "timestep": pipe.scheduler.timesteps[:1].repeat(len(conditions)).float(),
+        "encoder_hidden_states": torch.from_numpy(np.concatenate([c["prompt_embeds"] for c in conditions])),
+        "return_dict": False,
+    }
+    report = attention_mass(pipe.transformer, inputs, strengths)
+    return {"clips": len(conditions), "timestep": float(pipe.scheduler.timesteps[0]), **report.as_dict()}
+
+
+def run_sweep(
+    export_dir: str | Path,
+    out: str | Path,
+    config: SweepConfig,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Generate, measure and write the sweep; returns the JSON document."""
+    from PIL import Image
+
+    from dymos.models import load_pipeline
+    from dymos.prepare import prepare_conditioning
+    from dymos.runtime.artifacts import ExportDir
+    from dymos.runtime.backends import open_backend, open_stock_backend
+    from dymos.runtime.loop import RunRequest, sample
+
+    config.check()
+    export = ExportDir.open(export_dir)
+    pipeline = export.manifest.get("pipeline") or {}
+    if not pipeline.get("runtime_supported"):
+        raise ValueError(f"{export_dir} was not exported from a pipeline the runtime drives")
+    video = pipeline["video"]
+    if video["height"] != video["width"]:
+        raise ValueError(f"sprite clips are square; this export makes {video['height']}x{video['width']} videos")
+    defaults = pipeline.get("defaults", {})
+    steps = config.steps or int(defaults.get("steps", 20))
+    guidance = config.guidance_scale if config.guidance_scale is not None else float(defaults.get("guidance_scale", 1))
+    denoiser, decoder, stock = open_backend(export, "denoiser"), open_backend(export, "vae_decoder"), None
+    stock = open_stock_backend(export)
+    max_batch = export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1)
+    pipe = load_pipeline(export.manifest["model"]["source"], seed=export.manifest["export"]["seed"])
+    text = next(t for t in export.manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
+    strengths = [float(s) for s in config.strengths]
+    strip_pair = config.strip_strengths or (0.0, max(strengths))
+    rows: list[dict[str, Any]] = []
+    strip: list[list[np.ndarray]] = []
+    probe_conditions: list[dict[str, np.ndarray]] = []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for clip_index in range(config.clips):
+        clip = make_clip(config.data_seed, clip_index, size=video["height"], frames=video["frames"])
+        image = clip[0]
+        rows.append({"kind": "data", "clip": clip_index, **video_metrics(clip, image).as_dict()})
+        rows.append(
+            {"kind": "vae", "clip": clip_index, **video_metrics(vae_round_trip(pipe.vae, clip), image).as_dict()}
+        )
+        cond = prepare_conditioning(
+            pipe,
+            Image.fromarray(image),
+            height=video["height"],
+            width=video["width"],
+            num_frames=video["frames"],
+            text_shape=(int(text["shape"][1]), int(text["shape"][2])),
+        )
+        if len(probe_conditions) < config.probe_clips:
+            probe_conditions.append(cond)
+        for seed in config.seeds:
+            for fraction in config.fractions:
+                schedule = StrengthSchedule(fraction=fraction)
+                frames: dict[float, np.ndarray] = {}
+                for chunk in range(0, len(strengths), max_batch):
+                    batch = strengths[chunk : chunk + max_batch]
+                    request = RunRequest(
+                        strength=batch, steps=steps, guidance_scale=guidance, seed=seed, schedule=schedule
+                    )
+                    result = sample(export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
+                    frames.update(zip(batch, result.frames, strict=True))
+                for strength, generated in frames.items():
+                    metrics = video_metrics(generated, image).as_dict()
+                    rows.append(
+                        {
+                            "kind": "generated",
+                            "clip": clip_index,
+                            "seed": seed,
+                            "fraction": fraction,
+                            "strength": strength,
+                            **metrics,
+                        }
+                    )
+                if len(strip) < config.strip_clips and seed == config.seeds[0] and fraction == config.fractions[0]:
+                    strip.append([frames[strip_pair[0]], frames[strip_pair[1]]])
+        elapsed = time.perf_counter() - start
+        eta = elapsed / (clip_index + 1) * (config.clips - clip_index - 1)
+        log(f"clip {clip_index + 1}/{config.clips} ({elapsed:.0f}s, eta {eta:.0f}s)")
+    summary = summarize(rows)
+    probe = probe_first_step(pipe, probe_conditions, strengths, steps)
+    document = {
+        "export": str(export_dir),
+        "model": export.manifest["model"]["source"],
+        "config": {
+            "strengths": strengths,
+            "fractions": list(config.fractions),
+            "clips": config.clips,
+            "seeds": list(config.seeds),
+            "data_seed": config.data_seed,
+            "steps": steps,
+            "guidance_scale": guidance,
+        },
+        "summary": summary,
+        "probe": probe,
+        "videos": rows,
+    }
+    atomic_write_bytes(out / "sweep.json", (json.dumps(document, indent=1) + "\n").encode())
+    atomic_write_bytes(out / "sweep.md", (table(summary) + "\n\n" + probe_table(probe) + "\n").encode())
+    labels = [f"s={strip_pair[0]:g}", f"s={strip_pair[1]:g}"]
+    frame_strip(strip, labels).save(out / "strip.png.partial", format="PNG")
+    (out / "strip.png.partial").replace(out / "strip.png")
+    return document

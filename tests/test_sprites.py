@@ -1,0 +1,144 @@
+"""The synthetic sprite data and the motion/fidelity metrics: deterministic data, metrics that measure what they
+claim on videos whose answer is known (a sprite moved by a known speed, a frozen video, a sprite that breaks
+apart, noise), and the sweep's paired win rates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dymos.metrics import horn_schunck, rotation_aligned_iou, track_sprites, video_metrics
+from dymos.sprites import (
+    BACKGROUND_COLORS,
+    SPRITE_COLORS,
+    MotionPrior,
+    Sprite,
+    from_model_range,
+    make_batch,
+    make_clip,
+    render_clip,
+    to_model_range,
+)
+from dymos.sweep import summarize
+
+
+def _background(size: int = 32) -> np.ndarray:
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = BACKGROUND_COLORS[0]
+    return image
+
+
+def _moving_square(speed: float, frames: int = 9, spin: float = 0.0) -> np.ndarray:
+    sprite = Sprite("square", 0, 4.0, 6.0, 16.0, speed, 0.0, 0.0, spin)
+    return render_clip([sprite], _background(), frames)
+
+
+def test_clips_are_deterministic_and_in_palette():
+    a, b = make_clip(3, 7), make_clip(3, 7)
+    assert a.dtype == np.uint8 and a.shape == (9, 32, 32, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(make_clip(3, 7), make_clip(4, 7))
+    palette = {tuple(c) for c in np.concatenate([SPRITE_COLORS, BACKGROUND_COLORS])}
+    assert {tuple(c) for c in a.reshape(-1, 3)} <= palette
+    assert np.array_equal(make_batch(3, 6, 2)[1], a)
+
+
+def test_motion_prior_shares():
+    prior = MotionPrior()
+    clips = make_batch(0, 0, 200, prior=prior)
+    static = np.mean([np.array_equal(c[0], c[-1]) for c in clips])
+    assert abs(static - prior.static) < 0.08  # 200 draws: about 3 standard errors
+    still = make_batch(0, 0, 20, prior=MotionPrior(static=1.0, slow=0.0))
+    assert all(np.array_equal(c[0], c[-1]) for c in still)
+
+
+def test_model_range_round_trip():
+    clip = make_clip(0, 1)
+    x = to_model_range(clip)
+    assert x.shape == (3, 9, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert np.array_equal(from_model_range(x), clip)
+
+
+@pytest.mark.parametrize("speed", [0.0, 1.0, 2.0])
+def test_sprite_motion_is_measured_in_pixels_per_frame(speed):
+    video = _moving_square(speed)
+    (track,) = track_sprites(video)
+    assert abs(track["motion"] - speed) < 0.15
+    assert track["shape"] > 0.9 and track["lost"] == 0.0
+
+
+def test_rotation_does_not_count_as_a_shape_change():
+    # Only pixelation separates a rotated 7-pixel square from its frame-0 mask (a broken one scores < 0.5).
+    video = _moving_square(1.0, spin=15.0)
+    (track,) = track_sprites(video)
+    assert track["shape"] > 0.75
+
+
+def test_broken_shapes_and_lost_sprites_score_low():
+    video = _moving_square(1.0)
+    smeared = video.copy()
+    color = SPRITE_COLORS[0]
+    for t in range(1, len(video)):
+        smeared[t, 10 + t : 12 + t, :] = color  # the sprite's colour spread into a horizontal band
+    assert track_sprites(smeared)[0]["shape"] < 0.5
+    vanished = video.copy()
+    vanished[4:] = _background()
+    (track,) = track_sprites(vanished)
+    assert math.isclose(track["lost"], 5 / 8)
+
+
+def test_rotation_aligned_iou_bounds():
+    mask = np.zeros((16, 16), bool)
+    mask[4:9, 5:12] = True
+    assert rotation_aligned_iou(mask, mask) == 1.0
+    assert rotation_aligned_iou(mask, np.roll(mask, 3, axis=1)) == 1.0  # translation is free
+    assert rotation_aligned_iou(mask, mask.T) > 0.95  # a 90-degree turn is free
+    assert rotation_aligned_iou(mask, np.zeros_like(mask)) == 0.0
+
+
+def test_generic_metrics_on_known_videos():
+    still = np.repeat(make_clip(0, 2)[:1], 9, axis=0)
+    m = video_metrics(still)
+    assert m.sprites > 0 and m.frame_diff == 0.0 and m.flow == 0.0 and m.motion == 0.0
+    assert m.psnr0 == 100.0 and m.ssim0 == pytest.approx(1.0)
+    moving = video_metrics(_moving_square(2.0))
+    slower = video_metrics(_moving_square(0.5))
+    assert moving.frame_diff > slower.frame_diff > 0 and moving.flow > slower.flow > 0
+    noisy = _moving_square(1.0).astype(np.int16) + np.random.default_rng(0).integers(-90, 90, (9, 32, 32, 3))
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    assert video_metrics(noisy, image=_moving_square(1.0)[0]).off_palette > 0.3
+    assert video_metrics(_moving_square(1.0)).off_palette == 0.0
+
+
+def test_horn_schunck_recovers_a_shift():
+    rng = np.random.default_rng(0)
+    base = rng.random((40, 40))
+    smooth = sum(np.roll(np.roll(base, dy, 0), dx, 1) for dy in range(-2, 3) for dx in range(-2, 3)) / 25
+    flow = horn_schunck(smooth, np.roll(smooth, 1, axis=1))
+    u, v = flow[8:-8, 8:-8, 0].mean(), flow[8:-8, 8:-8, 1].mean()
+    # one pixel to the right; Horn-Schunck linearises brightness, so the magnitude is an estimate (~1.4 here)
+    assert 0.6 < u < 1.5 and abs(v) < 0.2
+
+
+def test_metrics_reject_bad_videos():
+    with pytest.raises(ValueError, match="uint8 video"):
+        video_metrics(np.zeros((9, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="does not match"):
+        video_metrics(make_clip(0, 0), image=np.zeros((16, 16, 3), np.uint8))
+
+
+def test_summary_pairs_each_strength_with_strength_zero():
+    rows = []
+    for clip in range(4):
+        base = {"kind": "generated", "clip": clip, "seed": 0, "fraction": 0.2}
+        metrics = dict(shape=0.9, lost=0.0, off_palette=0.0, psnr0=30.0, ssim0=0.9, frame_diff=0.01, flow=0.1)
+        rows.append({**base, "strength": 0.0, "motion": 1.0, **metrics})
+        # strength 2 moves more on clips 0-2, less on clip 3
+        rows.append({**base, "strength": 2.0, "motion": 2.0 if clip < 3 else 0.5, **metrics})
+    summary = {e["label"]: e for e in summarize(rows)}
+    entry = summary["s=2, first 20%"]
+    assert entry["win_motion"] == 0.75 and entry["win_shape"] == 0.5  # equal shapes are ties: half a win
+    assert entry["motion"] == pytest.approx(1.625) and entry["videos"] == 4
+    assert "win_motion" not in summary["s=0"]

@@ -1,0 +1,280 @@
+"""Train the embedded default: a tiny Wan 2.2-style image-to-video pipeline on procedural sprite clips.
+
+    python tools/train_tiny.py --out dymos/weights/sprites-wan      # ~50 min on 2 CPU cores
+
+Two stages, both real diffusers classes, both seeded:
+1. a tiny ``AutoencoderKLWan`` (2x spatial, 2x temporal compression, 16 latent channels, Wan 2.2's residual
+   form) trained on reconstruction, so 32x32x9 videos become 16x5x16x16 latents;
+2. a 4-layer ``WanTransformer3DModel`` in Wan 2.2 I2V form (latents + first-frame mask + VAE latents of
+   ``[image, zeros...]`` concatenated on channels, exactly what ``WanImageToVideoPipeline.prepare_latents``
+   builds) trained with rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
+   with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
+   step: the model learns to ignore prompts. An EMA of the weights is what ships.
+
+The result is a ``WanImageToVideoPipeline`` folder (safetensors + configs, no text/image encoder) that
+``from_pretrained`` and ``dymos export`` load, plus ``train_log.json`` (losses, timings, data prior, seeds).
+Checkpoints are written along the way under ``build/train_tiny/`` (``--work``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dymos.sprites import DEFAULT_PRIOR, make_batch, to_model_range
+from dymos.tiny import WAN_SCHEDULER
+
+SIZE, FRAMES = 32, 9
+Z_DIM = 16
+VAE_CONFIG = {
+    "base_dim": 16,
+    "z_dim": Z_DIM,
+    "is_residual": True,  # Wan 2.2's VAE form: space/time-to-channel shortcuts around the resampling, learns fast
+    "dim_mult": [1, 1],
+    "num_res_blocks": 1,
+    "attn_scales": [],
+    "temperal_downsample": [True],
+    "dropout": 0.0,
+    "scale_factor_temporal": 2,
+    "scale_factor_spatial": 2,
+}
+TRANSFORMER_CONFIG = {
+    "patch_size": [1, 2, 2],
+    "num_attention_heads": 2,
+    "attention_head_dim": 64,
+    "in_channels": Z_DIM + 2 + Z_DIM,  # noisy latents + first-frame mask (a channel per temporal factor) + condition
+    "out_channels": Z_DIM,
+    "text_dim": 16,
+    "freq_dim": 64,
+    "ffn_dim": 256,
+    "num_layers": 4,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "image_dim": None,
+    "added_kv_proj_dim": None,
+    "rope_max_seq_len": 32,
+}
+TEXT_TOKENS = 16
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_vae(pool: np.ndarray, args: argparse.Namespace, log_rows: list) -> torch.nn.Module:
+    """Reconstruction (L1 + MSE) of the latent mode on 5-frame clips (one causal chunk: 1 + 4 frames), plus a
+    small penalty on the latent mean. The pipeline encodes its condition with the mode (``argmax``) and the
+    transformer learns on modes too, so the decoder is trained on exactly what it will be given."""
+    import diffusers
+
+    torch.manual_seed(args.seed)
+    vae = diffusers.AutoencoderKLWan(**VAE_CONFIG, latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    rng = np.random.default_rng([args.seed, 1])
+    start = time.perf_counter()
+    for step in range(args.vae_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, args.vae_steps, args.vae_lr, 50)
+        index = rng.integers(0, len(pool), size=args.vae_batch)
+        offset = int(rng.integers(0, FRAMES - 4))
+        x = torch.from_numpy(to_model_range(pool[index, offset : offset + 5]))
+        mode = vae.encode(x).latent_dist.mode()
+        y = vae.decode(mode).sample
+        recon = (y - x).abs().mean() + (y - x).pow(2).mean()
+        kl = mode.pow(2).mean()
+        loss = recon + args.vae_kl * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if step % 100 == 0 or step == args.vae_steps - 1:
+            elapsed = time.perf_counter() - start
+            log(f"vae step {step}/{args.vae_steps} recon {recon.item():.4f} mean^2 {kl.item():.3f} ({elapsed:.0f}s)")
+            log_rows.append({"stage": "vae", "step": step, "recon": recon.item(), "latent_sq": kl.item(), "s": elapsed})
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_pool(vae: torch.nn.Module, pool: np.ndarray, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (un-normalised) VAE modes of every clip and of its Wan condition video ``[frame 0, zeros...]``."""
+    latents, conditions = [], []
+    for i in range(0, len(pool), batch):
+        x = torch.from_numpy(to_model_range(pool[i : i + batch]))
+        latents.append(vae.encode(x).latent_dist.mode())
+        condition = torch.cat([x[:, :, :1], torch.zeros_like(x[:, :, 1:])], dim=2)
+        conditions.append(vae.encode(condition).latent_dist.mode())
+    return torch.cat(latents), torch.cat(conditions)
+
+
+def first_frame_mask(batch: int, latent_frames: int, temporal: int, height: int, width: int) -> torch.Tensor:
+    """Wan's mask channels: ``temporal`` channels, ones on latent frame 0 (as ``prepare_latents`` builds them)."""
+    mask = torch.zeros(batch, temporal, latent_frames, height, width)
+    mask[:, :, 0] = 1.0
+    return mask
+
+
+def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """The flow shift the sampler uses (sigma' = shift*s / (1 + (shift-1)*s)): training leans to high noise."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def train_transformer(
+    latents: torch.Tensor, conditions: torch.Tensor, args: argparse.Namespace, work: Path, log_rows: list
+) -> torch.nn.Module:
+    import diffusers
+
+    torch.manual_seed(args.seed + 2)
+    model = diffusers.WanTransformer3DModel(**TRANSFORMER_CONFIG)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    rng = torch.Generator().manual_seed(args.seed + 3)
+    shift = float(WAN_SCHEDULER["config"]["flow_shift"])
+    n, _, latent_frames, height, width = latents.shape
+    mask = first_frame_mask(args.batch, latent_frames, VAE_CONFIG["scale_factor_temporal"], height, width)
+    start = time.perf_counter()
+    running = None
+    for step in range(args.steps):
+        lr = cosine_lr(step, args.steps, args.lr, args.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.randint(0, n, (args.batch,), generator=rng)
+        x0, condition = latents[index], conditions[index]
+        noise = torch.randn(x0.shape, generator=rng)
+        sigma = shifted_sigmas(torch.rand(args.batch, generator=rng), shift)
+        s = sigma.view(-1, 1, 1, 1, 1)
+        x_t = (1 - s) * x0 + s * noise
+        text = torch.randn(args.batch, TEXT_TOKENS, TRANSFORMER_CONFIG["text_dim"], generator=rng)
+        model_input = torch.cat([x_t, mask, condition], dim=1)
+        prediction = model(model_input, sigma * 1000.0, text, return_dict=False)[0]
+        loss = (prediction - (noise - x0)).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 100 == 0 or step == args.steps - 1:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / (step + 1) * (args.steps - step - 1)
+            log(f"dit step {step}/{args.steps} loss {running:.4f} lr {lr:.2e} ({elapsed:.0f}s, eta {eta:.0f}s)")
+            log_rows.append({"stage": "transformer", "step": step, "loss": running, "lr": lr, "s": elapsed})
+        if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
+            ema.save_pretrained(work / f"transformer-step{step + 1}", safe_serialization=True)
+        if args.max_minutes and (time.perf_counter() - args.t0) / 60 > args.max_minutes:
+            log(f"stopping at step {step + 1}: the {args.max_minutes} min budget is spent")
+            log_rows.append({"stage": "transformer", "stopped_early_at": step + 1})
+            break
+    return ema
+
+
+def save_pipeline(vae: torch.nn.Module, transformer: torch.nn.Module, out: Path) -> None:
+    """A ``WanImageToVideoPipeline`` folder without text/image encoders (prompts come as embeddings)."""
+    import diffusers
+
+    scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
+    pipe = diffusers.WanImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        image_encoder=None,
+        image_processor=None,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    write_defaults(out)
+
+
+def write_defaults(out: Path) -> None:
+    """The generation defaults ``dymos export`` / ``dymos run`` read: the trained video size, no CFG (the model
+    ignores prompts, so guidance only doubles the cost) and 20 steps."""
+    from dymos.models import DEFAULTS_FILE
+
+    defaults = {
+        "video": {"frames": FRAMES, "height": SIZE, "width": SIZE},
+        "generation": {"guidance_scale": 1.0, "steps": 20},
+    }
+    (out / DEFAULTS_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="dymos/weights/sprites-wan", help="pipeline folder to write")
+    parser.add_argument("--work", default="build/train_tiny", help="checkpoints along the way")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clips", type=int, default=12000, help="clips in the training pool")
+    parser.add_argument("--vae-steps", type=int, default=2500)
+    parser.add_argument("--vae-batch", type=int, default=8)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument("--vae-kl", type=float, default=1e-4, help="weight of the latent mean's square")
+    parser.add_argument("--steps", type=int, default=3000, help="transformer steps")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="stop the transformer stage past this")
+    args = parser.parse_args(argv)
+    args.t0 = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    log_rows: list = []
+
+    log(f"rendering {args.clips} clips ({DEFAULT_PRIOR.describe()})")
+    pool = make_batch(args.seed, 0, args.clips, size=SIZE, frames=FRAMES)
+    log("training the VAE")
+    vae = train_vae(pool, args, log_rows)
+    latents, conditions = encode_pool(vae, pool)
+    mean = latents.mean(dim=(0, 2, 3, 4))
+    std = latents.std(dim=(0, 2, 3, 4))
+    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    view = (1, -1, 1, 1, 1)
+    latents = (latents - mean.view(view)) / std.view(view)
+    conditions = (conditions - mean.view(view)) / std.view(view)
+    vae.save_pretrained(work / "vae", safe_serialization=True)
+    log(f"encoded {len(pool)} clips to latents {tuple(latents.shape[1:])}; training the transformer")
+    transformer = train_transformer(latents, conditions, args, work, log_rows)
+    save_pipeline(vae, transformer, out)
+    minutes = (time.perf_counter() - args.t0) / 60
+    summary = {
+        "seed": args.seed,
+        "minutes": round(minutes, 1),
+        "threads": args.threads,
+        "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": DEFAULT_PRIOR.describe()},
+        "args": {k: v for k, v in vars(args).items() if k != "t0"},
+        "vae": VAE_CONFIG,
+        "transformer": TRANSFORMER_CONFIG,
+        "text_tokens": TEXT_TOKENS,
+        "log": log_rows,
+    }
+    (out / "train_log.json").write_text(json.dumps(summary, indent=1) + "\n")
+    log(f"wrote {out} in {minutes:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
