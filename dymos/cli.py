@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integer seeds, got {text!r}")
+    return values
+
+
 def _layers(text: str) -> list[int | str]:
     return [int(x) if x.strip().lstrip("-").isdigit() else x.strip() for x in text.split(",") if x.strip()]
 
@@ -338,7 +348,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "--fractions", type=_floats, default=[0.2], help="schedules: DyMoS on for these first fractions (default 0.2)"
     )
     p.add_argument("--clips", type=_positive_int, default=64, help="held-out clips (default 64)")
-    p.add_argument("--seeds", type=_layers, default=[0, 1, 2], help="noise seeds per clip (default 0,1,2)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="noise seeds per clip (default 0,1,2)")
     p.add_argument("--data-seed", type=int, default=1, help="dataset seed of the clips (training used 0; default 1)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
@@ -350,12 +360,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from dymos.sweep import SweepConfig, probe_table, run_sweep, table
 
     _quiet_torch_export_noise()
-    seeds = [int(s) for s in args.seeds]
     config = SweepConfig(
         strengths=args.strengths,
         fractions=args.fractions,
         clips=args.clips,
-        seeds=seeds,
+        seeds=args.seeds,
         data_seed=args.data_seed,
         steps=args.steps,
         guidance_scale=args.guidance,

@@ -1,14 +1,18 @@
 """Motion and fidelity metrics for generated videos (numpy only).
 
 Pixel-level motion (frame differences, optical flow) rises with artefacts as readily as with motion, so the
-headline metrics are object-level: each sprite present in frame 0 is tracked by its colour (the palette of
+headline metrics are object-level: each sprite present in the input image is tracked by its colour (the palette of
 ``dymos.sprites`` by default, or any list of RGB colours) and reports
 
 - ``motion``: centroid displacement per frame (pixels/frame), averaged over frames where it is found;
-- ``shape``: how well its shape holds, the best IoU between its frame-0 mask and its frame-t mask after
+- ``shape``: how well its shape holds, the best IoU between its mask in the input image and in frame t (t ≥ 1) after
   aligning centroids and trying every rotation in 7.5° steps and half-pixel offsets (1 = same shape; rotation
   and translation are free, pixelation of small sprites is not: real moving clips score about 0.85-0.95);
-- ``lost``: the share of frames where it is gone (under a quarter of its frame-0 area).
+- ``lost``: the share of frames where it is gone (under a quarter of its area in the input image); a lost
+  frame also scores 0 in ``shape``.
+
+Sprites are the palette colours present in the input image (not in the generated video), so a sprite the model
+drops counts as lost instead of leaving the average.
 
 Generic measures for any video: ``frame_diff`` (mean absolute difference of consecutive frames, 0-1 scale),
 ``flow`` (mean Horn-Schunck optical-flow magnitude, px/frame), ``off_palette`` (share of pixels farther than the
@@ -27,7 +31,7 @@ import numpy as np
 from dymos.sprites import SPRITE_COLORS
 
 COLOR_TOLERANCE = 35.0  # RGB distance; half the closest pair of sprite colours (71)
-MIN_AREA = 4  # pixels for a sprite to count as present in frame 0
+MIN_AREA = 4  # pixels for a sprite to count as present in the input image
 LOST_AREA = 0.25  # fraction of the frame-0 area below which a sprite is lost
 _ANGLES = np.deg2rad(np.arange(0.0, 360.0, 7.5))
 _SUBPIXEL = [(dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)]
@@ -36,7 +40,7 @@ PSNR_CAP = 100.0  # dB, for identical frames (keeps tables and JSON finite)
 
 @dataclass(frozen=True)
 class VideoMetrics:
-    """Per-video metrics; sprite-level fields are NaN when no sprite is found in frame 0."""
+    """Per-video metrics; sprite-level fields are NaN when the input image has no sprite."""
 
     sprites: int
     motion: float
@@ -84,34 +88,35 @@ def rotation_aligned_iou(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def track_sprites(
-    video: np.ndarray, palette: np.ndarray = SPRITE_COLORS, tolerance: float = COLOR_TOLERANCE
+    video: np.ndarray,
+    palette: np.ndarray = SPRITE_COLORS,
+    tolerance: float = COLOR_TOLERANCE,
+    image: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
-    """Per sprite colour present in frame 0: mean displacement/frame, shape score and lost share."""
+    """Per sprite colour present in ``image`` (the conditioning frame; default the video's frame 0): mean
+    displacement/frame between consecutive frames where it is found, shape score against its mask in ``image``
+    over frames 1.. (0 where lost) and the share of all frames where it is lost. Sprites are chosen from the
+    image, not the generated video, so a sprite the model drops counts as lost rather than vanishing from the
+    average."""
+    reference = video[0] if image is None else image
     tracks = []
     for color in palette:
-        masks = color_masks(video, color, tolerance)
-        area0 = masks[0].sum()
-        if area0 < MIN_AREA:
+        reference_mask = color_masks(reference[None], color, tolerance)[0]
+        area = reference_mask.sum()
+        if area < MIN_AREA:
             continue
-        centroids, shapes, lost = [_points(masks[0]).mean(0)], [], 0
-        steps = []
-        for t in range(1, len(video)):
-            if masks[t].sum() < LOST_AREA * area0:
-                lost += 1
-                shapes.append(0.0)
-                centroids.append(None)
-                continue
-            centroid = _points(masks[t]).mean(0)
-            previous = centroids[-1]
-            if previous is not None:
-                steps.append(float(np.linalg.norm(centroid - previous)))
-            centroids.append(centroid)
-            shapes.append(rotation_aligned_iou(masks[0], masks[t]))
+        masks = color_masks(video, color, tolerance)
+        found = [bool(mask.sum() >= LOST_AREA * area) for mask in masks]
+        centroids = [_points(mask).mean(0) if ok else None for mask, ok in zip(masks, found, strict=True)]
+        steps = [
+            float(np.linalg.norm(b - a)) for a, b in itertools.pairwise(centroids) if a is not None and b is not None
+        ]
+        shapes = [rotation_aligned_iou(reference_mask, masks[t]) if found[t] else 0.0 for t in range(1, len(video))]
         tracks.append(
             {
                 "motion": float(np.mean(steps)) if steps else math.nan,
                 "shape": float(np.mean(shapes)) if shapes else 1.0,
-                "lost": lost / max(1, len(video) - 1),
+                "lost": 1.0 - float(np.mean(found)),
             }
         )
     return tracks
@@ -205,7 +210,7 @@ def video_metrics(
     image = video[0] if image is None else np.asarray(image)
     if image.shape != video.shape[1:]:
         raise ValueError(f"image {image.shape} does not match the video's frames {video.shape[1:]}")
-    tracks = track_sprites(video, palette)
+    tracks = track_sprites(video, palette, image=image)
 
     def mean(key: str) -> float:
         values = [t[key] for t in tracks if not math.isnan(t[key])]

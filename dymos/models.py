@@ -58,8 +58,9 @@ def _model_folder(path: Path) -> Path:
 
 
 def shipped_path(spec: str) -> Path | None:
-    """The folder of a shipped model name (``sprites``), or None for any other spec."""
-    if spec in SHIPPED_MODELS and not Path(spec).exists():
+    """The folder of a shipped model name (``sprites``), or None for any other spec. The name always means the
+    shipped model; a local folder of the same name is ``./sprites``."""
+    if spec in SHIPPED_MODELS:
         return Path(__file__).resolve().parent / "weights" / SHIPPED_MODELS[spec]
     return None
 

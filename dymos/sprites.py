@@ -6,8 +6,9 @@ set, the sweep's input images and the regression test's clips are the same anywh
 fixed palette in which sprite colours and background colours never coincide, which is what lets
 ``dymos.metrics`` track each sprite from frame 0 by colour.
 
-The motion prior is data (``MotionPrior``): by default 20 % of clips are fully static, 30 % slow
-(≤ 0.75 px/frame) and 50 % move at 0.75-2.5 px/frame; a rotating sprite turns at up to 20°/frame.
+The motion prior is data (``MotionPrior``): by default 20 % of clips are fully static, 30 % slow (a clip speed
+of 0.25-0.75 px/frame) and 50 % fast (0.75-2.5 px/frame); each sprite moves at its clip's speed times 0.7-1.3,
+and non-disc sprites of moving clips turn at up to 20°/frame.
 numpy only.
 """
 
@@ -55,7 +56,7 @@ class MotionPrior:
             f"{self.static:.0%} static clips, {self.slow:.0%} slow "
             f"({self.slow_speed[0]}-{self.slow_speed[1]} px/frame), "
             f"{fast:.0%} fast ({self.fast_speed[0]}-{self.fast_speed[1]} px/frame); rotation up to "
-            f"{self.max_spin:g} deg/frame"
+            f"{self.max_spin:g} deg/frame; each sprite at its clip's speed x 0.7-1.3"
         )
 
 

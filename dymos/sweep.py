@@ -8,7 +8,8 @@ preservation and frame-0 fidelity of ``dymos.metrics`` (means), and paired win r
 real clips' own metrics, and those of the real clips passed through the VAE, are the reference rows.
 
 Results: ``sweep.json`` (every video's metrics, the summary, and the first-step attention-mass probe on the
-same inputs), ``sweep.md`` (the tables) and ``strip.png`` (frames of two strengths side by side).
+same inputs), ``sweep.md`` (the tables) and ``strip.png`` (per clip: the real clip, then the videos of two
+strengths side by side).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class SweepConfig:
             raise ValueError("need at least one clip and one seed")
         for fraction in self.fractions:
             StrengthSchedule(fraction=fraction)
+        if self.strip_strengths and not set(self.strip_strengths) <= set(self.strengths):
+            raise ValueError(f"strip strengths {self.strip_strengths} must be among the strengths {self.strengths}")
 
 
 def _win_rate(pairs: list[tuple[float, float]], sign: int) -> float:
@@ -72,11 +75,13 @@ def _nanmean(values: list[float]) -> float:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (schedule, strength): metric means and paired win rates against strength 0 of the same clip/seed."""
+    """Per (schedule, strength): metric means and paired win rates against strength 0 of the same clip and seed
+    (strength 0 does not depend on the schedule: one row, fraction None)."""
     by_key: dict[tuple, dict] = {}
     for row in rows:
         if row["kind"] == "generated":
             by_key[(row["fraction"], row["strength"], row["clip"], row["seed"])] = row
+    baseline = {(k[2], k[3]): r for k, r in by_key.items() if k[1] == 0.0}  # s=0 is the same for every schedule
     summary = []
     for kind, label in REFERENCE_ROWS.items():
         group = [r for r in rows if r["kind"] == kind]
@@ -84,25 +89,25 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             summary.append(
                 {"label": label, "videos": len(group), **{m: _nanmean([r[m] for r in group]) for m in HEADLINE}}
             )
-    for fraction in sorted({k[0] for k in by_key}):
-        for strength in sorted({k[1] for k in by_key if k[0] == fraction}):
-            group = [r for k, r in by_key.items() if k[0] == fraction and k[1] == strength]
-            entry: dict[str, Any] = {
-                "label": f"s={strength:g}" + ("" if strength == 0 else f", first {fraction:.0%}"),
-                "strength": strength,
-                "fraction": fraction,
-                "videos": len(group),
-                **{m: _nanmean([r[m] for r in group]) for m in HEADLINE},
-            }
-            if strength != 0:
-                for metric, sign in WIN_METRICS.items():
-                    pairs = [
-                        (r[metric], by_key[(fraction, 0.0, r["clip"], r["seed"])][metric])
-                        for r in group
-                        if (fraction, 0.0, r["clip"], r["seed"]) in by_key
-                    ]
-                    entry[f"win_{metric}"] = _win_rate(pairs, sign)
-            summary.append(entry)
+    runs = sorted({k[:2] for k in by_key}, key=lambda k: (k[1] != 0.0, k[0] or 0.0, k[1]))
+    for fraction, strength in runs:
+        group = [r for k, r in by_key.items() if k[:2] == (fraction, strength)]
+        entry: dict[str, Any] = {
+            "label": f"s={strength:g}" + ("" if strength == 0 else f", first {fraction:.0%}"),
+            "strength": strength,
+            "fraction": fraction,
+            "videos": len(group),
+            **{m: _nanmean([r[m] for r in group]) for m in HEADLINE},
+        }
+        if strength != 0:
+            for metric, sign in WIN_METRICS.items():
+                pairs = [
+                    (r[metric], baseline[(r["clip"], r["seed"])][metric])
+                    for r in group
+                    if (r["clip"], r["seed"]) in baseline
+                ]
+                entry[f"win_{metric}"] = _win_rate(pairs, sign)
+        summary.append(entry)
     return summary
 
 
@@ -153,10 +158,9 @@ def frame_strip(videos: list[np.ndarray], labels: list[str], scale: int = 4, gap
     image = np.concatenate(rows[:-1], axis=0)
     header = 14
     canvas = Image.new("RGB", (image.shape[1] * scale, image.shape[0] * scale + header), "white")
-    canvas.paste(Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST))
-    canvas.paste(canvas.crop((0, 0, canvas.width, canvas.height - header)), (0, header))
+    resized = Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
+    canvas.paste(resized, (0, header))
     draw = ImageDraw.Draw(canvas)
-    draw.rectangle((0, 0, canvas.width, header), fill="white")
     width = videos[0][0].shape[2] * videos[0][0].shape[0] * scale + gap * scale
     for i, label in enumerate(labels):
         draw.text((i * width + 2, 1), label, fill="black")
@@ -185,17 +189,31 @@ def probe_first_step(
 
     pipe.scheduler.set_timesteps(steps)
     condition = torch.from_numpy(np.concatenate([c["condition"] for c in conditions]))
-    generator = torch.Generator().manual_seed(seed)
-    channels = int(pipe.vae.config.z_dim)
-    noise = torch.randn((len(conditions), channels, *condition.shape[2:]), generator=generator)
+    shape = (int(pipe.vae.config.z_dim), *condition.shape[2:])
+    noise = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))  # as the runtime
     inputs = {
-        "hidden_states": torch.cat([noise * pipe.scheduler.init_noise_sigma, condition], dim=1),
+        "hidden_states": torch.cat(
+            [noise.expand(len(conditions), *shape) * pipe.scheduler.init_noise_sigma, condition], 1
+        ),
         "timestep": pipe.scheduler.timesteps[:1].repeat(len(conditions)).float(),
         "encoder_hidden_states": torch.from_numpy(np.concatenate([c["prompt_embeds"] for c in conditions])),
         "return_dict": False,
     }
+    if "encoder_hidden_states_image" in conditions[0]:  # Wan 2.1's image context
+        images = np.concatenate([c["encoder_hidden_states_image"] for c in conditions])
+        inputs["encoder_hidden_states_image"] = torch.from_numpy(images)
     report = attention_mass(pipe.transformer, inputs, strengths)
     return {"clips": len(conditions), "timestep": float(pipe.scheduler.timesteps[0]), **report.as_dict()}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def run_sweep(
@@ -224,9 +242,10 @@ def run_sweep(
     defaults = pipeline.get("defaults", {})
     steps = config.steps or int(defaults.get("steps", 20))
     guidance = config.guidance_scale if config.guidance_scale is not None else float(defaults.get("guidance_scale", 1))
-    denoiser, decoder, stock = open_backend(export, "denoiser"), open_backend(export, "vae_decoder"), None
+    denoiser, decoder = open_backend(export, "denoiser"), open_backend(export, "vae_decoder")
     stock = open_stock_backend(export)
-    max_batch = export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1)
+    # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
+    max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
     pipe = load_pipeline(export.manifest["model"]["source"], seed=export.manifest["export"]["seed"])
     text = next(t for t in export.manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
     strengths = [float(s) for s in config.strengths]
@@ -255,35 +274,39 @@ def run_sweep(
         if len(probe_conditions) < config.probe_clips:
             probe_conditions.append(cond)
         for seed in config.seeds:
-            for fraction in config.fractions:
+            frames: dict[tuple[float | None, float], np.ndarray] = {}
+            for index, fraction in enumerate(config.fractions):
                 schedule = StrengthSchedule(fraction=fraction)
-                frames: dict[float, np.ndarray] = {}
-                for chunk in range(0, len(strengths), max_batch):
-                    batch = strengths[chunk : chunk + max_batch]
+                todo = [s for s in strengths if s != 0.0 or index == 0]  # s=0 once: it ignores the schedule
+                for chunk in range(0, len(todo), max_batch):
+                    batch = todo[chunk : chunk + max_batch]
                     request = RunRequest(
                         strength=batch, steps=steps, guidance_scale=guidance, seed=seed, schedule=schedule
                     )
                     result = sample(export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
-                    frames.update(zip(batch, result.frames, strict=True))
-                for strength, generated in frames.items():
-                    metrics = video_metrics(generated, image).as_dict()
-                    rows.append(
-                        {
-                            "kind": "generated",
-                            "clip": clip_index,
-                            "seed": seed,
-                            "fraction": fraction,
-                            "strength": strength,
-                            **metrics,
-                        }
-                    )
-                if len(strip) < config.strip_clips and seed == config.seeds[0] and fraction == config.fractions[0]:
-                    strip.append([frames[strip_pair[0]], frames[strip_pair[1]]])
+                    for strength, generated in zip(batch, result.frames, strict=True):
+                        frames[(None if strength == 0.0 else fraction, strength)] = generated
+            for (fraction, strength), generated in frames.items():
+                metrics = video_metrics(generated, image).as_dict()
+                rows.append(
+                    {
+                        "kind": "generated",
+                        "clip": clip_index,
+                        "seed": seed,
+                        "fraction": fraction,
+                        "strength": strength,
+                        **metrics,
+                    }
+                )
+            if len(strip) < config.strip_clips and seed == config.seeds[0]:
+                first = config.fractions[0]
+                pick = [frames[(None if s == 0.0 else first, s)] for s in strip_pair]
+                strip.append([clip, *pick])
         elapsed = time.perf_counter() - start
         eta = elapsed / (clip_index + 1) * (config.clips - clip_index - 1)
         log(f"clip {clip_index + 1}/{config.clips} ({elapsed:.0f}s, eta {eta:.0f}s)")
     summary = summarize(rows)
-    probe = probe_first_step(pipe, probe_conditions, strengths, steps)
+    probe = probe_first_step(pipe, probe_conditions, strengths, steps, seed=config.seeds[0])
     document = {
         "export": str(export_dir),
         "model": export.manifest["model"]["source"],
@@ -300,9 +323,10 @@ def run_sweep(
         "probe": probe,
         "videos": rows,
     }
-    atomic_write_bytes(out / "sweep.json", (json.dumps(document, indent=1) + "\n").encode())
+    text = json.dumps(_json_safe(document), indent=1, allow_nan=False)  # NaN (no sprite found) -> null
+    atomic_write_bytes(out / "sweep.json", (text + "\n").encode())
     atomic_write_bytes(out / "sweep.md", (table(summary) + "\n\n" + probe_table(probe) + "\n").encode())
-    labels = [f"s={strip_pair[0]:g}", f"s={strip_pair[1]:g}"]
+    labels = ["real clip", f"s={strip_pair[0]:g}", f"s={strip_pair[1]:g}"]
     frame_strip(strip, labels).save(out / "strip.png.partial", format="PNG")
     (out / "strip.png.partial").replace(out / "strip.png")
     return document

@@ -375,9 +375,9 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                 "max_batch": options.max_batch,
                 "latent_frames": spec.dims["frames"].opt,
                 "dynamic_frames": spec.dims["frames"].min != spec.dims["frames"].max,
-                "video_frames": options.frames,
-                "height": options.height,
-                "width": options.width,
+                "video_frames": video["frames"],  # as asked, or the pipeline's defaults; None: the family's
+                "height": video["height"],
+                "width": video["width"],
                 "seed": options.seed,
             },
             "artifacts": artifacts,

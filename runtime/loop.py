@@ -35,8 +35,9 @@ class RunError(ValueError):
 class RunRequest:
     """One generation: ``strength`` is a scalar or one value per video (the batch).
 
-    Every video starts from the same noise, drawn from ``seed``, so a batch of strengths differs only by the
-    strength; ``seeds`` gives one seed per video instead. ``latents`` overrides the seeded initial noise
+    Videos of different strengths start from the same noise, drawn from ``seed``, so they differ only by the
+    strength; a batch of one strength (``batch=N``) draws from ``seed, seed+1, ...``; ``seeds`` gives one seed per
+    video explicitly. ``latents`` overrides the seeded initial noise
     (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly."""
 
     strength: float | Sequence[float] = 0.0
@@ -131,7 +132,12 @@ def sample(
             raise RunError(f"latents have shape {request.latents.shape}, expected {latent_shape}")
         latents = request.latents.astype(np.float32)
     else:
-        seeds = list(request.seeds) if request.seeds is not None else [request.seed] * batch
+        if request.seeds is not None:
+            seeds = list(request.seeds)
+        elif len(set(strengths)) == 1:  # replicas of one request: distinct videos
+            seeds = [request.seed + i for i in range(batch)]
+        else:  # a comparison of strengths: like for like
+            seeds = [request.seed] * batch
         if len(seeds) != batch:
             raise RunError(f"{len(seeds)} seeds for a batch of {batch}")
         latents = np.stack(

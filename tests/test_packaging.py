@@ -1,4 +1,4 @@
-"""The wheel installs one top-level package, `dymos`, with export/ and runtime/ inside it."""
+"""The wheel installs one top-level package, `dymos`, with export/, runtime/ and the shipped weights inside it."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def test_wheel_maps_export_and_runtime_into_dymos(tmp_path: Path) -> None:
     assert top_level == {"dymos"}, top_level  # nothing generic like `export` or `runtime` in site-packages
     for module in ("dymos/export/build.py", "dymos/runtime/loop.py", "dymos/runtime/schedulers.py", "dymos/cli.py"):
         assert module in names
+    shipped = "dymos/weights/sprites-wan/"  # the trained default model travels with the package
+    for part in ("model_index.json", "dymos_defaults.json", "transformer/diffusion_pytorch_model.safetensors"):
+        assert shipped + part in names, part
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "dymos = dymos.cli:main" in entry_points
 

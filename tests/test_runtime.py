@@ -1,4 +1,5 @@
-"""The torch-free runtime on an exported tiny Wan I2V pipeline, against the diffusers pipeline with DyMoS."""
+"""The torch-free runtime on exported pipelines (tiny random Wan / CogVideoX / SVD ones and the shipped trained
+sprite model), against the diffusers pipeline with DyMoS."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from PIL import Image
 import dymos
 from dymos.export.build import ExportOptions, run_export
 from dymos.manifest import ManifestError
+from dymos.models import SHIPPED_MODELS, load_pipeline
 from dymos.prepare import prepare
 from dymos.runtime.artifacts import ExportDir, FeedError
 from dymos.runtime.loop import RunError, RunRequest, load_conditioning, sample
 from dymos.schedule import StrengthSchedule
-from dymos.tiny import build_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -35,8 +36,12 @@ def _quiet(line: str) -> None:
     pass
 
 
+def _model_spec(name: str) -> str:
+    return name if name in SHIPPED_MODELS else f"tiny-pipeline:{name}"
+
+
 def _export_pipeline(name: str, factory: pytest.TempPathFactory) -> Path:
-    return run_export(ExportOptions(model=f"tiny-pipeline:{name}", out=factory.mktemp(name)), log=_quiet).directory
+    return run_export(ExportOptions(model=_model_spec(name), out=factory.mktemp(name)), log=_quiet).directory
 
 
 def _prepare(export: Path, factory: pytest.TempPathFactory) -> Path:
@@ -72,6 +77,16 @@ def conditioning_svd(exported_svd: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
+def exported_sprites(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export_pipeline("sprites", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def conditioning_sprites(exported_sprites: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _prepare(exported_sprites, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def conditioning_cogvideox(exported_cogvideox: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _prepare(exported_cogvideox, tmp_path_factory)
 
@@ -80,7 +95,7 @@ def _pipeline_run(
     name: str, image: Path, cond: dict[str, np.ndarray], latents: np.ndarray, strengths: list[float], video: dict
 ) -> tuple:
     """The same generation through the diffusers pipeline with DyMoS enabled."""
-    pipe = build_tiny_pipeline(name)
+    pipe = load_pipeline(_model_spec(name))
     batch = len(strengths)
     kwargs = dict(
         height=video["height"],
@@ -106,7 +121,7 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", ["wan22", "cogvideox", "svd"])
+@pytest.mark.parametrize("name", ["wan22", "cogvideox", "svd", "sprites"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
 def test_runtime_matches_the_diffusers_pipeline(
     request: pytest.FixtureRequest, name: str, strengths: list[float]
@@ -189,6 +204,65 @@ def test_dymos_run_writes_a_playable_mp4(exported: Path, conditioning: Path, tmp
     assert probe.returncode == 0 and target.stat().st_size > 0
     frames = imageio_ffmpeg.count_frames_and_secs(str(target))[0]
     assert frames == ExportDir.open(exported).manifest["pipeline"]["video"]["frames"]
+
+
+def test_same_noise_for_every_strength_unless_seeds_differ(exported: Path, conditioning: Path) -> None:
+    export = ExportDir.open(exported)
+    cond = load_conditioning(str(conditioning))
+    same = sample(export, cond, RunRequest(strength=[0.0, 0.0], steps=2, seed=4))
+    assert np.array_equal(same.latents[0], same.latents[1])
+    different = sample(export, cond, RunRequest(strength=[0.0, 0.0], steps=2, seeds=[4, 5]))
+    assert np.array_equal(different.latents[0], same.latents[0])
+    assert not np.allclose(different.latents[0], different.latents[1])
+    with pytest.raises(RunError, match="1 seeds for a batch of 2"):
+        sample(export, cond, RunRequest(strength=[0.0, 1.0], seeds=[1]))
+
+
+# -- the shipped sprite model: its export, `dymos run` defaults and `dymos sweep` -----------------------------------
+
+
+def test_shipped_model_exports_at_its_trained_size_with_its_defaults(exported_sprites: Path) -> None:
+    manifest = ExportDir.open(exported_sprites).manifest
+    assert exported_sprites.name == "sprites" and manifest["model"]["source"] == "sprites"
+    video = manifest["pipeline"]["video"]
+    assert (video["frames"], video["height"], video["width"]) == (9, 32, 32)
+    assert (video["latent_frames"], video["latent_height"], video["latent_width"]) == (5, 16, 16)
+    assert manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0, "steps": 20}
+
+
+def test_dymos_run_with_an_image_on_the_shipped_model(exported_sprites: Path, tmp_path: Path, capsys) -> None:
+    from dymos.cli import main
+    from dymos.sprites import make_clip
+
+    Image.fromarray(make_clip(1, 0)[0]).save(tmp_path / "sprites.png")
+    argv = ["run", "--export", str(exported_sprites), "--image", str(tmp_path / "sprites.png")]
+    assert main([*argv, "--strength", "0,4", "--out", str(tmp_path / "video.gif")]) == 0
+    out = capsys.readouterr().out
+    assert "20 steps, guidance 1," in out  # the model's defaults from the manifest
+    assert (tmp_path / "video_s0.gif").stat().st_size > 0 and (tmp_path / "video_s4.gif").stat().st_size > 0
+
+
+def test_dymos_sweep_writes_tables_json_and_strip(exported_sprites: Path, tmp_path: Path) -> None:
+    from dymos.cli import main
+
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--export", str(exported_sprites), "--clips", "2", "--seeds", "0", "--strengths", "0,4"]
+    assert main([*argv, "--steps", "6", "--out", str(out)]) == 0
+    document = json.loads((out / "sweep.json").read_text())
+    kinds = [row["kind"] for row in document["videos"]]
+    assert kinds.count("generated") == 4 and kinds.count("data") == 2 and kinds.count("vae") == 2
+    labels = [entry["label"] for entry in document["summary"]]
+    assert labels == ["real clips", "real clips, VAE round trip", "s=0", "s=4, first 20%"]
+    assert 0.0 <= document["summary"][-1]["win_motion"] <= 1.0
+    masses = [entry["mean_mass"] for entry in document["probe"]["strengths"]]
+    assert masses[1] < masses[0]  # the bias lowers the reference-key mass on real inputs
+    assert "| run | motion px/frame |" in (out / "sweep.md").read_text()
+    strip = Image.open(out / "strip.png")
+    assert strip.width > 2 * 9 * 32 and strip.height > 2 * 32
+    with pytest.raises(ValueError, match="include 0"):
+        from dymos.sweep import SweepConfig, run_sweep
+
+        run_sweep(exported_sprites, out, SweepConfig(strengths=[1.0, 2.0]))
 
 
 # -- bad input: clear errors before any heavy work ------------------------------------------------------------------

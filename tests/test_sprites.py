@@ -86,7 +86,7 @@ def test_broken_shapes_and_lost_sprites_score_low():
     vanished = video.copy()
     vanished[4:] = _background()
     (track,) = track_sprites(vanished)
-    assert math.isclose(track["lost"], 5 / 8)
+    assert math.isclose(track["lost"], 5 / 9)
 
 
 def test_rotation_aligned_iou_bounds():
@@ -96,6 +96,14 @@ def test_rotation_aligned_iou_bounds():
     assert rotation_aligned_iou(mask, np.roll(mask, 3, axis=1)) == 1.0  # translation is free
     assert rotation_aligned_iou(mask, mask.T) > 0.95  # a 90-degree turn is free
     assert rotation_aligned_iou(mask, np.zeros_like(mask)) == 0.0
+
+
+def test_a_sprite_the_video_drops_counts_as_lost():
+    video = _moving_square(1.0)
+    image = video[0]
+    dropped = np.repeat(_background()[None], 9, axis=0)  # the generated video never shows the sprite
+    m = video_metrics(dropped, image=image)
+    assert m.sprites == 1 and m.lost == 1.0 and m.shape == 0.0 and math.isnan(m.motion)
 
 
 def test_generic_metrics_on_known_videos():
