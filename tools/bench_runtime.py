@@ -1,8 +1,9 @@
 """Runtime benchmarks (`make bench`, second part): per-step runtime overhead, the whole-run cost of DyMoS, and
 the torch-free runtime against the diffusers pipeline — ratios measured side by side in one run.
 
-On the default tiny Wan I2V pipeline (random weights, CPU, onnxruntime). Every figure is a median over
-interleaved repeats, so machine noise hits both sides of a ratio alike. Run: ``python tools/bench_runtime.py``.
+On a runtime-driven pipeline (``--model``: the shipped sprite model by default, or ``tiny-pipeline:wan22``;
+CPU, onnxruntime). Every figure is a median over interleaved repeats, so machine noise hits both sides of a
+ratio alike. Run: ``python tools/bench_runtime.py [--model ...]``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _export(out: Path) -> Path:
+def _export(model: str, out: Path) -> Path:
     from dymos.export.build import ExportOptions, run_export
 
-    return run_export(ExportOptions(model="tiny-pipeline:wan22", out=out), log=lambda line: None).directory
+    return run_export(ExportOptions(model=model, out=out), log=lambda line: None).directory
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sprites", help="a pipeline the runtime drives (default sprites)")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps per run (default 20)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (default 5)")
     parser.add_argument("--strength", type=float, default=2.0, help="DyMoS strength (default 2)")
@@ -41,17 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     import dymos
+    from dymos.models import load_pipeline
     from dymos.prepare import prepare
     from dymos.runtime.artifacts import ExportDir
     from dymos.runtime.backends import open_backend, open_stock_backend
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.schedule import StrengthSchedule
-    from dymos.tiny import build_tiny_pipeline
 
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="dymos-bench-runtime-"))
-    print(f"exporting the default pipeline to {work} ...", flush=True)
-    export_dir = _export(work)
+    print(f"exporting {args.model} to {work} ...", flush=True)
+    export_dir = _export(args.model, work)
     image_path = work / "input.png"
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(image_path)
     cond_path = prepare(export_dir, image_path, "a ball bouncing", work / "cond.npz")
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         result = sample(export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
         return time.perf_counter() - t0, result
 
-    pipe = build_tiny_pipeline("wan22")
+    pipe = load_pipeline(args.model)
     image = Image.open(image_path).convert("RGB")
     prompt = torch.from_numpy(cond["prompt_embeds"])
     negative = torch.from_numpy(cond["negative_prompt_embeds"])
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print()
     print(
-        f"tiny Wan I2V pipeline, {video['frames']} frames {video['height']}x{video['width']}, {args.steps} steps, "
+        f"{args.model} (Wan I2V pipeline), {video['frames']} frames {video['height']}x{video['width']}, "
+        f"{args.steps} steps, "
         f"CFG 5, DyMoS s={args.strength:g} on the first {args.fraction:.0%}; median of {args.repeats}"
     )
     print(
