@@ -150,3 +150,23 @@ def test_summary_pairs_each_strength_with_strength_zero():
     assert entry["win_motion"] == 0.75 and entry["win_shape"] == 0.5  # equal shapes are ties: half a win
     assert entry["motion"] == pytest.approx(1.625) and entry["videos"] == 4
     assert "win_motion" not in summary["s=0"]
+
+
+def test_video_metrics_tool_reads_gif_and_png_series(tmp_path, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    from dymos.runtime.video import write_video
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import video_metrics as tool
+
+    clip = make_clip(0, 0)
+    write_video(clip, tmp_path / "clip.gif")
+    write_video(clip, tmp_path / "clip.png")
+    assert np.array_equal(tool.read_video(tmp_path / "clip.gif"), clip)
+    assert np.array_equal(tool.read_video(tmp_path / "clip_000.png"), clip)
+    assert tool.main([str(tmp_path / "clip.gif")]) == 0
+    reported = json.loads(capsys.readouterr().out)[str(tmp_path / "clip.gif")]
+    assert reported == pytest.approx(video_metrics(clip).as_dict())
