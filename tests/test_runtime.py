@@ -209,11 +209,14 @@ def test_dymos_run_writes_a_playable_mp4(exported: Path, conditioning: Path, tmp
 def test_same_noise_for_every_strength_unless_seeds_differ(exported: Path, conditioning: Path) -> None:
     export = ExportDir.open(exported)
     cond = load_conditioning(str(conditioning))
-    same = sample(export, cond, RunRequest(strength=[0.0, 0.0], steps=2, seed=4))
+    off = StrengthSchedule(first_steps=0)  # strengths differ but never apply: only the noise can tell items apart
+    same = sample(export, cond, RunRequest(strength=[0.0, 3.0], steps=2, seed=4, schedule=off))
     assert np.array_equal(same.latents[0], same.latents[1])
-    different = sample(export, cond, RunRequest(strength=[0.0, 0.0], steps=2, seeds=[4, 5]))
-    assert np.array_equal(different.latents[0], same.latents[0])
-    assert not np.allclose(different.latents[0], different.latents[1])
+    replicas = sample(export, cond, RunRequest(strength=0.0, batch=2, steps=2, seed=4))  # seeds 4 and 5
+    assert np.array_equal(replicas.latents[0], same.latents[0])
+    assert not np.allclose(replicas.latents[0], replicas.latents[1])
+    explicit = sample(export, cond, RunRequest(strength=[0.0, 3.0], steps=2, seeds=[5, 4], schedule=off))
+    assert np.array_equal(explicit.latents[0], replicas.latents[1])
     with pytest.raises(RunError, match="1 seeds for a batch of 2"):
         sample(export, cond, RunRequest(strength=[0.0, 1.0], seeds=[1]))
 
