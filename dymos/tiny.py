@@ -268,6 +268,23 @@ _TINY_SVD_VAE = {
 TINY_PIPELINES = ("wan22", "cogvideox", "svd")
 
 
+def wan_i2v_pipeline(transformer: torch.nn.Module, vae: torch.nn.Module) -> Any:
+    """A ``WanImageToVideoPipeline`` in Wan 2.2 I2V form with the real scheduler config and no text or image
+    encoder (prompts come as embeddings): the tiny random one and the shipped trained one are both this."""
+    import diffusers
+
+    scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
+    return diffusers.WanImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        image_encoder=None,
+        image_processor=None,
+    )
+
+
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
     ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder) or ``cogvideox``
@@ -281,17 +298,7 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     transformer = TINY_CASES[name].build(seed=seed)
     torch.manual_seed(seed + 1)
     if name == "wan22":
-        vae = diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval()
-        scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
-        pipe = diffusers.WanImageToVideoPipeline(
-            tokenizer=None,
-            text_encoder=None,
-            vae=vae,
-            scheduler=scheduler,
-            transformer=transformer,
-            image_encoder=None,
-            image_processor=None,
-        )
+        pipe = wan_i2v_pipeline(transformer, diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval())
     elif name == "svd":
         from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 

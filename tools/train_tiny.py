@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dymos.sprites import DEFAULT_PRIOR, make_batch, to_model_range
-from dymos.tiny import WAN_SCHEDULER
+from dymos.tiny import WAN_SCHEDULER, wan_i2v_pipeline
 
 SIZE, FRAMES = 32, 9
 Z_DIM = 16
@@ -190,19 +190,7 @@ def train_transformer(
 
 def save_pipeline(vae: torch.nn.Module, transformer: torch.nn.Module, out: Path) -> None:
     """A ``WanImageToVideoPipeline`` folder without text/image encoders (prompts come as embeddings)."""
-    import diffusers
-
-    scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
-    pipe = diffusers.WanImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        image_encoder=None,
-        image_processor=None,
-    )
-    pipe.save_pretrained(out, safe_serialization=True)
+    wan_i2v_pipeline(transformer, vae).save_pretrained(out, safe_serialization=True)
     write_defaults(out)
 
 
