@@ -93,21 +93,27 @@ def main(argv: list[str] | None = None) -> int:
     runtime_run(args.strength)  # warm-up: sessions, caches
     diffusers_run()
     on, zero, ref, overhead = [], [], [], []
+    engine_on, engine_zero = [], []  # per-step engine ms: where the whole-run difference comes from
     for repeat in range(args.repeats):
         order = [0, 1, 2] if repeat % 2 == 0 else [2, 1, 0]
         for which in order:
             if which == 0:
                 seconds, result = runtime_run(args.strength)
                 on.append(seconds)
+                engine_on.append(np.asarray(result.engine_seconds) * 1000)
                 steps = np.asarray(result.step_seconds)
                 overhead.append(float(np.median((steps - np.asarray(result.engine_seconds)) / steps)))
             elif which == 1:
-                zero.append(runtime_run(0.0)[0])
+                seconds, result = runtime_run(0.0)
+                zero.append(seconds)
+                engine_zero.append(np.asarray(result.engine_seconds) * 1000)
             else:
                 ref.append(diffusers_run())
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
 
     med = statistics.median
+    step_on, step_zero = np.median(np.stack(engine_on), axis=0), np.median(np.stack(engine_zero), axis=0)
+    dymos_steps = sum(1 for i in range(args.steps) if schedule.multiplier(i, args.steps) > 0)
     rows = {
         "runtime_overhead_share_of_step": med(overhead),
         "dymos_run_seconds": med(on),
@@ -115,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         "dymos_vs_strength0": med(on) / med(zero),
         "diffusers_pipeline_seconds": med(ref),
         "runtime_vs_diffusers": med(on) / med(ref),
+        "dymos_steps": dymos_steps,
+        "engine_ms_dymos_steps": float(step_on[:dymos_steps].sum()),
+        "engine_ms_same_steps_at_s0": float(step_zero[:dymos_steps].sum()),
+        "engine_ms_first_stock_step_after_switch": float(step_on[dymos_steps]) if dymos_steps < args.steps else None,
+        "engine_ms_same_step_at_s0": float(step_zero[dymos_steps]) if dymos_steps < args.steps else None,
     }
     print()
     print(
@@ -129,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  whole run, DyMoS on vs strength 0: {rows['dymos_run_seconds'] * 1000:.0f} ms vs "
         f"{rows['strength0_run_seconds'] * 1000:.0f} ms = {rows['dymos_vs_strength0']:.3f}x   [target <= 1.01x]"
+    )
+    print(
+        f"    engine time of the {dymos_steps} DyMoS steps: {rows['engine_ms_dymos_steps']:.1f} ms vs "
+        f"{rows['engine_ms_same_steps_at_s0']:.1f} ms for the same steps at s=0; "
+        f"the first stock step after the switch: {rows['engine_ms_first_stock_step_after_switch']:.1f} ms "
+        f"vs {rows['engine_ms_same_step_at_s0']:.1f} ms"
     )
     print(
         f"  runtime end to end vs diffusers pipeline (both with DyMoS): {rows['dymos_run_seconds'] * 1000:.0f} ms vs "
