@@ -251,6 +251,12 @@ class _Scheduler:
         if self.num_inference_steps is None:
             raise ValueError(f"{self.name}: call set_timesteps() before step()")
 
+    def _index(self, timestep: Any, missing: int | None = None) -> int:
+        """The current step index, found from ``timestep`` on first use (as diffusers' ``_init_step_index``)."""
+        if self._step_index is None:
+            self._step_index = _index_of(self.timesteps, timestep, missing=missing)
+        return self._step_index
+
     def _step_arrays(
         self, model_output: Any, sample: Any, timestep: Any, *, float_timestep: bool = False, float32: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -461,9 +467,7 @@ class UniPCMultistepScheduler(_Scheduler):
     ) -> np.ndarray:
         """One UniPC step: correct the current sample with the new output (UniC), then predict the next (UniP)."""
         model_output, sample = self._step_arrays(model_output, sample, timestep)
-        if self._step_index is None:
-            self._step_index = _index_of(self.timesteps, timestep, missing=len(self.timesteps) - 1)
-        i = self._step_index
+        i = self._index(timestep, missing=len(self.timesteps) - 1)
         x0 = sample - _like(self.sigmas[i], model_output) * model_output
         if i > 0 and (i - 1) not in self.config["disable_corrector"] and self._last_sample is not None:
             sample = self._corrector(x0, self._last_sample, self._this_order)
@@ -592,9 +596,8 @@ class FlowMatchEulerDiscreteScheduler(_Scheduler):
     ) -> np.ndarray:
         """Euler step in float32; the result takes the model output's dtype, as in diffusers."""
         model_output, sample = self._step_arrays(model_output, sample, timestep, float_timestep=True, float32=True)
-        if self._step_index is None:
-            self._step_index = _index_of(self.timesteps, timestep, missing=None)
-        dt = self.sigmas[self._step_index + 1] - self.sigmas[self._step_index]
+        i = self._index(timestep)
+        dt = self.sigmas[i + 1] - self.sigmas[i]
         prev_sample = sample + _like(dt, model_output) * model_output
         self._step_index += 1
         return prev_sample.astype(model_output.dtype)
@@ -749,9 +752,7 @@ class EulerDiscreteScheduler(_Scheduler):
     def scale_model_input(self, sample: np.ndarray, timestep: Any = None) -> np.ndarray:
         """EDM input preconditioning c_in = 1 / sqrt(sigma^2 + 1)."""
         sample = _as_array(sample, "sample")
-        if self._step_index is None:
-            self._step_index = _index_of(self.timesteps, timestep, missing=None)
-        sigma = self.sigmas[self._step_index]
+        sigma = self.sigmas[self._index(timestep)]
         return sample / _like(np.sqrt(sigma * sigma + np.float32(1)), sample)
 
     def step(
@@ -763,9 +764,7 @@ class EulerDiscreteScheduler(_Scheduler):
     ) -> np.ndarray:
         """Euler step x + (x - x0) / sigma * (sigma_next - sigma) in float32; the result takes the output's dtype."""
         model_output, sample = self._step_arrays(model_output, sample, timestep, float_timestep=True, float32=True)
-        if self._step_index is None:
-            self._step_index = _index_of(self.timesteps, timestep, missing=None)
-        sigma = self.sigmas[self._step_index]
+        sigma = self.sigmas[self._index(timestep)]
         prediction = self.config["prediction_type"]
         if prediction in ("sample", "original_sample"):
             x0 = model_output
