@@ -135,3 +135,26 @@ if __name__ == "__main__":  # print the measurement the pins come from
     for strength, metrics in results.items():
         means = {k: round(_mean(getattr(m, k) for m in metrics), 3) for k in ("motion", "shape", "lost", "psnr0")}
         print(strength, means)
+
+
+def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
+    """tools/train_tiny.py trains on the condition WanImageToVideoPipeline.prepare_latents makes at run time."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_tiny import encode_pool, first_frame_mask, normalize
+
+    from dymos.sprites import to_model_range
+
+    clips = np.stack([make_clip(1, i) for i in range(2)])
+    _, raw = encode_pool(pipe.vae, clips)
+    mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
+    trained_on = torch.cat([first_frame_mask(2, 5, 2, 16, 16), normalize(raw, mean, std)], dim=1)
+    for i in range(2):
+        image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
+        with torch.no_grad():
+            _, built = pipe.prepare_latents(
+                image, 1, 16, 32, 32, 9, torch.float32, torch.device("cpu"), None, latents=torch.zeros(1, 16, 5, 16, 16)
+            )
+        # (x - mean) / std here, (x - mean) * (1 / std) in the pipeline: float rounding only
+        torch.testing.assert_close(trained_on[i : i + 1], built, atol=1e-5, rtol=0)

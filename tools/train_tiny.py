@@ -124,6 +124,12 @@ def encode_pool(vae: torch.nn.Module, pool: np.ndarray, batch: int = 32) -> tupl
     return torch.cat(latents), torch.cat(conditions)
 
 
+def normalize(latents: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-channel ``(x - mean) / std``: the scale the pipeline gives its condition and the transformer sees."""
+    view = (1, -1, 1, 1, 1)
+    return (latents - mean.view(view)) / std.view(view)
+
+
 def first_frame_mask(batch: int, latent_frames: int, temporal: int, height: int, width: int) -> torch.Tensor:
     """Wan's mask channels: ``temporal`` channels, ones on latent frame 0 (as ``prepare_latents`` builds them)."""
     mask = torch.zeros(batch, temporal, latent_frames, height, width)
@@ -240,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     mean = latents.mean(dim=(0, 2, 3, 4))
     std = latents.std(dim=(0, 2, 3, 4))
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
-    view = (1, -1, 1, 1, 1)
-    latents = (latents - mean.view(view)) / std.view(view)
-    conditions = (conditions - mean.view(view)) / std.view(view)
+    latents, conditions = normalize(latents, mean, std), normalize(conditions, mean, std)
     vae.save_pretrained(work / "vae", safe_serialization=True)
     log(f"encoded {len(pool)} clips to latents {tuple(latents.shape[1:])}; training the transformer")
     transformer = train_transformer(latents, conditions, args, work, log_rows)
