@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dymos.manifest import atomic_write_bytes
+from dymos.manifest import atomic_write, atomic_write_bytes
 from dymos.metrics import video_metrics
 from dymos.schedule import StrengthSchedule, validate_strength
 from dymos.sprites import from_model_range, make_clip, to_model_range
@@ -327,6 +327,6 @@ def run_sweep(
     atomic_write_bytes(out / "sweep.json", (text + "\n").encode())
     atomic_write_bytes(out / "sweep.md", (table(summary) + "\n\n" + probe_table(probe) + "\n").encode())
     labels = ["real clip", f"s={strip_pair[0]:g}", f"s={strip_pair[1]:g}"]
-    frame_strip(strip, labels).save(out / "strip.png.partial", format="PNG")
-    (out / "strip.png.partial").replace(out / "strip.png")
+    image = frame_strip(strip, labels)
+    atomic_write(out / "strip.png", lambda tmp: image.save(tmp, format="PNG"))
     return document
