@@ -179,6 +179,13 @@ def prepare_conditioning(
         return {k: v.float().numpy() for k, v in conditioner(pipe, image, request).items()}
 
 
+def text_shape(manifest: dict[str, Any]) -> tuple[int, int]:
+    """(tokens, width) of the exported denoiser's text input (SVD's holds image embeddings; only the text
+    pipelines use the shape)."""
+    text = next(t for t in manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
+    return int(text["shape"][1]), int(text["shape"][2])
+
+
 def prepare(
     export_dir: str | Path,
     image_path: str | Path,
@@ -205,8 +212,6 @@ def prepare(
     image = load_image(image_path)
     video = pipeline["video"]
     pipe = load_pipeline(manifest["model"]["source"], seed=manifest["export"]["seed"])
-    text = next(t for t in manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
-    # (SVD's "text" input holds image embeddings; the shape is only used by the text pipelines)
     arrays = prepare_conditioning(
         pipe,
         image,
@@ -215,7 +220,7 @@ def prepare(
         height=video["height"],
         width=video["width"],
         num_frames=video["frames"],
-        text_shape=(int(text["shape"][1]), int(text["shape"][2])),
+        text_shape=text_shape(manifest),
         seed=seed,
         fps=fps,
         motion_bucket_id=motion_bucket_id,

@@ -226,7 +226,7 @@ def run_sweep(
     from PIL import Image
 
     from dymos.models import load_pipeline
-    from dymos.prepare import prepare_conditioning
+    from dymos.prepare import prepare_conditioning, text_shape
     from dymos.runtime.artifacts import ExportDir
     from dymos.runtime.backends import open_backend, open_stock_backend
     from dymos.runtime.loop import RunRequest, sample
@@ -247,7 +247,6 @@ def run_sweep(
     # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
     max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
     pipe = load_pipeline(export.manifest["model"]["source"], seed=export.manifest["export"]["seed"])
-    text = next(t for t in export.manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
     strengths = [float(s) for s in config.strengths]
     strip_pair = config.strip_strengths or (0.0, max(strengths))
     rows: list[dict[str, Any]] = []
@@ -269,7 +268,7 @@ def run_sweep(
             height=video["height"],
             width=video["width"],
             num_frames=video["frames"],
-            text_shape=(int(text["shape"][1]), int(text["shape"][2])),
+            text_shape=text_shape(export.manifest),
         )
         if len(probe_conditions) < config.probe_clips:
             probe_conditions.append(cond)
