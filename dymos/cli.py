@@ -270,6 +270,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="CFG scale (SVD: the top of its per-frame ramp from 1); default: the model's, from the manifest, else 5",
     )
+    p.add_argument(
+        "--guidance-2",
+        type=float,
+        default=None,
+        help="CFG scale of the low-noise expert of a two-expert export (Wan 2.2 A14B); default: --guidance",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "aoti"], help="engine backend"
@@ -304,7 +310,12 @@ def _run_run(args: argparse.Namespace) -> int:
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
     denoiser = open_backend(export, "denoiser", prefer=prefer)
     request = RunRequest(
-        strength=args.strength, steps=steps, guidance_scale=guidance, seed=args.seed, schedule=schedule
+        strength=args.strength,
+        steps=steps,
+        guidance_scale=guidance,
+        guidance_scale_2=args.guidance_2,
+        seed=args.seed,
+        schedule=schedule,
     )
 
     def progress(step: int, total: int, seconds: float) -> None:
@@ -314,8 +325,9 @@ def _run_run(args: argparse.Namespace) -> int:
         )
 
     print(
-        f"{denoiser.name}: {steps} steps, guidance {guidance:g}, strength {args.strength} ({schedule.describe()}), "
-        f"seed {args.seed}"
+        f"{denoiser.name}: {steps} steps, guidance {guidance:g}"
+        + ("" if args.guidance_2 is None else f" (low-noise expert {args.guidance_2:g})")
+        + f", strength {args.strength} ({schedule.describe()}), seed {args.seed}"
     )
     result = sample(export, cond, request, denoiser=denoiser, progress=progress)
     out = Path(args.out)

@@ -265,12 +265,21 @@ _TINY_SVD_VAE = {
     "scaling_factor": 0.18215,
     "force_upcast": True,
 }
-TINY_PIPELINES = ("wan22", "cogvideox", "svd")
+TINY_PIPELINES = ("wan22", "wan22-a14b", "cogvideox", "svd")
+# Wan 2.2 A14B's two experts (high-noise ``transformer``, low-noise ``transformer_2``) and its boundary ratio: the
+# tiny pipeline takes a second seeded transformer of the same config.
+A14B_BOUNDARY_RATIO = 0.9
 
 
-def wan_i2v_pipeline(transformer: torch.nn.Module, vae: torch.nn.Module) -> Any:
+def wan_i2v_pipeline(
+    transformer: torch.nn.Module,
+    vae: torch.nn.Module,
+    *,
+    transformer_2: torch.nn.Module | None = None,
+    boundary_ratio: float | None = None,
+) -> Any:
     """A ``WanImageToVideoPipeline`` in Wan 2.2 I2V form with the real scheduler config and no text or image
-    encoder (prompts come as embeddings): the tiny random one and the shipped trained one are both this."""
+    encoder (prompts come as embeddings): the tiny random ones (one or two experts) and the shipped trained one."""
     import diffusers
 
     scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
@@ -280,6 +289,8 @@ def wan_i2v_pipeline(transformer: torch.nn.Module, vae: torch.nn.Module) -> Any:
         vae=vae,
         scheduler=scheduler,
         transformer=transformer,
+        transformer_2=transformer_2,
+        boundary_ratio=boundary_ratio,
         image_encoder=None,
         image_processor=None,
     )
@@ -287,7 +298,8 @@ def wan_i2v_pipeline(transformer: torch.nn.Module, vae: torch.nn.Module) -> Any:
 
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
-    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder) or ``cogvideox``
+    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder), ``wan22-a14b`` (the same with
+    Wan 2.2 A14B's second, low-noise expert and boundary ratio 0.9) or ``cogvideox``
     (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size) or ``svd``
     (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder). Wan and CogVideoX have no text
     encoder: prompts are embeddings."""
@@ -295,10 +307,17 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
 
     if name not in TINY_PIPELINES:
         raise ValueError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
-    transformer = TINY_CASES[name].build(seed=seed)
+    transformer = TINY_CASES[name.removesuffix("-a14b")].build(seed=seed)
     torch.manual_seed(seed + 1)
     if name == "wan22":
         pipe = wan_i2v_pipeline(transformer, diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval())
+    elif name == "wan22-a14b":
+        pipe = wan_i2v_pipeline(
+            transformer,
+            diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval(),
+            transformer_2=TINY_CASES["wan22"].build(seed=seed + 100),
+            boundary_ratio=A14B_BOUNDARY_RATIO,
+        )
     elif name == "svd":
         from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 

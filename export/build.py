@@ -7,6 +7,7 @@ nothing) in place, never a loadable half-directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ from dymos.schedule import DEFAULT_FRACTION
 
 from .onnx_export import export_program, onnx_model, save_onnx, save_onnx_shared
 from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
-from .tensorrt import ENGINE_NAME, tensorrt_version
+from .tensorrt import tensorrt_version
 from .trt_compat import check_tensorrt_compat
 from .validate import ParityCase, validate_onnx
 from .wrapper import StrengthInputDenoiser
@@ -210,7 +211,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             "strategy 'split' passes a query-broadcast key mask, which the opset-23 ONNX Attention op rejects in "
             "onnxruntime and TensorRT; use --strategy fold or mask, or --opset 20"
         )
-    providers = _validation_providers(options.precision)
+    _validation_providers(options.precision)  # fail before loading anything
     source = canonical_model(options.model)
     pipe = None
     if is_pipeline_spec(source):
@@ -245,102 +246,28 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         max_batch=options.max_batch,
         dtype=dtype,
     )
-    wrapper = StrengthInputDenoiser(model, spec, strategy=strategy).eval()
     cases = parity_cases(spec, config, height=height, width=width, dtype=dtype, seed=options.seed)
+    experts = _experts(pipe)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp creates 0700
     try:
-        artifacts: dict[str, Any] = {}
         submodels: dict[str, ExportSpec] = {}
         submodel_artifacts: dict[str, Any] = {}
         parity: dict[str, Any] = {}
         files: list[str] = []
-        sequence = [_sequence_length(wrapper, cases[0])]
-        sample = next(c for c in cases if c.name == "mixed_batch")  # batch >= 2: size-1 dims would specialise
-        dynamic = sorted(d for d, r in spec.dims.items() if r.min < r.max)
-        log(f"[torch.export] tracing {class_name} with dynamic dims {dynamic}")
-        program = export_program(wrapper, spec, list(sample.inputs.values()))
-        if "onnx" in formats:
-            log(f"[onnx] exporting {class_name} (opset {options.opset}, strategy {strategy}, {options.precision})")
-            t0 = time.perf_counter()
-            main = onnx_model(program, spec, opset=options.opset, sequence_lengths=sequence)
-            stock_wrapper = None
-            if pipe is not None and type(pipe).__name__ in RUNTIME_PIPELINES:
-                # The runtime runs steps where every strength is 0 on a stock graph sharing the weights file, so
-                # those steps cost what the stock model costs.
-                stock_wrapper = StrengthInputDenoiser(model, spec, dymos=False).eval()
-                stock = onnx_model(
-                    export_program(stock_wrapper, spec, list(sample.inputs.values())),
-                    spec,
-                    opset=options.opset,
-                    require_strength=False,
-                )
-                onnx_files = save_onnx_shared(
-                    {"denoiser.onnx": main, "denoiser_stock.onnx": stock}, staging, "denoiser.onnx.data"
-                )
-            else:
-                onnx_files = save_onnx(main, staging / "denoiser.onnx")
-            log(f"[onnx] exported in {time.perf_counter() - t0:.1f}s; validating against PyTorch with onnxruntime")
-            report = validate_onnx(
-                staging / "denoiser.onnx",
-                wrapper,
-                cases,
-                staging / "parity",
-                precision=options.precision,
-                providers=providers,
-            )
-            atomic_write_bytes(staging / "parity_onnx.json", (json.dumps(report, indent=2) + "\n").encode())
-            files += [*onnx_files, "parity_onnx.json", "parity/inputs.json", "parity/torch_outputs.json"]
-            parity["onnx"] = report
-            artifacts["onnx"] = {
-                "file": "denoiser.onnx",
-                "files": onnx_files,
-                "opset": options.opset,
-                "validated": {
-                    "backend": report["backend"],
-                    "tolerance": report["tolerance"],
-                    "passed": True,
-                    "report": "parity_onnx.json",
-                },
-            }
-            if stock_wrapper is not None:
-                stock_report = validate_onnx(
-                    staging / "denoiser_stock.onnx",
-                    stock_wrapper,
-                    cases,
-                    staging / "parity_stock",
-                    precision=options.precision,
-                    providers=providers,
-                    strength_input=False,
-                )
-                artifacts["onnx_stock"] = {
-                    "file": "denoiser_stock.onnx",
-                    "shares_weights_with": "denoiser.onnx",
-                    "use": "steps where every item's strength is 0",
-                    "validated": {
-                        "backend": stock_report["backend"],
-                        "tolerance": stock_report["tolerance"],
-                        "passed": True,
-                    },
-                }
-                files += ["parity_stock/inputs.json", "parity_stock/torch_outputs.json"]
-                log("[onnx] stock graph (shared weights) validated")
-            compat = check_tensorrt_compat(staging / "denoiser.onnx")
-            artifacts["onnx"]["tensorrt_parser_check"] = {
-                "tensorrt_version": compat.tensorrt_version,
-                "ok": compat.ok,
-                "problems": compat.problems,
-            }
-            for case in report["cases"]:
-                log(f"[onnx]   {case['name']:<24} max|err| {case['max_abs_err']:.2e}  strength {case['strength']}")
-        if "trt" in formats:
-            artifacts["tensorrt"] = _build_tensorrt(staging, spec, options, log)
-            files += [ENGINE_NAME]
-        for fmt in ("pt2", "aoti", "torchscript"):
-            if fmt in formats:
-                entry = _pytorch_artifact(fmt, program, wrapper, sample, cases, staging, options.precision, log)
-                artifacts[fmt] = entry
-                files += [entry["file"]] if entry.get("validated") else []
+        with_stock = pipe is not None and type(pipe).__name__ in RUNTIME_PIPELINES
+        job = DenoiserJob(spec, strategy, cases, formats, options, with_stock)
+        artifacts, parity, denoiser_files = _export_denoiser("denoiser", model, job, staging, log)
+        files += denoiser_files
+        for name, expert in experts.items():
+            log(f"[{name}] {class_name}: the pipeline's second expert (used below its boundary timestep)")
+            expert_spec = dataclasses.replace(spec, submodel=name)
+            expert_job = dataclasses.replace(job, spec=expert_spec)
+            expert_artifacts, expert_parity, expert_files = _export_denoiser(name, expert, expert_job, staging, log)
+            submodels[name] = expert_spec
+            submodel_artifacts[name] = expert_artifacts
+            parity[name] = expert_parity
+            files += expert_files
         pipeline_entry = None
         if pipe is not None:
             pipeline_entry = _export_pipeline_parts(
@@ -396,6 +323,140 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     return ExportResult(target, manifest, parity)
 
 
+@dataclass(frozen=True)
+class DenoiserJob:
+    """What every denoiser graph of one export shares (Wan 2.2 A14B has two experts of one architecture)."""
+
+    spec: ExportSpec
+    strategy: str
+    cases: list[ParityCase]
+    formats: Sequence[str]
+    options: ExportOptions
+    with_stock: bool  # also a stock graph sharing the weights, for the runtime's strength-0 steps
+
+
+def _export_denoiser(
+    submodel: str, model: torch.nn.Module, job: DenoiserJob, staging: Path, log: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Every requested artifact of one denoiser, each validated against PyTorch; returns (artifacts, parity, files).
+
+    Files are named after ``submodel`` (``denoiser.onnx``, ``denoiser_2.onnx``, ...); the ``denoiser``'s parity
+    dirs keep their plain names (``parity/``, ``parity_stock/``), an expert's carry its name.
+    """
+    spec, options = job.spec, job.options
+    suffix = "" if submodel == "denoiser" else f"_{submodel}"
+    providers = _validation_providers(options.precision)
+    class_name = type(model).__name__
+    wrapper = StrengthInputDenoiser(model, spec, strategy=job.strategy).eval()
+    artifacts: dict[str, Any] = {}
+    parity: dict[str, Any] = {}
+    files: list[str] = []
+    sequence = [_sequence_length(wrapper, job.cases[0])]
+    sample = next(c for c in job.cases if c.name == "mixed_batch")  # batch >= 2: size-1 dims would specialise
+    dynamic = sorted(d for d, r in spec.dims.items() if r.min < r.max)
+    log(f"[torch.export] tracing {class_name} ({submodel}) with dynamic dims {dynamic}")
+    program = export_program(wrapper, spec, list(sample.inputs.values()))
+    if "onnx" in job.formats:
+        graph, stock_graph = f"{submodel}.onnx", f"{submodel}_stock.onnx"
+        log(f"[onnx] exporting {class_name} (opset {options.opset}, strategy {job.strategy}, {options.precision})")
+        t0 = time.perf_counter()
+        main = onnx_model(program, spec, opset=options.opset, sequence_lengths=sequence)
+        stock_wrapper = None
+        if job.with_stock:
+            # The runtime runs steps where every strength is 0 on a stock graph sharing the weights file, so
+            # those steps cost what the stock model costs.
+            stock_wrapper = StrengthInputDenoiser(model, spec, dymos=False).eval()
+            stock = onnx_model(
+                export_program(stock_wrapper, spec, list(sample.inputs.values())),
+                spec,
+                opset=options.opset,
+                require_strength=False,
+            )
+            onnx_files = save_onnx_shared({graph: main, stock_graph: stock}, staging, f"{graph}.data")
+        else:
+            onnx_files = save_onnx(main, staging / graph)
+        log(f"[onnx] exported in {time.perf_counter() - t0:.1f}s; validating against PyTorch with onnxruntime")
+        report = validate_onnx(
+            staging / graph,
+            wrapper,
+            job.cases,
+            staging / f"parity{suffix}",
+            precision=options.precision,
+            providers=providers,
+        )
+        report_name = f"parity_onnx{suffix}.json"
+        atomic_write_bytes(staging / report_name, (json.dumps(report, indent=2) + "\n").encode())
+        files += [*onnx_files, report_name, f"parity{suffix}/inputs.json", f"parity{suffix}/torch_outputs.json"]
+        parity["onnx"] = report
+        artifacts["onnx"] = {
+            "file": graph,
+            "files": onnx_files,
+            "opset": options.opset,
+            "validated": {
+                "backend": report["backend"],
+                "tolerance": report["tolerance"],
+                "passed": True,
+                "report": report_name,
+            },
+        }
+        if stock_wrapper is not None:
+            stock_report = validate_onnx(
+                staging / stock_graph,
+                stock_wrapper,
+                job.cases,
+                staging / f"parity{suffix}_stock",
+                precision=options.precision,
+                providers=providers,
+                strength_input=False,
+            )
+            artifacts["onnx_stock"] = {
+                "file": stock_graph,
+                "shares_weights_with": graph,
+                "use": "steps where every item's strength is 0",
+                "validated": {
+                    "backend": stock_report["backend"],
+                    "tolerance": stock_report["tolerance"],
+                    "passed": True,
+                },
+            }
+            files += [f"parity{suffix}_stock/inputs.json", f"parity{suffix}_stock/torch_outputs.json"]
+            log("[onnx] stock graph (shared weights) validated")
+        compat = check_tensorrt_compat(staging / graph)
+        artifacts["onnx"]["tensorrt_parser_check"] = {
+            "tensorrt_version": compat.tensorrt_version,
+            "ok": compat.ok,
+            "problems": compat.problems,
+        }
+        for case in report["cases"]:
+            log(f"[onnx]   {case['name']:<24} max|err| {case['max_abs_err']:.2e}  strength {case['strength']}")
+    if "trt" in job.formats:
+        artifacts["tensorrt"] = _build_tensorrt(staging / f"{submodel}.onnx", spec, options, log)
+        files += [artifacts["tensorrt"]["file"]]
+    for fmt in ("pt2", "aoti", "torchscript"):
+        if fmt in job.formats:
+            entry = _pytorch_artifact(fmt, submodel, program, wrapper, sample, job, staging, log)
+            artifacts[fmt] = entry
+            files += [entry["file"]] if entry.get("validated") else []
+    return artifacts, parity, files
+
+
+def _experts(pipe: Any) -> dict[str, torch.nn.Module]:
+    """Denoisers besides ``transformer``/``unet`` that the pipeline switches to: Wan 2.2 A14B's low-noise
+    ``transformer_2`` (exported as ``denoiser_2``), used while ``t < boundary_ratio * num_train_timesteps``."""
+    expert = getattr(pipe, "transformer_2", None) if pipe is not None else None
+    if expert is None:
+        return {}
+    if pipe.config.get("boundary_ratio") is None:
+        raise ExportError(f"{type(pipe).__name__} has a transformer_2 but no boundary_ratio: cannot tell when it runs")
+    if dict(expert.config) != dict(pipe.transformer.config):
+        differing = sorted(k for k in expert.config if expert.config.get(k) != pipe.transformer.config.get(k))
+        raise ExportError(
+            f"transformer_2's config differs from transformer's ({differing}): one graph contract is "
+            "exported for both experts, so they must share an architecture"
+        )
+    return {"denoiser_2": expert}
+
+
 # Pipeline classes whose whole sampling loop the torch-free runtime can drive (see dymos.runtime.loop).
 # What differs between them is data the manifest carries: the latent axis order, which VAE config entry holds
 # the latent channel count, and how latents are un-normalised before decoding.
@@ -449,6 +510,14 @@ def _export_pipeline_parts(
         log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive this pipeline yet; denoiser only")
         return entry
     recipe = RUNTIME_PIPELINES[pipeline_class]
+    if _experts(pipe):
+        entry["experts"] = {
+            "high_noise": "denoiser",
+            "low_noise": "denoiser_2",
+            # as the pipeline computes it; steps with t >= this run the high-noise expert at `guidance_scale`, the
+            # others the low-noise one at `guidance_scale_2` (default: `guidance_scale`)
+            "boundary_timestep": float(pipe.config.boundary_ratio) * int(pipe.scheduler.config.num_train_timesteps),
+        }
     if getattr(pipe, "transformer", None) is not None and pipe.transformer.config.get("patch_size_t"):
         raise ExportError(f"{pipeline_class} with temporal patching (CogVideoX 1.5) is not driven by the runtime yet")
     latent = cases[0].inputs[FAMILIES[family].latent_arg]
@@ -497,16 +566,16 @@ def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
-def _build_tensorrt(staging: Path, spec: ExportSpec, options: ExportOptions, log: Callable[[str], None]) -> dict:
+def _build_tensorrt(onnx_path: Path, spec: ExportSpec, options: ExportOptions, log: Callable[[str], None]) -> dict:
     """Check the ONNX graph against TensorRT's parser (CPU), then build the engine (GPU, TensorRT installed)."""
     from .tensorrt import TensorRTNotInstalledError, build_engine
 
-    report = check_tensorrt_compat(staging / "denoiser.onnx", tensorrt_version=tensorrt_version() or "10.14")
+    report = check_tensorrt_compat(onnx_path, tensorrt_version=tensorrt_version() or "10.14")
     report.raise_if_incompatible()
     log(f"[trt] graph passes the TensorRT ONNX-parser check ({sum(report.op_counts.values())} nodes)")
     trt_precision = "fp16" if options.precision == "fp32" else options.precision
     try:
-        engine = build_engine(staging / "denoiser.onnx", spec, staging, precision=trt_precision)
+        engine = build_engine(onnx_path, spec, onnx_path.parent, precision=trt_precision)
     except TensorRTNotInstalledError as err:
         raise ExportError(
             f"{err}. The ONNX artifact is exportable here; build the engine on a GPU machine "
@@ -524,29 +593,28 @@ def _build_tensorrt(staging: Path, spec: ExportSpec, options: ExportOptions, log
 
 def _pytorch_artifact(
     fmt: str,
+    submodel: str,
     program: torch.export.ExportedProgram,
     wrapper: StrengthInputDenoiser,
     sample: ParityCase,
-    cases: list[ParityCase],
+    job: DenoiserJob,
     staging: Path,
-    precision: str,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Write one PyTorch 2 artifact, load it back and validate it; TorchScript may be unavailable (recorded)."""
     from . import pt2
 
     t0 = time.perf_counter()
+    cases, precision = job.cases, job.options.precision
+    path = staging / pt2.artifact_name(fmt, submodel)
     if fmt == "pt2":
-        path = staging / pt2.PT2_NAME
         pt2.save_program(program, path)
         loaded, checked = pt2.load_program(path), cases
     elif fmt == "aoti":
-        path = staging / pt2.AOTI_NAME
         log("[aoti] compiling with AOTInductor (this takes a while)")
         pt2.compile_aoti(program, path)
         loaded, checked = pt2.load_aoti(path), cases
     else:
-        path = staging / pt2.TORCHSCRIPT_NAME
         try:
             pt2.trace_torchscript(wrapper, list(sample.inputs.values()), path)
         except Exception as err:  # the model does not trace: recorded, never declared built

@@ -17,9 +17,13 @@ from dymos.manifest import atomic_write
 
 from .validate import TOLERANCES, ParityCase, ParityError, compare
 
-PT2_NAME = "denoiser.pt2"
-AOTI_NAME = "denoiser_aoti.pt2"
-TORCHSCRIPT_NAME = "denoiser.torchscript.pt"
+# File name per format, after the graph's submodel name (``denoiser``, Wan 2.2 A14B's ``denoiser_2``).
+_SUFFIXES = {"pt2": ".pt2", "aoti": "_aoti.pt2", "torchscript": ".torchscript.pt"}
+
+
+def artifact_name(fmt: str, submodel: str = "denoiser") -> str:
+    """``denoiser.pt2``, ``denoiser_aoti.pt2``, ``denoiser.torchscript.pt`` (or ``denoiser_2...``)."""
+    return f"{submodel}{_SUFFIXES[fmt]}"
 
 
 def check_parity(

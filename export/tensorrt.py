@@ -26,7 +26,7 @@ from dymos.manifest import atomic_write_bytes, sha256_file
 from .specs import ExportSpec
 from .trt_compat import check_tensorrt_compat
 
-ENGINE_NAME = "denoiser.plan"
+ENGINE_NAME = "denoiser.plan"  # the engine of denoiser.onnx
 PRECISIONS = ("fp32", "fp16", "bf16")
 # Bump when the build settings below change in a way that changes engines: old cache entries then stop matching.
 BUILDER_REVISION = 1
@@ -101,7 +101,8 @@ def build_engine(
     workspace_gb: float | None = None,
     progress: bool = True,
 ) -> Path:
-    """Build (or reuse from ``cache_dir``) the engine of ``onnx_path`` and write ``out_dir/denoiser.plan``.
+    """Build (or reuse from ``cache_dir``) the engine of ``onnx_path`` and write ``out_dir/<onnx stem>.plan``
+    (``denoiser.plan`` for ``denoiser.onnx``).
 
     ``precision``: ``fp32``, or ``fp16``/``bf16`` allowed on top of fp32 (TensorRT picks per layer).
     ``timing_cache``: a file loaded before and saved after the build, so later builds skip tactic timing.
@@ -120,7 +121,7 @@ def build_engine(
 
     extra = {"builder": BUILDER_REVISION, "device": _device_tag(), "workspace_gb": workspace_gb}
     key = engine_cache_key(_onnx_digest(onnx_path, graph), precision, spec.profile(), trt.__version__, extra)
-    out = Path(out_dir) / ENGINE_NAME
+    out = Path(out_dir) / f"{onnx_path.stem}.plan"
     out.parent.mkdir(parents=True, exist_ok=True)
     cached = Path(cache_dir) / f"{key}.plan" if cache_dir is not None else None
     if cached is not None and cached.is_file():

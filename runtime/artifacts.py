@@ -98,6 +98,14 @@ class ExportDir:
             raise ManifestError(f"{self.root} has no {name!r} graph (it has {', '.join(entries) or 'none'})")
         return SubmodelSpec.from_manifest(name, entries[name])
 
+    def artifacts(self, submodel: str = "denoiser") -> dict[str, Any]:
+        """The artifacts of one graph by format (``onnx``, ``onnx_stock``, ``tensorrt``, ``aoti``, ...): the
+        denoiser's are the manifest's top-level ``artifacts``, every other graph's (VAE decoder, Wan 2.2 A14B's
+        ``denoiser_2``) sit under ``submodel_artifacts``."""
+        if submodel == "denoiser":
+            return self.manifest.get("artifacts", {})
+        return self.manifest.get("submodel_artifacts", {}).get(submodel, {})
+
     @property
     def family(self) -> str:
         return self.manifest["model"]["family"]

@@ -191,9 +191,7 @@ def open_backend(
 ) -> Backend:
     """The first backend in ``prefer`` whose artifact exists and whose packages are installed."""
     spec = export.submodel(submodel)
-    artifacts = export.manifest.get("artifacts", {})
-    if submodel != "denoiser":
-        artifacts = export.manifest.get("submodel_artifacts", {}).get(submodel, {})
+    artifacts = export.artifacts(submodel)
     reasons = []
     for name in prefer:
         if name not in BACKENDS:
@@ -217,10 +215,10 @@ def open_backend(
     raise BackendUnavailable(f"no backend can run {submodel} from {export.root}: " + "; ".join(reasons))
 
 
-def open_stock_backend(export: ExportDir, *, device: str = "auto") -> Backend | None:
-    """The stock denoiser graph (same inputs, strength ignored, weights shared) for steps where every strength is
-    0, or None when the export has none."""
-    entry = export.manifest.get("artifacts", {}).get("onnx_stock")
+def open_stock_backend(export: ExportDir, submodel: str = "denoiser", *, device: str = "auto") -> Backend | None:
+    """The stock graph of a denoiser (same inputs, strength ignored, weights shared) for steps where every
+    strength is 0, or None when the export has none."""
+    entry = export.artifacts(submodel).get("onnx_stock")
     if not entry or not _installed("onnxruntime"):
         return None
-    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel("denoiser"), device=device)
+    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel(submodel), device=device)

@@ -6,7 +6,9 @@ denoiser input is ``concat([latents, condition])`` on the channel axis (Wan: mas
 the padded image latents), classifier-free guidance is ``uncond + g * (cond - uncond)``, and latents are
 un-normalised (Wan: ``latents_mean/std``; CogVideoX: ``1 / scaling_factor``) before decoding. What differs is data
 from the manifest's ``pipeline.recipe`` (latent axis order, normalisation), not a code path per model. Cond and
-uncond passes are batched into one engine call when the export's batch range allows.
+uncond passes are batched into one engine call when the export's batch range allows. Two-expert exports (Wan 2.2
+A14B) switch to the low-noise expert's graph below the manifest's ``pipeline.experts.boundary_timestep``, with
+``guidance_scale_2`` there, as the pipeline does.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ class RunRequest:
     Videos of different strengths start from the same noise, drawn from ``seed``, so they differ only by the
     strength; a batch of one strength (``batch=N``) draws from ``seed, seed+1, ...``; ``seeds`` gives one seed per
     video explicitly. ``latents`` overrides the seeded initial noise
-    (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly."""
+    (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly. ``guidance_scale_2``: the low-noise expert's
+    guidance of a two-expert export (Wan 2.2 A14B); None means ``guidance_scale``."""
 
     strength: float | Sequence[float] = 0.0
     steps: int = 20
     guidance_scale: float = 5.0
+    guidance_scale_2: float | None = None
     seed: int = 0
     schedule: StrengthSchedule = field(default_factory=StrengthSchedule)
     batch: int | None = None
@@ -67,6 +71,11 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
         raise RunError(f"steps must be a positive integer, got {request.steps!r}")
     if not np.isfinite(request.guidance_scale):
         raise RunError("guidance_scale must be finite")
+    if request.guidance_scale_2 is not None:
+        if not pipeline.get("experts"):
+            raise RunError("guidance_scale_2 is the low-noise expert's guidance; this export has one denoiser")
+        if not np.isfinite(request.guidance_scale_2):
+            raise RunError("guidance_scale_2 must be finite")
     try:
         strengths = list(validate_strength(request.strength))
     except (TypeError, ValueError) as err:
@@ -117,7 +126,7 @@ def sample(
     """Run the sampling loop and decode; every check happens before the first engine call.
 
     ``stock``: the backend for steps where every strength is 0 (True: the export's stock graph when it has one;
-    None/False: always the DyMoS graph).
+    None/False: always the DyMoS graph). A two-expert export's low-noise graphs are opened here, stock likewise.
     """
     strengths, batch = _check_request(export, cond, request)
     pipeline = export.manifest["pipeline"]
@@ -160,18 +169,33 @@ def sample(
     standard = {recipe["latent_input"], "timestep", "encoder_hidden_states", "motion_strength"}
     extras = {k: per_item(v) for k, v in cond.items() if k in dtypes and k not in standard}  # e.g. added_time_ids
     timestep_rank = len(next(t for t in spec.inputs if t["name"] == "timestep")["shape"])
-    guidance: np.ndarray | np.float32 = np.float32(request.guidance_scale)
-    if recipe.get("guidance") == "frame_ramp":  # SVD: linear from 1 at the first frame to the scale at the last
-        frames = latent_shape[layout.index("F")]
-        ramp = np.linspace(1.0, request.guidance_scale, frames, dtype=np.float32)
-        guidance = ramp.reshape([frames if axis == "F" else 1 for axis in layout])
-    guided = request.guidance_scale > 1.0
+
+    def guidance_array(scale: float) -> np.ndarray | np.float32:
+        if recipe.get("guidance") != "frame_ramp":
+            return np.float32(scale)
+        frames = latent_shape[layout.index("F")]  # SVD: linear from 1 at the first frame to the scale at the last
+        ramp = np.linspace(1.0, scale, frames, dtype=np.float32)
+        return ramp.reshape([frames if axis == "F" else 1 for axis in layout])
+
+    guided = request.guidance_scale > 1.0  # as the pipelines decide CFG: on the first scale only
     max_batch = spec.dims.get("batch", {}).get("max", batch)
     batched_cfg = guided and 2 * batch <= max_batch
     denoiser = denoiser or open_backend(export, "denoiser")
     decoder = decoder or open_backend(export, "vae_decoder")
     if stock is True:
         stock = open_stock_backend(export)
+    # (threshold, DyMoS engine, stock engine or None, guidance) per expert, high-noise first.
+    experts = [(-np.inf, denoiser, stock or None, guidance_array(request.guidance_scale))]
+    if pipeline.get("experts"):
+        low = pipeline["experts"]["low_noise"]
+        scale_2 = request.guidance_scale if request.guidance_scale_2 is None else request.guidance_scale_2
+        low_stock = open_stock_backend(export, low) if stock else None
+        experts[0] = (pipeline["experts"]["boundary_timestep"], *experts[0][1:])
+        experts.append((-np.inf, open_backend(export, low), low_stock, guidance_array(scale_2)))
+
+    def expert_for(t: float) -> tuple:
+        """The pipelines' rule: the high-noise expert while ``t >= boundary``, the low-noise one below."""
+        return next(e for e in experts if t >= e[0])
 
     def feed(scaled: np.ndarray, t: float, halves: Sequence[str], s: np.ndarray) -> dict[str, np.ndarray]:
         """Engine inputs for the conditional and/or unconditional halves of one step, batched in that order."""
@@ -189,7 +213,8 @@ def sample(
 
     # Fail on a shape the engine cannot take before any heavy work.
     first_halves = ("cond", "uncond") if batched_cfg else ("cond",)
-    spec.check_feed(feed(latents, float(timesteps[0]), first_halves, np.zeros(batch, np.float32)))
+    for _, engine, _, _ in experts:
+        engine.spec.check_feed(feed(latents, float(timesteps[0]), first_halves, np.zeros(batch, np.float32)))
 
     step_seconds, engine_seconds, fed = [], [], []
     for i, t in enumerate(timesteps):
@@ -198,7 +223,8 @@ def sample(
         s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
         fed.append(s.tolist())
         scaled = scheduler.scale_model_input(latents, t)  # identity except for EDM Euler (SVD)
-        engine = stock if stock and not s.any() else denoiser
+        _, dymos_engine, stock_engine, guidance = expert_for(float(t))
+        engine = stock_engine if stock_engine and not s.any() else dymos_engine
         t0 = time.perf_counter()
         if batched_cfg:
             out = engine.run(feed(scaled, float(t), ("cond", "uncond"), s))["noise_pred"]

@@ -30,6 +30,10 @@ STEPS = 4
 LATENT_ATOL = 1e-4  # final latents
 FRAME_ATOL = 2  # decoded uint8 frames (1 = one rounding step)
 PREPARE_SEED = 5  # CogVideoX samples its image latents: prepare and the pipeline use the same torch seed
+# Wan 2.2 A14B at 4 steps: timesteps 999, 900 run the high-noise expert, 750, 500 the low-noise one (boundary 900);
+# DyMoS on for 3 steps so both experts see a strength, and a second guidance scale so its use is checked.
+FIRST_STEPS = {"wan22-a14b": 3}
+GUIDANCE_2 = {"wan22-a14b": 3.0}
 
 
 def _quiet(line: str) -> None:
@@ -59,6 +63,16 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def conditioning(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _prepare(exported, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def exported_wan22_a14b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export_pipeline("wan22-a14b", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def conditioning_wan22_a14b(exported_wan22_a14b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _prepare(exported_wan22_a14b, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +127,9 @@ def _pipeline_run(
             negative_prompt_embeds=torch.from_numpy(cond["negative_prompt_embeds"]).repeat(batch, 1, 1),
             guidance_scale=5.0,
         )
-    with dymos.enable(pipe, strength=strengths, first_steps=2):
+        if name in GUIDANCE_2:
+            kwargs.update(guidance_scale_2=GUIDANCE_2[name])
+    with dymos.enable(pipe, strength=strengths, first_steps=FIRST_STEPS.get(name, 2)):
         generator = torch.Generator().manual_seed(PREPARE_SEED)
         latent_out = pipe(**kwargs, output_type="latent", generator=generator).frames
         generator = torch.Generator().manual_seed(PREPARE_SEED)
@@ -121,12 +137,12 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", ["wan22", "cogvideox", "svd", "sprites"])
+@pytest.mark.parametrize("name", ["wan22", "wan22-a14b", "cogvideox", "svd", "sprites"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
 def test_runtime_matches_the_diffusers_pipeline(
     request: pytest.FixtureRequest, name: str, strengths: list[float]
 ) -> None:
-    suffix = "" if name == "wan22" else f"_{name}"
+    suffix = "" if name == "wan22" else "_" + name.replace("-", "_")
     exported = request.getfixturevalue(f"exported{suffix}")
     conditioning = request.getfixturevalue(f"conditioning{suffix}")
     export = ExportDir.open(exported)
@@ -141,11 +157,17 @@ def test_runtime_matches_the_diffusers_pipeline(
     }
     shape = (len(strengths), *(sizes[a] for a in pipeline["recipe"]["latent_layout"][1:]))
     latents = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
+    first_steps = FIRST_STEPS.get(name, 2)
     request_ = RunRequest(
-        strength=strengths, steps=STEPS, guidance_scale=5.0, latents=latents, schedule=StrengthSchedule(first_steps=2)
+        strength=strengths,
+        steps=STEPS,
+        guidance_scale=5.0,
+        guidance_scale_2=GUIDANCE_2.get(name),
+        latents=latents,
+        schedule=StrengthSchedule(first_steps=first_steps),
     )
     result = sample(export, cond, request_)
-    assert result.strengths == [strengths, strengths, [0.0] * len(strengths), [0.0] * len(strengths)]
+    assert result.strengths == [strengths] * first_steps + [[0.0] * len(strengths)] * (STEPS - first_steps)
     image = conditioning.parent / "input.png"
     if name == "cogvideox" and len(strengths) > 1:
         # diffusers' CogVideoX I2V cannot batch one image (it wants one image per item and draws a separate image
@@ -326,6 +348,24 @@ def test_manifest_records_the_pipeline_contract(exported: Path) -> None:
     assert pipeline["class"] == "WanImageToVideoPipeline" and pipeline["runtime_supported"]
     assert pipeline["scheduler"]["class"] == "UniPCMultistepScheduler"
     assert set(manifest["submodels"]) == {"denoiser", "vae_decoder"}
+
+
+def test_two_expert_export_records_both_graphs_and_the_switch(
+    exported_wan22_a14b: Path, exported: Path, conditioning: Path
+) -> None:
+    export = ExportDir.open(exported_wan22_a14b)
+    manifest = export.manifest
+    assert set(manifest["submodels"]) == {"denoiser", "denoiser_2", "vae_decoder"}
+    assert manifest["pipeline"]["experts"] == {
+        "high_noise": "denoiser",
+        "low_noise": "denoiser_2",
+        "boundary_timestep": 900.0,
+    }
+    expert = export.artifacts("denoiser_2")
+    assert expert["onnx"]["file"] == "denoiser_2.onnx" and expert["onnx_stock"]["file"] == "denoiser_2_stock.onnx"
+    assert expert["onnx"]["validated"]["passed"] and expert["onnx"]["tensorrt_parser_check"]["ok"]
+    with pytest.raises(RunError, match="one denoiser"):  # a second guidance scale needs a second expert
+        sample(ExportDir.open(exported), load_conditioning(str(conditioning)), RunRequest(guidance_scale_2=2.0))
 
 
 def test_stock_graph_shares_the_weights_file(exported: Path) -> None:
