@@ -241,11 +241,12 @@ def _run_prepare(args: argparse.Namespace) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="generate a video from exported artifacts (numpy + an engine backend; no torch with --cond)",
+        help="generate a video from exported artifacts (numpy + an engine backend; torch only for `dymos prepare`)",
         description=(
             "Drive the sampling loop on the exported engines: seeded latents, classifier-free guidance, the DyMoS "
             "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
-            "and a video file. Without --cond, --image/--prompt are encoded first with `dymos prepare` (needs torch)."
+            "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (Wan I2V "
+            "exports, empty prompt: no torch); with --prompt, or for other pipelines, by `dymos prepare` (needs torch)."
         ),
     )
     p.add_argument(
@@ -253,7 +254,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cond", default=None, help="conditioning .npz from `dymos prepare`")
     p.add_argument("--image", default=None, help="conditioning image (when --cond is not given)")
-    p.add_argument("--prompt", default="", help="prompt (when --cond is not given)")
+    p.add_argument(
+        "--prompt", default="", help="prompt (when --cond is not given; a prompt needs torch: `dymos prepare`)"
+    )
     p.add_argument(
         "--strength", type=_floats, default=[2.0], help="motion strength, or one per video: 0,2,4 (default 2)"
     )
@@ -290,6 +293,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     from dymos.runtime.artifacts import ExportDir
     from dymos.runtime.backends import BACKENDS, open_backend
+    from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.runtime.video import write_video
     from dymos.schedule import StrengthSchedule
@@ -298,14 +302,19 @@ def _run_run(args: argparse.Namespace) -> int:
     defaults = (export.manifest.get("pipeline") or {}).get("defaults", {})
     steps = args.steps if args.steps is not None else int(defaults.get("steps", 20))
     guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance_scale", 5.0))
-    if args.cond is None:
-        if args.image is None:
-            raise ValueError("give --cond (from `dymos prepare`) or --image and --prompt")
+    if args.cond is not None:
+        cond = load_conditioning(args.cond)
+    elif args.image is None:
+        raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
+    elif not args.prompt and supports_image_conditioning(export):
+        cond = image_conditioning(export, args.image)  # the exported condition encoder: no torch
+        print(f"conditioned on {args.image} with the exported condition encoder and the empty prompt")
+    else:
         from dymos.prepare import prepare
 
         _quiet_torch_export_noise()
         args.cond = str(prepare(args.export, args.image, args.prompt, Path(args.out).with_suffix(".cond.npz")))
-    cond = load_conditioning(args.cond)
+        cond = load_conditioning(args.cond)
     schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
     denoiser = open_backend(export, "denoiser", prefer=prefer)

@@ -16,21 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dymos.images import load_image
 from dymos.manifest import atomic_write_bytes, load_manifest
 from dymos.models import load_pipeline
 
 CONDITIONING_FORMAT = "dymos-conditioning-v1"
-
-
-def load_image(path: str | Path) -> Any:
-    """An RGB PIL image; unreadable files are a clear error."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
 
 
 def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -39,7 +29,8 @@ def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tuple[int, int]) -> dict:
+def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tuple[int, int]) -> dict:
+    """Prompt and negative-prompt embeddings, ``[1, tokens, width]`` each, as the pipeline computes them."""
     if pipe.text_encoder is not None:
         positive, negative = pipe.encode_prompt(
             prompt, negative_prompt, do_classifier_free_guidance=True, max_sequence_length=text_shape[0]
@@ -71,7 +62,7 @@ def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
     )
     out = {
         "condition": condition,
-        **_text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
+        **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
     }
     if getattr(pipe, "image_encoder", None) is not None and pipe.transformer.config.get("image_dim"):
         out["encoder_hidden_states_image"] = pipe.encode_image(image, torch.device("cpu"))
@@ -106,7 +97,7 @@ def _cogvideox_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> d
     )
     return {
         "condition": image_latents,
-        **_text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
+        **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
     }
 
 

@@ -255,7 +255,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         submodel_artifacts: dict[str, Any] = {}
         parity: dict[str, Any] = {}
         files: list[str] = []
-        with_stock = pipe is not None and type(pipe).__name__ in RUNTIME_PIPELINES
+        with_stock = pipe is not None and _runtime_unsupported(pipe) is None  # the runtime uses it
         job = DenoiserJob(spec, strategy, cases, formats, options, with_stock)
         artifacts, parity, denoiser_files = _export_denoiser("denoiser", model, job, staging, log)
         files += denoiser_files
@@ -461,7 +461,14 @@ def _experts(pipe: Any) -> dict[str, torch.nn.Module]:
 # What differs between them is data the manifest carries: the latent axis order, which VAE config entry holds
 # the latent channel count, and how latents are un-normalised before decoding.
 RUNTIME_PIPELINES: dict[str, dict[str, str]] = {
-    "WanImageToVideoPipeline": {"latent_layout": "BCFHW", "channels_key": "z_dim", "normalization": "mean_std"},
+    # Wan's condition is deterministic (the VAE mode of [image, zeros...] plus mask channels), so it is exported as
+    # a graph too and `dymos run --image` conditions without torch.
+    "WanImageToVideoPipeline": {
+        "latent_layout": "BCFHW",
+        "channels_key": "z_dim",
+        "normalization": "mean_std",
+        "condition_encoder": True,
+    },
     "CogVideoXImageToVideoPipeline": {
         "latent_layout": "BFCHW",
         "channels_key": "latent_channels",
@@ -503,12 +510,14 @@ def _export_pipeline_parts(
     entry: dict[str, Any] = {
         "class": pipeline_class,
         "scheduler": {"class": type(pipe.scheduler).__name__, "config": _jsonable(dict(pipe.scheduler.config))},
-        "runtime_supported": pipeline_class in RUNTIME_PIPELINES,
+        "runtime_supported": False,
         "files": [],
     }
-    if pipeline_class not in RUNTIME_PIPELINES:
-        log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive this pipeline yet; denoiser only")
+    unsupported = _runtime_unsupported(pipe)
+    if unsupported:
+        log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive {unsupported} yet; denoiser only")
         return entry
+    entry["runtime_supported"] = True
     recipe = RUNTIME_PIPELINES[pipeline_class]
     if _experts(pipe):
         entry["experts"] = {
@@ -518,8 +527,6 @@ def _export_pipeline_parts(
             # others the low-noise one at `guidance_scale_2` (default: `guidance_scale`)
             "boundary_timestep": float(pipe.config.boundary_ratio) * int(pipe.scheduler.config.num_train_timesteps),
         }
-    if getattr(pipe, "transformer", None) is not None and pipe.transformer.config.get("patch_size_t"):
-        raise ExportError(f"{pipeline_class} with temporal patching (CogVideoX 1.5) is not driven by the runtime yet")
     latent = cases[0].inputs[FAMILIES[family].latent_arg]
     axes = dict(zip(recipe["latent_layout"], latent.shape))
     frames, height, width = axes["F"], axes["H"], axes["W"]
@@ -539,6 +546,18 @@ def _export_pipeline_parts(
     submodel_artifacts["vae_decoder"] = artifact
     log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
     t, s = pipeline_compression(pipe)
+    files = list(vae_files)
+    video = {
+        "latent_frames": frames,
+        "latent_height": height,
+        "latent_width": width,
+        "frames": (frames - 1) * t + 1,
+        "height": height * s,
+        "width": width * s,
+    }
+    if recipe.get("condition_encoder") and not pipe.transformer.config.get("image_dim"):  # Wan 2.1 also needs CLIP
+        files += _export_image_conditioning(pipe, video, cases, staging, options, log, submodels, submodel_artifacts)
+        entry["empty_prompt"] = {"file": EMPTY_PROMPT_FILE, "prompt": "", "negative_prompt": ""}
     if recipe["normalization"] == "mean_std":
         scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
     else:
@@ -549,17 +568,68 @@ def _export_pipeline_parts(
             **{k: v for k, v in recipe.items() if k != "channels_key"},
         },
         vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},
-        video={
-            "latent_frames": frames,
-            "latent_height": height,
-            "latent_width": width,
-            "frames": (frames - 1) * t + 1,
-            "height": height * s,
-            "width": width * s,
-        },
-        files=vae_files,
+        video=video,
+        files=files,
     )
     return entry
+
+
+EMPTY_PROMPT_FILE = "empty_prompt.npz"
+
+
+def _runtime_unsupported(pipe: Any) -> str | None:
+    """What keeps the runtime from driving this pipeline (None: it can): the class, or a mode of it whose loop
+    differs (Wan 2.2 TI2V's per-token timesteps, CogVideoX 1.5's temporal patching)."""
+    pipeline_class = type(pipe).__name__
+    if pipeline_class not in RUNTIME_PIPELINES:
+        return pipeline_class
+    if pipe.config.get("expand_timesteps"):
+        return f"{pipeline_class} with expand_timesteps (Wan 2.2 TI2V)"
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is not None and transformer.config.get("patch_size_t"):
+        return f"{pipeline_class} with temporal patching (CogVideoX 1.5)"
+    return None
+
+
+def _export_image_conditioning(
+    pipe: Any,
+    video: dict[str, int],
+    cases: list[ParityCase],
+    staging: Path,
+    options: ExportOptions,
+    log: Callable[[str], None],
+    submodels: dict[str, ExportSpec],
+    submodel_artifacts: dict[str, Any],
+) -> list[str]:
+    """The condition encoder graph (image -> condition) and the empty prompt's embeddings, so the runtime
+    conditions on an image without torch; returns the files written."""
+    import io
+
+    import numpy as np
+
+    from dymos.prepare import text_embeddings
+
+    from .vae import export_condition_encoder
+
+    log(f"[condition] exporting the condition encoder at {video['frames']}x{video['height']}x{video['width']}")
+    spec, artifact, files = export_condition_encoder(
+        pipe,
+        (video["frames"], video["height"], video["width"]),
+        staging,
+        precision=options.precision,
+        providers=_validation_providers(options.precision),
+        seed=options.seed,
+    )
+    submodels["condition_encoder"] = spec
+    submodel_artifacts["condition_encoder"] = artifact
+    log(f"[condition] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+    text = cases[0].inputs["encoder_hidden_states"]
+    with torch.no_grad():
+        embeddings = text_embeddings(pipe, "", "", (int(text.shape[1]), int(text.shape[2])))
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v.float().numpy() for k, v in embeddings.items()})
+    atomic_write_bytes(staging / EMPTY_PROMPT_FILE, buffer.getvalue())
+    return [*files, EMPTY_PROMPT_FILE]
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""The VAE decoder as an ONNX graph, so the runtime decodes latents to frames without torch.
+"""The VAE graphs the runtime needs so it runs without torch: the decoder (latents -> frames) and, for Wan, the
+condition encoder (the preprocessed input image -> the denoiser's condition channels).
 
-Video VAEs decode with per-frame causal caches (Python loops in diffusers), so the decoder is exported at the
-export's fixed latent size; the manifest records that shape and the runtime generates at it.
+Video VAEs encode and decode with per-frame causal caches (Python loops in diffusers), so both graphs are
+exported at the export's fixed video size; the manifest records the shapes and the runtime generates at them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from .validate import ParityCase, validate_onnx
 
 LATENT_INPUT = "latents"
 VIDEO_OUTPUT = "video"
+PIXELS_INPUT = "pixels"
+CONDITION_OUTPUT = "condition"
 
 
 class VaeDecoder(torch.nn.Module):
@@ -39,14 +43,99 @@ class VaeDecoder(torch.nn.Module):
         return video.permute(1, 0, 2, 3)[None]
 
 
-def decoder_spec(latent_shape: tuple[int, ...], video_shape: tuple[int, ...], dtype: str) -> ExportSpec:
-    return ExportSpec(
+class WanConditionEncoder(torch.nn.Module):
+    """``pixels [1, 3, H, W]`` (the image as ``pipe.video_processor.preprocess`` gives it, in [-1, 1]) ->
+    ``condition [1, T + z, F, h, w]``: Wan's first-frame mask channels and the normalised VAE latents (the mode)
+    of ``[image, zeros...]``, computed by the pipeline's own ``prepare_latents`` so the graph is what the
+    pipeline concatenates to its latents."""
+
+    def __init__(self, pipe: Any, num_frames: int) -> None:
+        super().__init__()
+        self.vae = pipe.vae  # registered, so torch.export lifts its weights
+        self.pipe = pipe
+        self.num_frames = num_frames
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        pipe = self.pipe
+        height, width = pixels.shape[-2:]
+        z_dim = int(pipe.vae.config.z_dim)
+        latent_frames = (self.num_frames - 1) // pipe.vae_scale_factor_temporal + 1
+        spatial = pipe.vae_scale_factor_spatial
+        shape = (1, z_dim, latent_frames, height // spatial, width // spatial)
+        _, condition = pipe.prepare_latents(
+            pixels,
+            1,
+            z_dim,
+            height,
+            width,
+            self.num_frames,
+            torch.float32,
+            pixels.device,
+            None,
+            latents=torch.zeros(shape, dtype=pixels.dtype),
+        )
+        return condition
+
+
+def _export_fixed(
+    module: torch.nn.Module,
+    submodel: str,
+    names: tuple[str, str],
+    sample: Callable[[torch.Generator], torch.Tensor],
+    directory: Path,
+    *,
+    precision: str,
+    providers: list[str],
+    seed: int,
+) -> tuple[ExportSpec, dict[str, Any], list[str]]:
+    """Export one single-input, single-output graph at fixed shapes, sanitize, save and validate it on two seeded
+    samples; returns (spec, artifact entry, files). The spec's family is "vae": these graphs are the VAE's."""
+    input_name, output_name = names
+    module = module.eval()
+    dtype = next(module.parameters()).dtype
+    generator = torch.Generator().manual_seed(seed)
+    example = sample(generator).to(dtype)
+    with torch.no_grad():
+        output_shape = tuple(module(example).shape)
+        program = torch.export.export(module, (example,), strict=False)
+    dtype_name = str(dtype).removeprefix("torch.")
+    spec = ExportSpec(
         family="vae",
-        submodel="vae_decoder",
-        inputs=(TensorSpec(LATENT_INPUT, dtype, tuple(latent_shape)),),
-        outputs=(TensorSpec(VIDEO_OUTPUT, dtype, tuple(video_shape)),),
-        dims={"batch": DimRange(latent_shape[0], latent_shape[0], latent_shape[0])},
+        submodel=submodel,
+        inputs=(TensorSpec(input_name, dtype_name, tuple(example.shape)),),
+        outputs=(TensorSpec(output_name, dtype_name, output_shape),),
+        dims={"batch": DimRange(example.shape[0], example.shape[0], example.shape[0])},
     )
+    onnx_program = torch.onnx.export(
+        program, (), input_names=[input_name], output_names=[output_name], dynamo=True, verbose=False
+    )
+    graph = f"{submodel}.onnx"
+    files = save_onnx(sanitize(onnx_program.model_proto), directory / graph)
+    cases = [ParityCase(f"{input_name}_{i}", {input_name: sample(generator).to(dtype)}) for i in range(2)]
+    parity_dir = f"parity_{submodel.removeprefix('vae_')}"  # parity_decoder/, parity_condition_encoder/
+    report = validate_onnx(
+        directory / graph,
+        module,
+        cases,
+        directory / parity_dir,
+        precision=precision,
+        output_name=output_name,
+        strength_input=False,
+        providers=providers,
+    )
+    entry = {
+        "onnx": {
+            "file": graph,
+            "files": files,
+            "validated": {
+                "backend": report["backend"],
+                "tolerance": report["tolerance"],
+                "passed": True,
+                "max_abs_err": max(c["max_abs_err"] for c in report["cases"]),
+            },
+        }
+    }
+    return spec, entry, [*files, f"{parity_dir}/inputs.json", f"{parity_dir}/torch_outputs.json"]
 
 
 def export_vae_decoder(
@@ -59,43 +148,37 @@ def export_vae_decoder(
     frames_in_batch: bool = False,
     seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
-    """Export, sanitize, save and validate the decoder at ``latent_shape``; returns (spec, artifact entry, files)."""
-    decoder = VaeDecoder(vae, frames_in_batch).eval()
-    dtype = next(vae.parameters()).dtype
-    generator = torch.Generator().manual_seed(seed)
-    sample = torch.randn(*latent_shape, generator=generator).to(dtype)
-    with torch.no_grad():
-        video_shape = tuple(decoder(sample).shape)
-        program = torch.export.export(decoder, (sample,), strict=False)
-    spec = decoder_spec(latent_shape, video_shape, str(dtype).removeprefix("torch."))
-    onnx_program = torch.onnx.export(
-        program, (), input_names=[LATENT_INPUT], output_names=[VIDEO_OUTPUT], dynamo=True, verbose=False
-    )
-    files = save_onnx(sanitize(onnx_program.model_proto), directory / "vae_decoder.onnx")
-    cases = [
-        ParityCase(f"latents_{i}", {LATENT_INPUT: torch.randn(*latent_shape, generator=generator).to(dtype)})
-        for i in range(2)
-    ]
-    report = validate_onnx(
-        directory / "vae_decoder.onnx",
-        decoder,
-        cases,
-        directory / "parity_vae",
+    """The decoder at ``latent_shape``, validated on random latents; returns (spec, artifact entry, files)."""
+    return _export_fixed(
+        VaeDecoder(vae, frames_in_batch),
+        "vae_decoder",
+        (LATENT_INPUT, VIDEO_OUTPUT),
+        lambda generator: torch.randn(*latent_shape, generator=generator),
+        directory,
         precision=precision,
-        output_name=VIDEO_OUTPUT,
-        strength_input=False,
         providers=providers,
+        seed=seed,
     )
-    entry = {
-        "onnx": {
-            "file": "vae_decoder.onnx",
-            "files": files,
-            "validated": {
-                "backend": report["backend"],
-                "tolerance": report["tolerance"],
-                "passed": True,
-                "max_abs_err": max(c["max_abs_err"] for c in report["cases"]),
-            },
-        }
-    }
-    return spec, entry, [*files, "parity_vae/inputs.json", "parity_vae/torch_outputs.json"]
+
+
+def export_condition_encoder(
+    pipe: Any,
+    video: tuple[int, int, int],
+    directory: Path,
+    *,
+    precision: str,
+    providers: list[str],
+    seed: int = 0,
+) -> tuple[ExportSpec, dict[str, Any], list[str]]:
+    """Wan's condition encoder for ``video`` = (frames, height, width), validated on random images in [-1, 1]."""
+    frames, height, width = video
+    return _export_fixed(
+        WanConditionEncoder(pipe, frames),
+        "condition_encoder",
+        (PIXELS_INPUT, CONDITION_OUTPUT),
+        lambda generator: torch.rand(1, 3, height, width, generator=generator) * 2 - 1,
+        directory,
+        precision=precision,
+        providers=providers,
+        seed=seed,
+    )

@@ -190,6 +190,7 @@ def test_strength_changes_the_video(exported: Path, conditioning: Path) -> None:
 
 
 def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning: Path, tmp_path: Path) -> None:
+    image = conditioning.parent / "input.png"
     script = textwrap.dedent(
         f"""
         import sys
@@ -199,9 +200,12 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
         from dymos.runtime.loop import RunRequest, load_conditioning, sample
         from dymos.runtime.video import write_video
         export = ExportDir.open({str(exported)!r})
+        from dymos.runtime.conditioning import image_conditioning
         result = sample(export, load_conditioning({str(conditioning)!r}), RunRequest(strength=2.0, steps=3))
         write_video(result.frames[0], {str(tmp_path / "out.mp4")!r})
+        from_image = sample(export, image_conditioning(export, {str(image)!r}), RunRequest(strength=2.0, steps=3))
         assert "diffusers" not in sys.modules and sys.modules["torch"] is None
+        assert from_image.frames.shape == result.frames.shape
         print("frames", result.frames.shape)
         """
     )
@@ -209,6 +213,34 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
     assert out.returncode == 0, out.stderr[-3000:]
     assert "frames (1, 9," in out.stdout
     assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_image_conditioning_without_torch_equals_prepare(exported: Path, conditioning: Path) -> None:
+    """The exported condition encoder on the runtime's image preprocessing gives what the pipeline's own
+    ``prepare_latents`` gives (``dymos prepare``), and the stored embeddings are the empty prompt's."""
+    from dymos.images import load_image, preprocess_image
+    from dymos.prepare import prepare_conditioning, text_shape
+    from dymos.runtime.conditioning import image_conditioning
+
+    export = ExportDir.open(exported)
+    video = export.manifest["pipeline"]["video"]
+    image_path = conditioning.parent / "input.png"
+    pipe = load_pipeline("tiny-pipeline:wan22")
+    pixels = pipe.video_processor.preprocess(load_image(image_path), height=video["height"], width=video["width"])
+    assert np.array_equal(preprocess_image(load_image(image_path), video["height"], video["width"]), pixels.numpy())
+    reference = prepare_conditioning(
+        pipe,
+        load_image(image_path),
+        height=video["height"],
+        width=video["width"],
+        num_frames=video["frames"],
+        text_shape=text_shape(export.manifest),
+    )
+    ours = image_conditioning(export, image_path)
+    assert set(ours) == {"condition", "prompt_embeds", "negative_prompt_embeds"}
+    np.testing.assert_allclose(ours["condition"], reference["condition"], atol=1e-5, rtol=0)  # fp32 graph vs torch
+    for key in ("prompt_embeds", "negative_prompt_embeds"):
+        assert np.array_equal(ours[key], reference[key])
 
 
 def test_dymos_run_writes_a_playable_mp4(exported: Path, conditioning: Path, tmp_path: Path) -> None:
@@ -347,7 +379,7 @@ def test_manifest_records_the_pipeline_contract(exported: Path) -> None:
     pipeline = manifest["pipeline"]
     assert pipeline["class"] == "WanImageToVideoPipeline" and pipeline["runtime_supported"]
     assert pipeline["scheduler"]["class"] == "UniPCMultistepScheduler"
-    assert set(manifest["submodels"]) == {"denoiser", "vae_decoder"}
+    assert set(manifest["submodels"]) == {"denoiser", "vae_decoder", "condition_encoder"}
 
 
 def test_two_expert_export_records_both_graphs_and_the_switch(
@@ -355,7 +387,7 @@ def test_two_expert_export_records_both_graphs_and_the_switch(
 ) -> None:
     export = ExportDir.open(exported_wan22_a14b)
     manifest = export.manifest
-    assert set(manifest["submodels"]) == {"denoiser", "denoiser_2", "vae_decoder"}
+    assert set(manifest["submodels"]) == {"denoiser", "denoiser_2", "vae_decoder", "condition_encoder"}
     assert manifest["pipeline"]["experts"] == {
         "high_noise": "denoiser",
         "low_noise": "denoiser_2",

@@ -3,7 +3,9 @@ the torch-free runtime against the diffusers pipeline — ratios measured side b
 
 On a runtime-driven pipeline (``--model``: the shipped sprite model by default, or ``tiny-pipeline:wan22``;
 CPU, onnxruntime). Every figure is a median over interleaved repeats, so machine noise hits both sides of a
-ratio alike. Run: ``python tools/bench_runtime.py [--model ...]``.
+ratio alike. Run: ``python tools/bench_runtime.py [--model ...]``. ``--strategies split,mask,fold`` exports the model
+once per DyMoS strategy and measures each one's whole-run cost against the same strength-0 run (the stock graph is
+the same for all of them), so the cheapest strategy at this size can be read off one run.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _export(model: str, out: Path) -> Path:
+def _export(model: str, out: Path, strategy: str | None = None) -> Path:
     from dymos.export.build import ExportOptions, run_export
 
-    return run_export(ExportOptions(model=model, out=out), log=lambda line: None).directory
+    options = ExportOptions(model=model, out=out, strategy=strategy, name=strategy)
+    return run_export(options, log=lambda line: None).directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (default 5)")
     parser.add_argument("--strength", type=float, default=2.0, help="DyMoS strength (default 2)")
     parser.add_argument("--fraction", type=float, default=0.2, help="DyMoS on for this first fraction (default 0.2)")
+    parser.add_argument(
+        "--strategies", default=None, help="comma-separated DyMoS strategies to compare (default: the export's)"
+    )
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
+    from dymos.attention import STRATEGIES
+    from dymos.export.build import default_strategy
+
+    strategies = args.strategies.split(",") if args.strategies else [default_strategy(20)]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
 
     import torch
     from PIL import Image
@@ -52,21 +65,25 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="dymos-bench-runtime-"))
-    print(f"exporting {args.model} to {work} ...", flush=True)
-    export_dir = _export(args.model, work)
+    print(f"exporting {args.model} to {work} ({', '.join(strategies)}) ...", flush=True)
+    exports = {name: ExportDir.open(_export(args.model, work, name)) for name in strategies}
     image_path = work / "input.png"
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(image_path)
-    cond_path = prepare(export_dir, image_path, "a ball bouncing", work / "cond.npz")
-    export = ExportDir.open(export_dir)
+    main_export = exports[strategies[0]]
+    cond_path = prepare(main_export.root, image_path, "a ball bouncing", work / "cond.npz")
     cond = load_conditioning(str(cond_path))
-    denoiser, decoder, stock = open_backend(export), open_backend(export, "vae_decoder"), open_stock_backend(export)
-    video = export.manifest["pipeline"]["video"]
+    engines = {
+        name: (open_backend(export), open_backend(export, "vae_decoder"), open_stock_backend(export))
+        for name, export in exports.items()
+    }
+    video = main_export.manifest["pipeline"]["video"]
     schedule = StrengthSchedule(fraction=args.fraction)
 
-    def runtime_run(strength: float):
+    def runtime_run(strength: float, strategy: str = strategies[0]):
+        denoiser, decoder, stock = engines[strategy]
         request = RunRequest(strength=strength, steps=args.steps, guidance_scale=5.0, schedule=schedule)
         t0 = time.perf_counter()
-        result = sample(export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
+        result = sample(exports[strategy], cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
         return time.perf_counter() - t0, result
 
     pipe = load_pipeline(args.model)
@@ -90,42 +107,52 @@ def main(argv: list[str] | None = None) -> int:
             )
         return time.perf_counter() - t0
 
-    runtime_run(args.strength)  # warm-up: sessions, caches
+    for name in strategies:  # warm-up: sessions, caches
+        runtime_run(args.strength, name)
     diffusers_run()
-    on, zero, ref, overhead = [], [], [], []
-    engine_on, engine_zero = [], []  # per-step engine ms: where the whole-run difference comes from
+    variants = [*strategies, "s0", "diffusers"]
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    engine_ms: dict[str, list[np.ndarray]] = {v: [] for v in variants}  # per step: where run differences come from
+    overhead = []
     for repeat in range(args.repeats):
-        order = [0, 1, 2] if repeat % 2 == 0 else [2, 1, 0]
-        for which in order:
-            if which == 0:
-                seconds, result = runtime_run(args.strength)
-                on.append(seconds)
-                engine_on.append(np.asarray(result.engine_seconds) * 1000)
+        for which in variants if repeat % 2 == 0 else variants[::-1]:
+            if which == "diffusers":
+                seconds[which].append(diffusers_run())
+                continue
+            elapsed, result = runtime_run(0.0) if which == "s0" else runtime_run(args.strength, which)
+            seconds[which].append(elapsed)
+            engine_ms[which].append(np.asarray(result.engine_seconds) * 1000)
+            if which == strategies[0]:
                 steps = np.asarray(result.step_seconds)
                 overhead.append(float(np.median((steps - np.asarray(result.engine_seconds)) / steps)))
-            elif which == 1:
-                seconds, result = runtime_run(0.0)
-                zero.append(seconds)
-                engine_zero.append(np.asarray(result.engine_seconds) * 1000)
-            else:
-                ref.append(diffusers_run())
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
 
     med = statistics.median
-    step_on, step_zero = np.median(np.stack(engine_on), axis=0), np.median(np.stack(engine_zero), axis=0)
+    step_ms = {v: np.median(np.stack(engine_ms[v]), axis=0) for v in variants if engine_ms[v]}
     dymos_steps = sum(1 for i in range(args.steps) if schedule.multiplier(i, args.steps) > 0)
+    first = strategies[0]
+
+    def strategy_rows(name: str) -> dict[str, float | None]:
+        on, zero = step_ms[name], step_ms["s0"]
+        switch = dymos_steps < args.steps
+        return {
+            "dymos_run_seconds": med(seconds[name]),
+            "dymos_vs_strength0": med(seconds[name]) / med(seconds["s0"]),
+            "engine_ms_dymos_steps": float(on[:dymos_steps].sum()),
+            "engine_ms_same_steps_at_s0": float(zero[:dymos_steps].sum()),
+            "engine_ms_first_stock_step_after_switch": float(on[dymos_steps]) if switch else None,
+            "engine_ms_same_step_at_s0": float(zero[dymos_steps]) if switch else None,
+        }
+
+    per_strategy = {name: strategy_rows(name) for name in strategies}
     rows = {
         "runtime_overhead_share_of_step": med(overhead),
-        "dymos_run_seconds": med(on),
-        "strength0_run_seconds": med(zero),
-        "dymos_vs_strength0": med(on) / med(zero),
-        "diffusers_pipeline_seconds": med(ref),
-        "runtime_vs_diffusers": med(on) / med(ref),
+        **per_strategy[first],
+        "strength0_run_seconds": med(seconds["s0"]),
+        "diffusers_pipeline_seconds": med(seconds["diffusers"]),
+        "runtime_vs_diffusers": med(seconds[first]) / med(seconds["diffusers"]),
         "dymos_steps": dymos_steps,
-        "engine_ms_dymos_steps": float(step_on[:dymos_steps].sum()),
-        "engine_ms_same_steps_at_s0": float(step_zero[:dymos_steps].sum()),
-        "engine_ms_first_stock_step_after_switch": float(step_on[dymos_steps]) if dymos_steps < args.steps else None,
-        "engine_ms_same_step_at_s0": float(step_zero[dymos_steps]) if dymos_steps < args.steps else None,
+        "strategies": per_strategy,
     }
     print()
     print(
@@ -137,18 +164,20 @@ def main(argv: list[str] | None = None) -> int:
         f"  per-step runtime overhead (all but the engine call): {rows['runtime_overhead_share_of_step']:.1%} "
         "of step time   [target <= 2%]"
     )
+    for name, row in per_strategy.items():
+        print(
+            f"  whole run, DyMoS ({name}) on vs strength 0: {row['dymos_run_seconds'] * 1000:.0f} ms vs "
+            f"{rows['strength0_run_seconds'] * 1000:.0f} ms = {row['dymos_vs_strength0']:.3f}x   [target <= 1.01x]"
+        )
+        print(
+            f"    engine time of the {dymos_steps} DyMoS steps: {row['engine_ms_dymos_steps']:.1f} ms vs "
+            f"{row['engine_ms_same_steps_at_s0']:.1f} ms for the same steps at s=0; "
+            f"the first stock step after the switch: {row['engine_ms_first_stock_step_after_switch']:.1f} ms "
+            f"vs {row['engine_ms_same_step_at_s0']:.1f} ms"
+        )
     print(
-        f"  whole run, DyMoS on vs strength 0: {rows['dymos_run_seconds'] * 1000:.0f} ms vs "
-        f"{rows['strength0_run_seconds'] * 1000:.0f} ms = {rows['dymos_vs_strength0']:.3f}x   [target <= 1.01x]"
-    )
-    print(
-        f"    engine time of the {dymos_steps} DyMoS steps: {rows['engine_ms_dymos_steps']:.1f} ms vs "
-        f"{rows['engine_ms_same_steps_at_s0']:.1f} ms for the same steps at s=0; "
-        f"the first stock step after the switch: {rows['engine_ms_first_stock_step_after_switch']:.1f} ms "
-        f"vs {rows['engine_ms_same_step_at_s0']:.1f} ms"
-    )
-    print(
-        f"  runtime end to end vs diffusers pipeline (both with DyMoS): {rows['dymos_run_seconds'] * 1000:.0f} ms vs "
+        f"  runtime end to end vs diffusers pipeline (both with DyMoS, {first}): "
+        f"{rows['dymos_run_seconds'] * 1000:.0f} ms vs "
         f"{rows['diffusers_pipeline_seconds'] * 1000:.0f} ms = {rows['runtime_vs_diffusers']:.2f}x   [target < 1x]"
     )
     print(
