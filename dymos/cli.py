@@ -109,6 +109,7 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     from dymos.models import DEFAULT_EXPORT_MODEL
+    from dymos.tiny import TINY_PIPELINES
 
     p = sub.add_parser(
         "export",
@@ -123,8 +124,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_EXPORT_MODEL,
-        help=f"sprites (the shipped trained model), tiny-pipeline:wan22|cogvideox|svd, tiny:<case>, a family name, "
-        f"or a local diffusers model/pipeline dir (default {DEFAULT_EXPORT_MODEL})",
+        help=f"sprites (the shipped trained model), tiny-pipeline:{'|'.join(TINY_PIPELINES)}, tiny:<case>, a family "
+        f"name, or a local diffusers model/pipeline dir (default {DEFAULT_EXPORT_MODEL})",
     )
     p.add_argument("--out", default="build", help="output root (default build/)")
     p.add_argument("--name", default=None, help="artifact dir name under --out (default: from the model)")
