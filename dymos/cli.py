@@ -45,7 +45,7 @@ def _layers(text: str) -> list[int | str]:
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
-    from dymos.models import DEFAULT_MODEL
+    from dymos.catalog import DEFAULT_MODEL
 
     p = sub.add_parser(
         "probe",
@@ -108,8 +108,7 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from dymos.models import DEFAULT_EXPORT_MODEL
-    from dymos.tiny import TINY_PIPELINES
+    from dymos.catalog import DEFAULT_EXPORT_MODEL, TINY_PIPELINES
 
     p = sub.add_parser(
         "export",
@@ -293,7 +292,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dymos.runtime.artifacts import ExportDir
-    from dymos.runtime.backends import BACKENDS, open_backend
+    from dymos.runtime.backends import BACKENDS, open_backend, open_low_noise
     from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.runtime.video import write_video
@@ -303,6 +302,8 @@ def _run_run(args: argparse.Namespace) -> int:
     defaults = (export.manifest.get("pipeline") or {}).get("defaults", {})
     steps = args.steps if args.steps is not None else int(defaults.get("steps", 20))
     guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance_scale", 5.0))
+    if args.guidance_2 is None and "guidance_scale_2" in defaults:
+        args.guidance_2 = float(defaults["guidance_scale_2"])
     if args.cond is not None:
         cond = load_conditioning(args.cond)
     elif args.image is None:
@@ -319,6 +320,7 @@ def _run_run(args: argparse.Namespace) -> int:
     schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
     denoiser = open_backend(export, "denoiser", prefer=prefer)
+    low_noise = open_low_noise(export, prefer=prefer)  # Wan 2.2 A14B's second expert, on the same backend choice
     request = RunRequest(
         strength=args.strength,
         steps=steps,
@@ -339,7 +341,7 @@ def _run_run(args: argparse.Namespace) -> int:
         + ("" if args.guidance_2 is None else f" (low-noise expert {args.guidance_2:g})")
         + f", strength {args.strength} ({schedule.describe()}), seed {args.seed}"
     )
-    result = sample(export, cond, request, denoiser=denoiser, progress=progress)
+    result = sample(export, cond, request, denoiser=denoiser, low_noise=low_noise, progress=progress)
     out = Path(args.out)
     for i, frames in enumerate(result.frames):
         target = out if len(result.frames) == 1 else out.with_name(f"{out.stem}_s{args.strength[i]:g}{out.suffix}")

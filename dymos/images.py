@@ -1,8 +1,9 @@
 """Input images, torch-free (PIL + numpy): reading, and the pipelines' resize policy for the conditioning frame.
 
-Shared by ``dymos prepare`` (torch side) and the runtime's image conditioning (no torch), so both read and
-resize an image the same way: ``VaeImageProcessor.preprocess`` of diffusers for a PIL image, i.e. RGB, a Lanczos
-resize to exactly height x width (aspect ratio not preserved), ``/ 255``, then ``2x - 1``.
+``dymos prepare`` (torch side) and the runtime's image conditioning (no torch) read images with the same
+:func:`load_image`; prepare then resizes with the pipeline's own video processor, and :func:`preprocess_image`
+repeats that without torch — ``VaeImageProcessor.preprocess`` for a PIL image: RGB, a Lanczos resize to exactly
+height x width (aspect ratio not preserved), ``/ 255``, then ``2x - 1`` (bit-equal, asserted in the tests).
 """
 
 from __future__ import annotations

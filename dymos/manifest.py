@@ -109,10 +109,11 @@ def load_manifest(root: Path, *, verify_hashes: bool = True, tensorrt_version: s
             raise ManifestError(f"{file} has {file.stat().st_size} bytes, the manifest says {entry['bytes']}")
         if verify_hashes and sha256_file(file) != entry["sha256"]:
             raise ManifestError(f"{file} does not match its sha256 in the manifest: modified or corrupt")
-    engine = manifest.get("artifacts", {}).get("tensorrt")
-    if engine and tensorrt_version is not None and engine.get("tensorrt_version") != tensorrt_version:
-        raise ManifestError(
-            f"the TensorRT engine was built with TensorRT {engine.get('tensorrt_version')}, but {tensorrt_version} "
-            "is installed: engines are not portable across versions; rebuild it"
-        )
+    graphs = [manifest.get("artifacts", {}), *manifest.get("submodel_artifacts", {}).values()]
+    for engine in (g.get("tensorrt") for g in graphs):  # every engine: Wan 2.2 A14B has one per expert
+        if engine and tensorrt_version is not None and engine.get("tensorrt_version") != tensorrt_version:
+            raise ManifestError(
+                f"the TensorRT engine {engine.get('file')} was built with TensorRT {engine.get('tensorrt_version')}, "
+                f"but {tensorrt_version} is installed: engines are not portable across versions; rebuild it"
+            )
     return manifest

@@ -13,13 +13,10 @@ from typing import Any
 
 import torch
 
+from dymos.catalog import DEFAULT_MODEL, SHIPPED_MODELS
 from dymos.layouts import FAMILIES, FamilyLayout, UnsupportedModelError, supported_classes
 from dymos.tiny import TINY_CASES
 
-DEFAULT_MODEL = "tiny:wan21"  # the probe's default: a bare denoiser
-# Trained pipelines shipped in the package (dymos/weights/<folder>), by name; tools/train_tiny.py makes them.
-SHIPPED_MODELS = {"sprites": "sprites-wan"}
-DEFAULT_EXPORT_MODEL = "sprites"  # `make export` / `dymos run`: the shipped pipeline the runtime drives
 # Generation defaults a pipeline folder may carry (video size it was trained at, guidance, steps).
 DEFAULTS_FILE = "dymos_defaults.json"
 # A bare family name picks that family's tiny model (`make export MODEL=svd`).
@@ -140,7 +137,8 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
     override ``from_pretrained``'s (folders only)."""
     import diffusers
 
-    from dymos.tiny import TINY_PIPELINES, build_tiny_pipeline
+    from dymos.catalog import TINY_PIPELINES
+    from dymos.tiny import build_tiny_pipeline
 
     if spec.startswith(TINY_PIPELINE_PREFIX):
         name = spec.removeprefix(TINY_PIPELINE_PREFIX)

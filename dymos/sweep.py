@@ -228,7 +228,7 @@ def run_sweep(
     from dymos.models import load_pipeline
     from dymos.prepare import prepare_conditioning, text_shape
     from dymos.runtime.artifacts import ExportDir
-    from dymos.runtime.backends import open_backend, open_stock_backend
+    from dymos.runtime.backends import open_backend, open_low_noise, open_stock_backend
     from dymos.runtime.loop import RunRequest, sample
 
     config.check()
@@ -243,7 +243,7 @@ def run_sweep(
     steps = config.steps or int(defaults.get("steps", 20))
     guidance = config.guidance_scale if config.guidance_scale is not None else float(defaults.get("guidance_scale", 1))
     denoiser, decoder = open_backend(export, "denoiser"), open_backend(export, "vae_decoder")
-    stock = open_stock_backend(export)
+    stock, low_noise = open_stock_backend(export), open_low_noise(export)
     # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
     max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
     pipe = load_pipeline(export.manifest["model"]["source"], seed=export.manifest["export"]["seed"])
@@ -282,7 +282,9 @@ def run_sweep(
                     request = RunRequest(
                         strength=batch, steps=steps, guidance_scale=guidance, seed=seed, schedule=schedule
                     )
-                    result = sample(export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
+                    result = sample(
+                        export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock, low_noise=low_noise
+                    )
                     for strength, generated in zip(batch, result.frames, strict=True):
                         frames[(None if strength == 0.0 else fraction, strength)] = generated
             for (fraction, strength), generated in frames.items():

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dymos.catalog import TINY_PIPELINES
 from dymos.inputs import example_inputs
 
 
@@ -265,7 +266,6 @@ _TINY_SVD_VAE = {
     "scaling_factor": 0.18215,
     "force_upcast": True,
 }
-TINY_PIPELINES = ("wan22", "wan22-a14b", "cogvideox", "svd")
 # Wan 2.2 A14B's two experts (high-noise ``transformer``, low-noise ``transformer_2``) and its boundary ratio: the
 # tiny pipeline takes a second seeded transformer of the same config.
 A14B_BOUNDARY_RATIO = 0.9

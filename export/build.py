@@ -23,10 +23,10 @@ import torch
 
 from dymos import __version__
 from dymos.attention import STRATEGIES
+from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.layouts import FAMILIES, layout_for, patch_sizes
 from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
 from dymos.models import (
-    DEFAULT_EXPORT_MODEL,
     canonical_model,
     is_pipeline_spec,
     load_denoiser,
@@ -448,8 +448,12 @@ def _experts(pipe: Any) -> dict[str, torch.nn.Module]:
         return {}
     if pipe.config.get("boundary_ratio") is None:
         raise ExportError(f"{type(pipe).__name__} has a transformer_2 but no boundary_ratio: cannot tell when it runs")
-    if dict(expert.config) != dict(pipe.transformer.config):
-        differing = sorted(k for k in expert.config if expert.config.get(k) != pipe.transformer.config.get(k))
+    ours, theirs = (
+        {k: v for k, v in dict(model.config).items() if not k.startswith("_")}  # not _name_or_path & co
+        for model in (pipe.transformer, expert)
+    )
+    if ours != theirs:
+        differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         raise ExportError(
             f"transformer_2's config differs from transformer's ({differing}): one graph contract is "
             "exported for both experts, so they must share an architecture"

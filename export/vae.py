@@ -96,14 +96,17 @@ def _export_fixed(
     generator = torch.Generator().manual_seed(seed)
     example = sample(generator).to(dtype)
     with torch.no_grad():
-        output_shape = tuple(module(example).shape)
+        output = module(example)
         program = torch.export.export(module, (example,), strict=False)
-    dtype_name = str(dtype).removeprefix("torch.")
+
+    def name(dtype: torch.dtype) -> str:
+        return str(dtype).removeprefix("torch.")
+
     spec = ExportSpec(
         family="vae",
         submodel=submodel,
-        inputs=(TensorSpec(input_name, dtype_name, tuple(example.shape)),),
-        outputs=(TensorSpec(output_name, dtype_name, output_shape),),
+        inputs=(TensorSpec(input_name, name(dtype), tuple(example.shape)),),
+        outputs=(TensorSpec(output_name, name(output.dtype), tuple(output.shape)),),  # Wan's condition: float32
         dims={"batch": DimRange(example.shape[0], example.shape[0], example.shape[0])},
     )
     onnx_program = torch.onnx.export(

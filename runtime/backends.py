@@ -35,9 +35,22 @@ class Backend(Protocol):
 
 
 class OnnxRuntimeBackend:
-    """onnxruntime session; the CUDA provider is used when onnxruntime-gpu offers it and ``device`` allows."""
+    """onnxruntime session; the CUDA provider is used when onnxruntime-gpu offers it and ``device`` allows.
 
-    def __init__(self, path: Path, spec: SubmodelSpec, *, device: str = "auto", threads: int | None = None) -> None:
+    ``spinning=False`` stops the session's worker threads from busy-waiting after each run (onnxruntime's
+    ``session.intra_op.allow_spinning``): the runtime alternates sessions (DyMoS graph, stock graph, VAE) on the
+    same cores, and a spinning pool of one session takes CPU from the next.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        spec: SubmodelSpec,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        spinning: bool = True,
+    ) -> None:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -51,6 +64,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.spec = spec
         self.name = f"onnxruntime ({providers[0]})"
@@ -187,9 +203,15 @@ def _installed(module: str) -> bool:
 
 
 def open_backend(
-    export: ExportDir, submodel: str = "denoiser", *, prefer: Sequence[str] = BACKENDS, device: str = "auto"
+    export: ExportDir,
+    submodel: str = "denoiser",
+    *,
+    prefer: Sequence[str] = BACKENDS,
+    device: str = "auto",
+    spinning: bool = True,
 ) -> Backend:
-    """The first backend in ``prefer`` whose artifact exists and whose packages are installed."""
+    """The first backend in ``prefer`` whose artifact exists and whose packages are installed (``spinning``: see
+    :class:`OnnxRuntimeBackend`)."""
     spec = export.submodel(submodel)
     artifacts = export.artifacts(submodel)
     reasons = []
@@ -208,17 +230,38 @@ def open_backend(
                     raise BackendUnavailable("tensorrt / cuda-python not installed")
                 return TensorRTBackend(path, spec)
             if name == "onnxruntime":
-                return OnnxRuntimeBackend(path, spec, device=device)
+                return OnnxRuntimeBackend(path, spec, device=device, spinning=spinning)
             return AOTInductorBackend(path, spec, spec.outputs[0]["name"])
         except BackendUnavailable as err:
             reasons.append(f"{name}: {err}")
     raise BackendUnavailable(f"no backend can run {submodel} from {export.root}: " + "; ".join(reasons))
 
 
-def open_stock_backend(export: ExportDir, submodel: str = "denoiser", *, device: str = "auto") -> Backend | None:
+def open_stock_backend(
+    export: ExportDir, submodel: str = "denoiser", *, device: str = "auto", spinning: bool = True
+) -> Backend | None:
     """The stock graph of a denoiser (same inputs, strength ignored, weights shared) for steps where every
     strength is 0, or None when the export has none."""
     entry = export.artifacts(submodel).get("onnx_stock")
     if not entry or not _installed("onnxruntime"):
         return None
-    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel(submodel), device=device)
+    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel(submodel), device=device, spinning=spinning)
+
+
+def open_low_noise(
+    export: ExportDir,
+    *,
+    prefer: Sequence[str] = BACKENDS,
+    device: str = "auto",
+    spinning: bool = True,
+    stock: bool = True,
+) -> tuple[Backend, Backend | None] | None:
+    """A two-expert export's low-noise expert (Wan 2.2 A14B's ``denoiser_2``) as (DyMoS engine, stock engine or
+    None), opened with the same choices as the high-noise one; None for single-expert exports. Open it once and
+    pass it to every ``sample`` call: a 14B expert is not something to reload per video."""
+    experts = (export.manifest.get("pipeline") or {}).get("experts")
+    if not experts:
+        return None
+    low = experts["low_noise"]
+    engine = open_backend(export, low, prefer=prefer, device=device, spinning=spinning)
+    return engine, open_stock_backend(export, low, device=device, spinning=spinning) if stock else None

@@ -42,7 +42,8 @@ def image_conditioning(
     video = export.manifest["pipeline"]["video"]
     pixels = preprocess_image(load_image(image_path), video["height"], video["width"])
     encoder = encoder or open_backend(export, CONDITION_ENCODER)
-    condition = encoder.run({"pixels": pixels})["condition"]
+    dtype = np.dtype(export.submodel(CONDITION_ENCODER).inputs[0]["dtype"])  # fp16 exports take fp16 pixels
+    condition = encoder.run({"pixels": pixels.astype(dtype)})["condition"].astype(np.float32)
     with np.load(export.path(export.manifest["pipeline"]["empty_prompt"]["file"]), allow_pickle=False) as stored:
         prompts = {k: stored[k] for k in ("prompt_embeds", "negative_prompt_embeds")}
     return {"condition": condition, **prompts}

@@ -22,7 +22,7 @@ import numpy as np
 from dymos.schedule import StrengthSchedule, validate_strength
 
 from .artifacts import ExportDir, FeedError
-from .backends import Backend, open_backend, open_stock_backend
+from .backends import Backend, open_backend, open_low_noise, open_stock_backend
 from .schedulers import scheduler_from_config
 from .video import to_frames
 
@@ -121,12 +121,14 @@ def sample(
     denoiser: Backend | None = None,
     decoder: Backend | None = None,
     stock: Backend | bool | None = True,
+    low_noise: tuple[Backend, Backend | None] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> RunResult:
     """Run the sampling loop and decode; every check happens before the first engine call.
 
     ``stock``: the backend for steps where every strength is 0 (True: the export's stock graph when it has one;
-    None/False: always the DyMoS graph). A two-expert export's low-noise graphs are opened here, stock likewise.
+    None/False: always the DyMoS graph). ``low_noise``: a two-expert export's (DyMoS, stock) engines of the
+    low-noise expert (:func:`~dymos.runtime.backends.open_low_noise`; opened here with defaults when None).
     """
     strengths, batch = _check_request(export, cond, request)
     pipeline = export.manifest["pipeline"]
@@ -187,11 +189,10 @@ def sample(
     # (threshold, DyMoS engine, stock engine or None, guidance) per expert, high-noise first.
     experts = [(-np.inf, denoiser, stock or None, guidance_array(request.guidance_scale))]
     if pipeline.get("experts"):
-        low = pipeline["experts"]["low_noise"]
         scale_2 = request.guidance_scale if request.guidance_scale_2 is None else request.guidance_scale_2
-        low_stock = open_stock_backend(export, low) if stock else None
+        low_engine, low_stock = low_noise or open_low_noise(export, stock=bool(stock))
         experts[0] = (pipeline["experts"]["boundary_timestep"], *experts[0][1:])
-        experts.append((-np.inf, open_backend(export, low), low_stock, guidance_array(scale_2)))
+        experts.append((-np.inf, low_engine, low_stock, guidance_array(scale_2)))
 
     def expert_for(t: float) -> tuple:
         """The pipelines' rule: the high-noise expert while ``t >= boundary``, the low-noise one below."""

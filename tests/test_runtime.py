@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 import dymos
+from dymos.catalog import SHIPPED_MODELS
 from dymos.export.build import ExportOptions, run_export
 from dymos.manifest import ManifestError
-from dymos.models import SHIPPED_MODELS, load_pipeline
+from dymos.models import load_pipeline
 from dymos.prepare import prepare
 from dymos.runtime.artifacts import ExportDir, FeedError
 from dymos.runtime.loop import RunError, RunRequest, load_conditioning, sample
@@ -204,6 +205,9 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
         result = sample(export, load_conditioning({str(conditioning)!r}), RunRequest(strength=2.0, steps=3))
         write_video(result.frames[0], {str(tmp_path / "out.mp4")!r})
         from_image = sample(export, image_conditioning(export, {str(image)!r}), RunRequest(strength=2.0, steps=3))
+        from dymos.cli import main
+        argv = ["run", "--export", {str(exported)!r}, "--image", {str(image)!r}, "--steps", "2"]
+        assert main([*argv, "--out", {str(tmp_path / "cli.gif")!r}]) == 0  # the CLI too: parser and all
         assert "diffusers" not in sys.modules and sys.modules["torch"] is None
         assert from_image.frames.shape == result.frames.shape
         print("frames", result.frames.shape)
@@ -212,7 +216,8 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "frames (1, 9," in out.stdout
-    assert (tmp_path / "out.mp4").stat().st_size > 0
+    assert (tmp_path / "out.mp4").stat().st_size > 0 and (tmp_path / "cli.gif").stat().st_size > 0
+    assert "with the exported condition encoder" in out.stdout
 
 
 def test_image_conditioning_without_torch_equals_prepare(exported: Path, conditioning: Path) -> None:
@@ -398,6 +403,17 @@ def test_two_expert_export_records_both_graphs_and_the_switch(
     assert expert["onnx"]["validated"]["passed"] and expert["onnx"]["tensorrt_parser_check"]["ok"]
     with pytest.raises(RunError, match="one denoiser"):  # a second guidance scale needs a second expert
         sample(ExportDir.open(exported), load_conditioning(str(conditioning)), RunRequest(guidance_scale_2=2.0))
+
+
+def test_two_expert_pipeline_saved_and_reloaded_still_exports_both(tmp_path: Path) -> None:
+    """from_pretrained records each expert's own folder in its config (_name_or_path): not an architecture
+    difference."""
+    from dymos.export.build import _experts
+
+    load_pipeline("tiny-pipeline:wan22-a14b").save_pretrained(tmp_path / "a14b")
+    pipe = load_pipeline(str(tmp_path / "a14b"))
+    assert pipe.transformer.config["_name_or_path"] != pipe.transformer_2.config["_name_or_path"]
+    assert list(_experts(pipe)) == ["denoiser_2"]
 
 
 def test_stock_graph_shares_the_weights_file(exported: Path) -> None:

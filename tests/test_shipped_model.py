@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 
 import dymos
+from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.metrics import video_metrics
-from dymos.models import DEFAULT_EXPORT_MODEL, DEFAULTS_FILE, load_pipeline, pipeline_defaults, shipped_path
+from dymos.models import DEFAULTS_FILE, load_pipeline, pipeline_defaults, shipped_path
 from dymos.prepare import prepare_conditioning
 from dymos.sprites import make_clip
 

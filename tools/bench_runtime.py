@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strategies", default=None, help="comma-separated DyMoS strategies to compare (default: the export's)"
     )
+    parser.add_argument(
+        "--no-spinning",
+        action="store_true",
+        help="open the onnxruntime sessions with thread spinning off (session.intra_op.allow_spinning=0)",
+    )
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     from dymos.attention import STRATEGIES
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from dymos.models import load_pipeline
     from dymos.prepare import prepare
     from dymos.runtime.artifacts import ExportDir
-    from dymos.runtime.backends import open_backend, open_stock_backend
+    from dymos.runtime.backends import open_backend, open_low_noise, open_stock_backend
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.schedule import StrengthSchedule
 
@@ -72,18 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     main_export = exports[strategies[0]]
     cond_path = prepare(main_export.root, image_path, "a ball bouncing", work / "cond.npz")
     cond = load_conditioning(str(cond_path))
+    spin = {"spinning": not args.no_spinning}
     engines = {
-        name: (open_backend(export), open_backend(export, "vae_decoder"), open_stock_backend(export))
+        name: (
+            open_backend(export, **spin),
+            open_backend(export, "vae_decoder", **spin),
+            open_stock_backend(export, **spin),
+            open_low_noise(export, **spin),
+        )
         for name, export in exports.items()
     }
     video = main_export.manifest["pipeline"]["video"]
     schedule = StrengthSchedule(fraction=args.fraction)
 
     def runtime_run(strength: float, strategy: str = strategies[0]):
-        denoiser, decoder, stock = engines[strategy]
+        denoiser, decoder, stock, low_noise = engines[strategy]
         request = RunRequest(strength=strength, steps=args.steps, guidance_scale=5.0, schedule=schedule)
         t0 = time.perf_counter()
-        result = sample(exports[strategy], cond, request, denoiser=denoiser, decoder=decoder, stock=stock)
+        result = sample(
+            exports[strategy], cond, request, denoiser=denoiser, decoder=decoder, stock=stock, low_noise=low_noise
+        )
         return time.perf_counter() - t0, result
 
     pipe = load_pipeline(args.model)
@@ -158,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.model} (Wan I2V pipeline), {video['frames']} frames {video['height']}x{video['width']}, "
         f"{args.steps} steps, "
-        f"CFG 5, DyMoS s={args.strength:g} on the first {args.fraction:.0%}; median of {args.repeats}"
+        f"CFG 5, DyMoS s={args.strength:g} on the first {args.fraction:.0%}; median of {args.repeats}; "
+        f"onnxruntime thread spinning {'off' if args.no_spinning else 'on'}"
     )
     print(
         f"  per-step runtime overhead (all but the engine call): {rows['runtime_overhead_share_of_step']:.1%} "
