@@ -80,11 +80,12 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def train_vae(pool: np.ndarray, args: argparse.Namespace, log_rows: list) -> torch.nn.Module:
-    """Reconstruction (L1 + MSE) of the latent mode on whole 9-frame clips, plus a small penalty on the latent
-    mean. Whole clips matter: Wan's VAE encodes frame 0 alone and then causal 4-frame chunks that carry a cache
-    from the chunk before, so a VAE trained on shorter clips never learns the third chunk the pipeline uses. The
-    pipeline encodes its condition with the mode (``argmax``) and the transformer learns on modes too, so the
-    decoder is trained on exactly what it will be given."""
+    """Reconstruction (L1 + MSE) of the latent mode on ``--vae-frames``-frame windows of the clips, plus a small
+    penalty on the latent mean. Wan's VAE encodes frame 0 alone and then causal 4-frame chunks that carry a cache
+    from the chunk before: the shipped recipe trains on 5-frame windows (one chunk), so the third chunk of a 9-frame
+    clip is never trained; ``--vae-frames 9`` trains on whole clips. The pipeline encodes its condition with the
+    mode (``argmax``) and the transformer learns on modes too, so the decoder is trained on exactly what it will
+    be given."""
     import diffusers
 
     torch.manual_seed(args.seed)
@@ -96,7 +97,8 @@ def train_vae(pool: np.ndarray, args: argparse.Namespace, log_rows: list) -> tor
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.vae_steps, args.vae_lr, 50)
         index = rng.integers(0, len(pool), size=args.vae_batch)
-        x = torch.from_numpy(to_model_range(pool[index]))
+        offset = int(rng.integers(0, FRAMES - args.vae_frames + 1)) if args.vae_frames < FRAMES else 0
+        x = torch.from_numpy(to_model_range(pool[index, offset : offset + args.vae_frames]))
         mode = vae.encode(x).latent_dist.mode()
         y = vae.decode(mode).sample
         recon = (y - x).abs().mean() + (y - x).pow(2).mean()
@@ -218,12 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="dymos/weights/sprites-wan", help="pipeline folder to write")
     parser.add_argument("--work", default="build/train_tiny", help="checkpoints along the way")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clips", type=int, default=8000, help="clips in the training pool")
-    parser.add_argument("--vae-steps", type=int, default=1800)
+    parser.add_argument("--clips", type=int, default=12000, help="clips in the training pool")
+    parser.add_argument("--vae-steps", type=int, default=2500)
+    parser.add_argument(
+        "--vae-frames",
+        type=int,
+        default=5,
+        choices=(5, FRAMES),
+        help="frames per VAE training window: 5 (one causal chunk, the shipped recipe) or 9 (whole clips)",
+    )
     parser.add_argument("--vae-batch", type=int, default=8)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--vae-kl", type=float, default=1e-4, help="weight of the latent mean's square")
-    parser.add_argument("--steps", type=int, default=2700, help="transformer steps")
+    parser.add_argument("--steps", type=int, default=3000, help="transformer steps")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
