@@ -405,6 +405,20 @@ def test_two_expert_export_records_both_graphs_and_the_switch(
         sample(ExportDir.open(exported), load_conditioning(str(conditioning)), RunRequest(guidance_scale_2=2.0))
 
 
+def test_dymos_run_on_a_two_expert_export(
+    exported_wan22_a14b: Path, exported: Path, conditioning: Path, tmp_path: Path, capsys
+) -> None:
+    from dymos.cli import main
+
+    image = str(conditioning.parent / "input.png")
+    argv = ["run", "--export", str(exported_wan22_a14b), "--image", image, "--steps", "4", "--guidance-2", "3"]
+    assert main([*argv, "--out", str(tmp_path / "a14b.gif")]) == 0
+    assert "(low-noise expert 3)" in capsys.readouterr().out and (tmp_path / "a14b.gif").stat().st_size > 0
+    argv = ["run", "--export", str(exported), "--image", image, "--guidance-2", "3", "--out", str(tmp_path / "x.gif")]
+    assert main(argv) == 1  # one expert: a clear error, nothing written
+    assert "one denoiser" in capsys.readouterr().err and not (tmp_path / "x.gif").exists()
+
+
 def test_two_expert_pipeline_saved_and_reloaded_still_exports_both(tmp_path: Path) -> None:
     """from_pretrained records each expert's own folder in its config (_name_or_path): not an architecture
     difference."""
