@@ -233,7 +233,17 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from dymos.prepare import prepare
 
     _quiet_torch_export_noise()
-    out = prepare(args.export, args.image, args.prompt, args.out, negative_prompt=args.negative_prompt, seed=args.seed)
+    out = prepare(
+        args.export,
+        args.image,
+        args.prompt,
+        args.out,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        fps=args.cond_fps,
+        motion_bucket_id=args.motion_bucket_id,
+        noise_aug_strength=args.noise_aug_strength,
+    )
     print(f"conditioning: {out}")
     return 0
 
@@ -245,8 +255,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description=(
             "Drive the sampling loop on the exported engines: seeded latents, classifier-free guidance, the DyMoS "
             "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
-            "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (Wan I2V "
-            "exports, empty prompt: no torch); with --prompt, or for other pipelines, by `dymos prepare` (needs torch)."
+            "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (Wan 2.2 "
+            "I2V exports, empty prompt: no torch); with --prompt, or for other pipelines, by `dymos prepare` (needs "
+            "torch)."
         ),
     )
     p.add_argument(
@@ -277,7 +288,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--guidance-2",
         type=float,
         default=None,
-        help="CFG scale of the low-noise expert of a two-expert export (Wan 2.2 A14B); default: --guidance",
+        help="CFG scale of the low-noise expert of a two-expert export (Wan 2.2 A14B); default: the model's "
+        "guidance_scale_2 from the manifest, else --guidance",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     p.add_argument(

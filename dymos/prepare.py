@@ -2,7 +2,7 @@
 
 Text and CLIP image encoders are not exported, and CogVideoX / SVD draw random numbers while conditioning, so this
 step runs the pipeline's own encoding code (prompt embeddings, image embeddings where the model takes them, the
-VAE-encoded first-frame condition) and writes a ``.npz``. (Wan I2V exports also carry a condition-encoder graph and
+VAE-encoded first-frame condition) and writes a ``.npz``. (Wan 2.2 I2V exports also carry a condition-encoder graph and
 the empty prompt's embeddings, so `dymos run --image` needs no torch there; see ``dymos.runtime.conditioning``.)
 Image resize policy: the pipeline's video processor resizes the image to the export's height × width
 (aspect ratio not preserved), exactly as ``pipe(image=..., height=..., width=...)`` would.

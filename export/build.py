@@ -507,7 +507,9 @@ def _export_pipeline_parts(
     submodels: dict[str, ExportSpec],
     submodel_artifacts: dict[str, Any],
 ) -> dict[str, Any]:
-    """The parts of a pipeline the runtime needs besides the denoiser: VAE decoder graph, scheduler, VAE scaling."""
+    """The parts of a pipeline the runtime needs besides the denoiser(s): the VAE decoder graph, the scheduler, the
+    VAE scaling, the expert switch of two-expert pipelines, and for Wan 2.2 I2V the condition encoder graph and the
+    empty prompt's embeddings; or, for pipelines the runtime does not drive, why not (``runtime_supported``)."""
     from .vae import export_vae_decoder
 
     pipeline_class = type(pipe).__name__

@@ -1,5 +1,5 @@
 """Conditioning without torch: the input image through the exported condition encoder, with the prompt
-embeddings the export stored, for pipelines whose condition is deterministic (Wan I2V).
+embeddings the export stored, for pipelines whose condition is deterministic and needs no CLIP embeddings (Wan 2.2 I2V).
 
 ``dymos prepare`` remains the way to encode other prompts (the text encoders are not exported) and the
 conditioning of pipelines that draw random numbers there (CogVideoX's sampled image latents, SVD's noise
@@ -36,7 +36,7 @@ def image_conditioning(
     image resized to the export's video size (aspect ratio not preserved), encoded by the exported graph."""
     if not supports_image_conditioning(export):
         raise ConditioningUnavailable(
-            f"{export.root} has no condition encoder graph and stored prompt embeddings (only Wan I2V exports do): "
+            f"{export.root} has no condition encoder graph and stored prompt embeddings (only Wan 2.2 I2V exports do): "
             "encode the image with `dymos prepare` (needs torch)"
         )
     video = export.manifest["pipeline"]["video"]

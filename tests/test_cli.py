@@ -68,3 +68,19 @@ def test_module_entry_point_and_help() -> None:
     assert "--strengths" in out.stdout and "--json" in out.stdout
     bare = subprocess.run([sys.executable, "-m", "dymos"], capture_output=True, text=True)
     assert bare.returncode == 2 and "probe" in bare.stdout
+
+
+def test_prepare_passes_the_svd_micro_conditioning_through(monkeypatch, tmp_path) -> None:
+    """`dymos prepare --cond-fps/--motion-bucket-id/--noise-aug-strength` reach prepare() (they were once dropped)."""
+    import dymos.prepare
+
+    seen = {}
+
+    def fake_prepare(export, image, prompt, out, **kwargs):
+        seen.update(kwargs)
+        return out
+
+    monkeypatch.setattr(dymos.prepare, "prepare", fake_prepare)
+    argv = ["prepare", "--export", str(tmp_path), "--image", "x.png", "--cond-fps", "9", "--motion-bucket-id", "42"]
+    assert main([*argv, "--noise-aug-strength", "0.1", "--seed", "3"]) == 0
+    assert seen == {"negative_prompt": "", "seed": 3, "fps": 9, "motion_bucket_id": 42, "noise_aug_strength": 0.1}
