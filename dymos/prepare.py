@@ -43,13 +43,14 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
     return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
 
 
-def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Wan: mask channels + VAE latents of [image, zeros...] (deterministic: the latent distribution's mode)."""
-    height, width, num_frames = request["height"], request["width"], request["num_frames"]
-    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
+def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Wan's condition for preprocessed ``pixels [1, 3, H, W]``: the mask channels + the VAE latents (the mode,
+    deterministic) of ``[image, zeros...]``, by the pipeline's own ``prepare_latents``. ``dymos prepare`` calls it,
+    and the exported condition encoder graph is this function traced."""
+    height, width = pixels.shape[-2:]
     z_dim = int(pipe.vae.config.z_dim)
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-    shape = (1, z_dim, latent_frames, height // pipe.vae_scale_factor_spatial, width // pipe.vae_scale_factor_spatial)
+    spatial = pipe.vae_scale_factor_spatial
     _, condition = pipe.prepare_latents(
         pixels,
         1,
@@ -58,12 +59,19 @@ def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
         width,
         num_frames,
         torch.float32,
-        torch.device("cpu"),
+        pixels.device,
         None,
-        latents=torch.zeros(shape),
+        latents=torch.zeros((1, z_dim, latent_frames, height // spatial, width // spatial), dtype=pixels.dtype),
     )
+    return condition
+
+
+def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Wan: mask channels + VAE latents of [image, zeros...] (:func:`wan_condition`) and the prompt embeddings."""
+    height, width = request["height"], request["width"]
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
     out = {
-        "condition": condition,
+        "condition": wan_condition(pipe, pixels, request["num_frames"]),
         **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
     }
     if getattr(pipe, "image_encoder", None) is not None and pipe.transformer.config.get("image_dim"):

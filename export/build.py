@@ -40,7 +40,7 @@ from .onnx_export import export_program, onnx_model, save_onnx, save_onnx_shared
 from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
 from .tensorrt import tensorrt_version
 from .trt_compat import check_tensorrt_compat
-from .validate import ParityCase, validate_onnx
+from .validate import ParityCase, validate_onnx, validated_entry
 from .wrapper import StrengthInputDenoiser
 
 FORMATS = ("onnx", "trt", "pt2", "aoti", "torchscript")
@@ -253,7 +253,6 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     try:
         submodels: dict[str, ExportSpec] = {}
         submodel_artifacts: dict[str, Any] = {}
-        parity: dict[str, Any] = {}
         files: list[str] = []
         with_stock = pipe is not None and _runtime_unsupported(pipe) is None  # the runtime uses it
         job = DenoiserJob(spec, strategy, cases, formats, options, with_stock)
@@ -386,18 +385,13 @@ def _export_denoiser(
         )
         report_name = f"parity_onnx{suffix}.json"
         atomic_write_bytes(staging / report_name, (json.dumps(report, indent=2) + "\n").encode())
-        files += [*onnx_files, report_name, f"parity{suffix}/inputs.json", f"parity{suffix}/torch_outputs.json"]
+        files += [*onnx_files, report_name, *report["files"]]
         parity["onnx"] = report
         artifacts["onnx"] = {
             "file": graph,
             "files": onnx_files,
             "opset": options.opset,
-            "validated": {
-                "backend": report["backend"],
-                "tolerance": report["tolerance"],
-                "passed": True,
-                "report": report_name,
-            },
+            "validated": {**validated_entry(report), "report": report_name},
         }
         if stock_wrapper is not None:
             stock_report = validate_onnx(
@@ -413,13 +407,9 @@ def _export_denoiser(
                 "file": stock_graph,
                 "shares_weights_with": graph,
                 "use": "steps where every item's strength is 0",
-                "validated": {
-                    "backend": stock_report["backend"],
-                    "tolerance": stock_report["tolerance"],
-                    "passed": True,
-                },
+                "validated": validated_entry(stock_report),
             }
-            files += [f"parity{suffix}_stock/inputs.json", f"parity{suffix}_stock/torch_outputs.json"]
+            files += stock_report["files"]
             log("[onnx] stock graph (shared weights) validated")
         compat = check_tensorrt_compat(staging / graph)
         artifacts["onnx"]["tensorrt_parser_check"] = {
@@ -525,7 +515,7 @@ def _export_pipeline_parts(
         return entry
     entry["runtime_supported"] = True
     recipe = RUNTIME_PIPELINES[pipeline_class]
-    if _experts(pipe):
+    if "denoiser_2" in submodels:  # run_export exported the low-noise expert (see _experts)
         entry["experts"] = {
             "high_noise": "denoiser",
             "low_noise": "denoiser_2",

@@ -15,7 +15,7 @@ import torch
 
 from .onnx_export import sanitize, save_onnx
 from .specs import DimRange, ExportSpec, TensorSpec
-from .validate import ParityCase, validate_onnx
+from .validate import ParityCase, validate_onnx, validated_entry
 
 LATENT_INPUT = "latents"
 VIDEO_OUTPUT = "video"
@@ -46,8 +46,8 @@ class VaeDecoder(torch.nn.Module):
 class WanConditionEncoder(torch.nn.Module):
     """``pixels [1, 3, H, W]`` (the image as ``pipe.video_processor.preprocess`` gives it, in [-1, 1]) ->
     ``condition [1, T + z, F, h, w]``: Wan's first-frame mask channels and the normalised VAE latents (the mode)
-    of ``[image, zeros...]``, computed by the pipeline's own ``prepare_latents`` so the graph is what the
-    pipeline concatenates to its latents."""
+    of ``[image, zeros...]``, computed by the pipeline's own ``prepare_latents`` (``dymos.prepare.wan_condition``,
+    the code ``dymos prepare`` runs) so the graph is what the pipeline concatenates to its latents."""
 
     def __init__(self, pipe: Any, num_frames: int) -> None:
         super().__init__()
@@ -56,25 +56,9 @@ class WanConditionEncoder(torch.nn.Module):
         self.num_frames = num_frames
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        pipe = self.pipe
-        height, width = pixels.shape[-2:]
-        z_dim = int(pipe.vae.config.z_dim)
-        latent_frames = (self.num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-        spatial = pipe.vae_scale_factor_spatial
-        shape = (1, z_dim, latent_frames, height // spatial, width // spatial)
-        _, condition = pipe.prepare_latents(
-            pixels,
-            1,
-            z_dim,
-            height,
-            width,
-            self.num_frames,
-            torch.float32,
-            pixels.device,
-            None,
-            latents=torch.zeros(shape, dtype=pixels.dtype),
-        )
-        return condition
+        from dymos.prepare import wan_condition
+
+        return wan_condition(self.pipe, pixels, self.num_frames)
 
 
 def _export_fixed(
@@ -131,14 +115,12 @@ def _export_fixed(
             "file": graph,
             "files": files,
             "validated": {
-                "backend": report["backend"],
-                "tolerance": report["tolerance"],
-                "passed": True,
+                **validated_entry(report),
                 "max_abs_err": max(c["max_abs_err"] for c in report["cases"]),
             },
         }
     }
-    return spec, entry, [*files, f"{parity_dir}/inputs.json", f"{parity_dir}/torch_outputs.json"]
+    return spec, entry, [*files, *report["files"]]
 
 
 def export_vae_decoder(

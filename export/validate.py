@@ -148,6 +148,8 @@ def _compare(
         "passed": bool(accuracy) and all(r.passed for r in results) and effect["changes_output"],
         "strength_changes_output": effect,
         "cases": [asdict(r) for r in results],
+        # the saved inputs and PyTorch outputs, relative to the artifact dir (out_dir sits directly in it)
+        "files": [f"{out_dir.name}/{inputs_path.name}", f"{out_dir.name}/{outputs_path.name}"],
         "reproduce": (
             f"polygraphy run {onnx_path.name} --onnxrt --load-inputs {out_dir.name}/{inputs_path.name} "
             f"--load-outputs {out_dir.name}/{outputs_path.name} --atol {tol['atol']} --rtol {tol['rtol']}"
@@ -160,6 +162,11 @@ def _compare(
             f"failed cases {failed or '(polygraphy comparison)'}; strength effect {effect}"
         )
     return report
+
+
+def validated_entry(report: dict[str, Any]) -> dict[str, Any]:
+    """What a manifest's artifact entry says of a passed parity check (the full report stays beside it)."""
+    return {"backend": report["backend"], "tolerance": report["tolerance"], "passed": report["passed"]}
 
 
 def _strength_effect(cases: Sequence[ParityCase], iterations: Sequence[Any]) -> dict[str, Any]:
