@@ -43,6 +43,7 @@ from typing import Any
 import diffusers
 import numpy as np
 import PIL.Image
+import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
@@ -67,7 +68,9 @@ def _load_config(name: str) -> dict[str, Any]:
         if path.is_file():
             return json.loads(path.read_text())
     tried = ", ".join(str(folder / name) for folder in CONFIG_DIRS)
-    raise FileNotFoundError(
+    # As conftest's shared_configs fixture: a clone without shared/ beside it skips these tests with the reason
+    # (CI clones beside shared/ and runs them).
+    pytest.skip(
         f"checkpoint config {name!r} not found (tried {tried}); tests/tiny_pipelines.py needs the shared/configs "
         "folder with the real checkpoints' diffusers configs next to the repository"
     )
