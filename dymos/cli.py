@@ -249,6 +249,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
+    from dymos.runtime.backends import THREADING
+
     p = sub.add_parser(
         "run",
         help="generate a video from exported artifacts (numpy + an engine backend; torch only for `dymos prepare`)",
@@ -295,6 +297,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "aoti"], help="engine backend"
     )
+    p.add_argument(
+        "--threading",
+        default="shared",
+        choices=THREADING,
+        help="onnxruntime CPU threads: one pool shared by every session (default; no busy-waiting pool of the last "
+        "session competes with the next), onnxruntime's per-session pools, or per-session pools without spinning",
+    )
     p.add_argument("--fps", type=int, default=16, help="frames per second of the output (default 16)")
     p.add_argument("--out", default="video.mp4", help="output .mp4, .gif or .png (frames); one per strength")
     p.set_defaults(handler=_run_run)
@@ -304,7 +313,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dymos.runtime.artifacts import ExportDir
-    from dymos.runtime.backends import BACKENDS, open_backend, open_low_noise
+    from dymos.runtime.backends import BACKENDS, open_backend, open_low_noise, open_stock_backend
     from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.runtime.video import write_video
@@ -331,8 +340,11 @@ def _run_run(args: argparse.Namespace) -> int:
         cond = load_conditioning(args.cond)
     schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
-    denoiser = open_backend(export, "denoiser", prefer=prefer)
-    low_noise = open_low_noise(export, prefer=prefer)  # Wan 2.2 A14B's second expert, on the same backend choice
+    denoiser = open_backend(export, "denoiser", prefer=prefer, threading=args.threading)
+    decoder = open_backend(export, "vae_decoder", threading=args.threading)
+    stock = open_stock_backend(export, threading=args.threading)
+    # Wan 2.2 A14B's second expert, on the same backend choice
+    low_noise = open_low_noise(export, prefer=prefer, threading=args.threading)
     request = RunRequest(
         strength=args.strength,
         steps=steps,
@@ -353,7 +365,9 @@ def _run_run(args: argparse.Namespace) -> int:
         + ("" if args.guidance_2 is None else f" (low-noise expert {args.guidance_2:g})")
         + f", strength {args.strength} ({schedule.describe()}), seed {args.seed}"
     )
-    result = sample(export, cond, request, denoiser=denoiser, low_noise=low_noise, progress=progress)
+    result = sample(
+        export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock, low_noise=low_noise, progress=progress
+    )
     out = Path(args.out)
     for i, frames in enumerate(result.frames):
         target = out if len(result.frames) == 1 else out.with_name(f"{out.stem}_s{args.strength[i]:g}{out.suffix}")

@@ -21,6 +21,8 @@ import numpy as np
 from .artifacts import ExportDir, SubmodelSpec
 
 BACKENDS = ("tensorrt", "onnxruntime", "aoti")
+THREADING = ("per-session", "shared", "no-spin")  # onnxruntime CPU thread setups, see OnnxRuntimeBackend
+_shared_pool_threads: int | None = None  # the process-wide onnxruntime pool's size once this module created it
 
 
 class BackendUnavailable(RuntimeError):
@@ -37,9 +39,14 @@ class Backend(Protocol):
 class OnnxRuntimeBackend:
     """onnxruntime session; the CUDA provider is used when onnxruntime-gpu offers it and ``device`` allows.
 
-    ``spinning=False`` stops the session's worker threads from busy-waiting after each run (onnxruntime's
-    ``session.intra_op.allow_spinning``): the runtime alternates sessions (DyMoS graph, stock graph, VAE) on the
-    same cores, and a spinning pool of one session takes CPU from the next.
+    ``threading`` (one of :data:`THREADING`) picks how sessions get CPU threads. The runtime alternates sessions
+    (DyMoS graph, stock graph, VAE) on the same cores, and with onnxruntime's per-session pools (its default, and
+    ours) the worker threads of the session that just ran keep busy-waiting while the next one runs
+    (``tools/bench_sessions.py`` measures it). ``shared`` runs every session on one process-wide pool of
+    ``threads`` threads (``set_global_thread_pool_sizes`` + ``use_per_session_threads = False``); ``dymos run``
+    uses it. onnxruntime allows that pool once per process and refuses per-session pools after it (polygraphy's
+    sessions included), so it is for processes that only run engines. ``no-spin`` keeps per-session pools with
+    spinning off.
     """
 
     def __init__(
@@ -49,9 +56,12 @@ class OnnxRuntimeBackend:
         *,
         device: str = "auto",
         threads: int | None = None,
-        spinning: bool = True,
+        threading: str = "per-session",
     ) -> None:
         import onnxruntime as ort
+
+        if threading not in THREADING:
+            raise ValueError(f"unknown threading {threading!r}; choose from {', '.join(THREADING)}")
 
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
@@ -62,9 +72,17 @@ class OnnxRuntimeBackend:
                 "onnxruntime has no CUDA provider here: install onnxruntime-gpu (make setup GPU=1)"
             )
         options = ort.SessionOptions()
-        if threads:
+        if threading == "shared":
+            _create_shared_pool(ort, threads or 0)
+            options.use_per_session_threads = False
+        elif _shared_pool_threads is not None:
+            raise ValueError(
+                f"threading={threading!r}: this process already runs onnxruntime on its shared thread pool, after "
+                "which onnxruntime refuses per-session pools; use threading='shared' here"
+            )
+        elif threads:
             options.intra_op_num_threads = threads
-        if not spinning:
+        if threading == "no-spin":
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
@@ -75,6 +93,24 @@ class OnnxRuntimeBackend:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.spec.check_feed(feed)
         return dict(zip(self._outputs, self.session.run(self._outputs, feed)))
+
+
+def _create_shared_pool(ort, threads: int) -> None:
+    """Create onnxruntime's process-wide intra-op pool once (``threads`` 0: one per physical core). It can be
+    created once per process; a second size is an error rather than a silent mismatch."""
+    global _shared_pool_threads
+    if _shared_pool_threads is None:
+        try:
+            ort.set_global_thread_pool_sizes(threads, 1)
+        except Exception as err:  # onnxruntime's Fail: someone else in this process created it first
+            if "already been created" not in str(err):
+                raise
+        _shared_pool_threads = threads
+    elif threads != _shared_pool_threads:
+        raise ValueError(
+            f"onnxruntime's shared thread pool already has {_shared_pool_threads or 'default'} threads in this "
+            f"process; {threads} cannot be set now (use threading='per-session' for a session of its own)"
+        )
 
 
 class TensorRTBackend:
@@ -208,9 +244,9 @@ def open_backend(
     *,
     prefer: Sequence[str] = BACKENDS,
     device: str = "auto",
-    spinning: bool = True,
+    threading: str = "per-session",
 ) -> Backend:
-    """The first backend in ``prefer`` whose artifact exists and whose packages are installed (``spinning``: see
+    """The first backend in ``prefer`` whose artifact exists and whose packages are installed (``threading``: see
     :class:`OnnxRuntimeBackend`)."""
     spec = export.submodel(submodel)
     artifacts = export.artifacts(submodel)
@@ -230,7 +266,7 @@ def open_backend(
                     raise BackendUnavailable("tensorrt / cuda-python not installed")
                 return TensorRTBackend(path, spec)
             if name == "onnxruntime":
-                return OnnxRuntimeBackend(path, spec, device=device, spinning=spinning)
+                return OnnxRuntimeBackend(path, spec, device=device, threading=threading)
             return AOTInductorBackend(path, spec, spec.outputs[0]["name"])
         except BackendUnavailable as err:
             reasons.append(f"{name}: {err}")
@@ -238,14 +274,14 @@ def open_backend(
 
 
 def open_stock_backend(
-    export: ExportDir, submodel: str = "denoiser", *, device: str = "auto", spinning: bool = True
+    export: ExportDir, submodel: str = "denoiser", *, device: str = "auto", threading: str = "per-session"
 ) -> Backend | None:
     """The stock graph of a denoiser (same inputs, strength ignored, weights shared) for steps where every
     strength is 0, or None when the export has none."""
     entry = export.artifacts(submodel).get("onnx_stock")
     if not entry or not _installed("onnxruntime"):
         return None
-    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel(submodel), device=device, spinning=spinning)
+    return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel(submodel), device=device, threading=threading)
 
 
 def open_low_noise(
@@ -253,7 +289,7 @@ def open_low_noise(
     *,
     prefer: Sequence[str] = BACKENDS,
     device: str = "auto",
-    spinning: bool = True,
+    threading: str = "per-session",
     stock: bool = True,
 ) -> tuple[Backend, Backend | None] | None:
     """A two-expert export's low-noise expert (Wan 2.2 A14B's ``denoiser_2``) as (DyMoS engine, stock engine or
@@ -263,5 +299,5 @@ def open_low_noise(
     if not experts:
         return None
     low = experts["low_noise"]
-    engine = open_backend(export, low, prefer=prefer, device=device, spinning=spinning)
-    return engine, open_stock_backend(export, low, device=device, spinning=spinning) if stock else None
+    engine = open_backend(export, low, prefer=prefer, device=device, threading=threading)
+    return engine, open_stock_backend(export, low, device=device, threading=threading) if stock else None

@@ -37,6 +37,12 @@ FIRST_STEPS = {"wan22-a14b": 3}
 GUIDANCE_2 = {"wan22-a14b": 3.0}
 
 
+# `dymos run` called inside the pytest process: onnxruntime's shared thread pool (the CLI's default) would make every
+# later per-session onnxruntime session in this process fail (polygraphy's included), so these runs opt out; the
+# default is exercised in a subprocess (test_sampling_loop_runs_with_torch_unimportable)
+IN_PROCESS = ["--threading", "per-session"]
+
+
 def _quiet(line: str) -> None:
     pass
 
@@ -252,9 +258,8 @@ def test_dymos_run_writes_a_playable_mp4(exported: Path, conditioning: Path, tmp
     from dymos.cli import main
 
     target = tmp_path / "video.mp4"
-    assert (
-        main(["run", "--export", str(exported), "--cond", str(conditioning), "--steps", "3", "--out", str(target)]) == 0
-    )
+    argv = ["run", "--export", str(exported), "--cond", str(conditioning), "--steps", "3", *IN_PROCESS]
+    assert main([*argv, "--out", str(target)]) == 0
     import imageio_ffmpeg
 
     probe = subprocess.run(
@@ -297,7 +302,7 @@ def test_dymos_run_with_an_image_on_the_shipped_model(exported_sprites: Path, tm
     from dymos.sprites import make_clip
 
     Image.fromarray(make_clip(1, 0)[0]).save(tmp_path / "sprites.png")
-    argv = ["run", "--export", str(exported_sprites), "--image", str(tmp_path / "sprites.png")]
+    argv = ["run", "--export", str(exported_sprites), "--image", str(tmp_path / "sprites.png"), *IN_PROCESS]
     assert main([*argv, "--strength", "0,4", "--out", str(tmp_path / "video.gif")]) == 0
     out = capsys.readouterr().out
     assert "20 steps, guidance 1," in out  # the model's defaults from the manifest
@@ -412,6 +417,7 @@ def test_dymos_run_on_a_two_expert_export(
 
     image = str(conditioning.parent / "input.png")
     argv = ["run", "--export", str(exported_wan22_a14b), "--image", image, "--steps", "4", "--guidance-2", "3"]
+    argv += IN_PROCESS
     assert main([*argv, "--out", str(tmp_path / "a14b.gif")]) == 0
     assert "(low-noise expert 3)" in capsys.readouterr().out and (tmp_path / "a14b.gif").stat().st_size > 0
     argv = ["run", "--export", str(exported), "--image", image, "--guidance-2", "3", "--out", str(tmp_path / "x.gif")]
@@ -470,6 +476,46 @@ def test_steps_at_strength_zero_run_the_stock_graph(exported: Path, conditioning
         stock=Counting(open_stock_backend(export), "stock"),
     )
     assert calls == {"dymos": 1, "stock": STEPS - 1}  # CFG batched: one engine call per step
+
+
+def test_onnxruntime_thread_setups_give_the_same_video(exported: Path, conditioning: Path, tmp_path: Path) -> None:
+    """Per-session pools, no spinning and the shared process-wide pool (``dymos run``'s default) change where
+    threads wait, not what is computed. The shared pool is sized once per process, and onnxruntime refuses
+    per-session pools after it: both are clear errors."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from dymos.runtime.artifacts import ExportDir
+        from dymos.runtime.backends import OnnxRuntimeBackend, open_backend, open_stock_backend
+        from dymos.runtime.loop import RunRequest, load_conditioning, sample
+        export = ExportDir.open({str(exported)!r})
+        cond = load_conditioning({str(conditioning)!r})
+        frames = {{}}
+        for setup in ("per-session", "no-spin", "shared"):  # the shared pool last: nothing per-session after it
+            engines = dict(
+                denoiser=open_backend(export, threading=setup),
+                decoder=open_backend(export, "vae_decoder", threading=setup),
+                stock=open_stock_backend(export, threading=setup),
+            )
+            frames[setup] = sample(export, cond, RunRequest(strength=2.0, steps=3), **engines).frames
+        assert np.array_equal(frames["shared"], frames["per-session"])
+        assert np.array_equal(frames["shared"], frames["no-spin"])
+        spec = export.submodel("denoiser")
+        onnx = export.path(export.artifacts("denoiser")["onnx"]["file"])
+        for kwargs in (dict(threads=1, threading="shared"), dict(threading="per-session"), dict(threading="spin")):
+            try:
+                OnnxRuntimeBackend(onnx, spec, **kwargs)
+            except ValueError as err:
+                print("refused:", err)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "refused: onnxruntime's shared thread pool already has default threads" in out.stdout
+    assert "refused: threading='per-session': this process already runs onnxruntime on its shared" in out.stdout
+    assert "refused: unknown threading 'spin'" in out.stdout
 
 
 @pytest.mark.gpu

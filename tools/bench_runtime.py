@@ -5,7 +5,9 @@ On a runtime-driven pipeline (``--model``: the shipped sprite model by default, 
 CPU, onnxruntime). Every figure is a median over interleaved repeats, so machine noise hits both sides of a
 ratio alike. Run: ``python tools/bench_runtime.py [--model ...]``. ``--strategies split,mask,fold`` exports the model
 once per DyMoS strategy and measures each one's whole-run cost against the same strength-0 run (the stock graph is
-the same for all of them), so the cheapest strategy at this size can be read off one run.
+the same for all of them), so the cheapest strategy at this size can be read off one run. ``--threading
+shared,per-session`` (the default) opens every engine set once per onnxruntime thread setup (see
+``OnnxRuntimeBackend``) and measures each against its own strength-0 run, in the same interleaved repeats.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         "--strategies", default=None, help="comma-separated DyMoS strategies to compare (default: the export's)"
     )
     parser.add_argument(
-        "--no-spinning",
-        action="store_true",
-        help="open the onnxruntime sessions with thread spinning off (session.intra_op.allow_spinning=0)",
+        "--threading",
+        default="shared,per-session",
+        help="comma-separated onnxruntime thread setups to compare (shared, per-session, no-spin; the first is "
+        "the headline; default shared,per-session)",
     )
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    from dymos.runtime.backends import THREADING
+
+    setups = args.threading.split(",")
+    if any(t not in THREADING for t in setups):
+        parser.error(f"unknown --threading in {setups}; choose from {', '.join(THREADING)}")
 
     import torch
     from PIL import Image
@@ -77,21 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     main_export = exports[strategies[0]]
     cond_path = prepare(main_export.root, image_path, "a ball bouncing", work / "cond.npz")
     cond = load_conditioning(str(cond_path))
-    spin = {"spinning": not args.no_spinning}
     engines = {
-        name: (
-            open_backend(export, **spin),
-            open_backend(export, "vae_decoder", **spin),
-            open_stock_backend(export, **spin),
-            open_low_noise(export, **spin),
+        (name, setup): (
+            open_backend(export, threading=setup),
+            open_backend(export, "vae_decoder", threading=setup),
+            open_stock_backend(export, threading=setup),
+            open_low_noise(export, threading=setup),
         )
+        # onnxruntime refuses per-session pools once its shared pool exists: open the shared setup last
+        for setup in sorted(setups, key=lambda setup: setup == "shared")
         for name, export in exports.items()
     }
     video = main_export.manifest["pipeline"]["video"]
     schedule = StrengthSchedule(fraction=args.fraction)
 
-    def runtime_run(strength: float, strategy: str = strategies[0]):
-        denoiser, decoder, stock, low_noise = engines[strategy]
+    def runtime_run(strength: float, strategy: str, setup: str):
+        denoiser, decoder, stock, low_noise = engines[strategy, setup]
         request = RunRequest(strength=strength, steps=args.steps, guidance_scale=5.0, schedule=schedule)
         t0 = time.perf_counter()
         result = sample(
@@ -120,80 +129,93 @@ def main(argv: list[str] | None = None) -> int:
             )
         return time.perf_counter() - t0
 
-    for name in strategies:  # warm-up: sessions, caches
-        runtime_run(args.strength, name)
+    for name, setup in engines:  # warm-up: sessions, caches
+        runtime_run(args.strength, name, setup)
     diffusers_run()
-    variants = [*strategies, "s0", "diffusers"]
-    seconds: dict[str, list[float]] = {v: [] for v in variants}
-    engine_ms: dict[str, list[np.ndarray]] = {v: [] for v in variants}  # per step: where run differences come from
-    overhead = []
+    # a variant is (strategy or "s0", thread setup) or ("diffusers", ""); each is timed once per repeat
+    variants = [(name, setup) for setup in setups for name in [*strategies, "s0"]] + [("diffusers", "")]
+    seconds: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+    engine_ms: dict[tuple[str, str], list[np.ndarray]] = {v: [] for v in variants}  # per step
+    overhead: dict[str, list[float]] = {setup: [] for setup in setups}
     for repeat in range(args.repeats):
-        for which in variants if repeat % 2 == 0 else variants[::-1]:
+        for which, setup in variants if repeat % 2 == 0 else variants[::-1]:
             if which == "diffusers":
-                seconds[which].append(diffusers_run())
+                seconds[which, setup].append(diffusers_run())
                 continue
-            elapsed, result = runtime_run(0.0) if which == "s0" else runtime_run(args.strength, which)
-            seconds[which].append(elapsed)
-            engine_ms[which].append(np.asarray(result.engine_seconds) * 1000)
+            strength = 0.0 if which == "s0" else args.strength
+            elapsed, result = runtime_run(strength, strategies[0] if which == "s0" else which, setup)
+            seconds[which, setup].append(elapsed)
+            engine_ms[which, setup].append(np.asarray(result.engine_seconds) * 1000)
             if which == strategies[0]:
                 steps = np.asarray(result.step_seconds)
-                overhead.append(float(np.median((steps - np.asarray(result.engine_seconds)) / steps)))
+                overhead[setup].append(float(np.median((steps - np.asarray(result.engine_seconds)) / steps)))
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
 
     med = statistics.median
     step_ms = {v: np.median(np.stack(engine_ms[v]), axis=0) for v in variants if engine_ms[v]}
     dymos_steps = sum(1 for i in range(args.steps) if schedule.multiplier(i, args.steps) > 0)
     first = strategies[0]
+    diffusers_seconds = med(seconds["diffusers", ""])
 
-    def strategy_rows(name: str) -> dict[str, float | None]:
-        on, zero = step_ms[name], step_ms["s0"]
+    def strategy_row(name: str, setup: str) -> dict[str, float | None]:
+        on, zero = step_ms[name, setup], step_ms["s0", setup]
         switch = dymos_steps < args.steps
         return {
-            "dymos_run_seconds": med(seconds[name]),
-            "dymos_vs_strength0": med(seconds[name]) / med(seconds["s0"]),
+            "dymos_run_seconds": med(seconds[name, setup]),
+            "dymos_vs_strength0": med(seconds[name, setup]) / med(seconds["s0", setup]),
             "engine_ms_dymos_steps": float(on[:dymos_steps].sum()),
             "engine_ms_same_steps_at_s0": float(zero[:dymos_steps].sum()),
             "engine_ms_first_stock_step_after_switch": float(on[dymos_steps]) if switch else None,
             "engine_ms_same_step_at_s0": float(zero[dymos_steps]) if switch else None,
         }
 
-    per_strategy = {name: strategy_rows(name) for name in strategies}
+    def setup_rows(setup: str) -> dict:
+        per_strategy = {name: strategy_row(name, setup) for name in strategies}
+        return {
+            "runtime_overhead_share_of_step": med(overhead[setup]),
+            **per_strategy[first],
+            "strength0_run_seconds": med(seconds["s0", setup]),
+            "runtime_vs_diffusers": med(seconds[first, setup]) / diffusers_seconds,
+            "strategies": per_strategy,
+        }
+
+    per_setup = {setup: setup_rows(setup) for setup in setups}
     rows = {
-        "runtime_overhead_share_of_step": med(overhead),
-        **per_strategy[first],
-        "strength0_run_seconds": med(seconds["s0"]),
-        "diffusers_pipeline_seconds": med(seconds["diffusers"]),
-        "runtime_vs_diffusers": med(seconds[first]) / med(seconds["diffusers"]),
+        **per_setup[setups[0]],
+        "threading": setups[0],
+        "diffusers_pipeline_seconds": diffusers_seconds,
         "dymos_steps": dymos_steps,
-        "strategies": per_strategy,
+        "thread_setups": per_setup,
     }
     print()
     print(
         f"{args.model} (Wan I2V pipeline), {video['frames']} frames {video['height']}x{video['width']}, "
-        f"{args.steps} steps, "
-        f"CFG 5, DyMoS s={args.strength:g} on the first {args.fraction:.0%}; median of {args.repeats}; "
-        f"onnxruntime thread spinning {'off' if args.no_spinning else 'on'}"
+        f"{args.steps} steps, CFG 5, DyMoS s={args.strength:g} on the first {args.fraction:.0%}; "
+        f"median of {args.repeats}; diffusers pipeline {diffusers_seconds * 1000:.0f} ms"
     )
-    print(
-        f"  per-step runtime overhead (all but the engine call): {rows['runtime_overhead_share_of_step']:.1%} "
-        "of step time   [target <= 2%]"
-    )
-    for name, row in per_strategy.items():
+    for setup, row in per_setup.items():
+        print(f"  onnxruntime threads: {setup}")
         print(
-            f"  whole run, DyMoS ({name}) on vs strength 0: {row['dymos_run_seconds'] * 1000:.0f} ms vs "
-            f"{rows['strength0_run_seconds'] * 1000:.0f} ms = {row['dymos_vs_strength0']:.3f}x   [target <= 1.01x]"
+            f"    per-step runtime overhead (all but the engine call): {row['runtime_overhead_share_of_step']:.1%} "
+            "of step time   [target <= 2%]"
         )
+        for name, strategy in row["strategies"].items():
+            print(
+                f"    whole run, DyMoS ({name}) on vs strength 0: {strategy['dymos_run_seconds'] * 1000:.0f} ms vs "
+                f"{row['strength0_run_seconds'] * 1000:.0f} ms = {strategy['dymos_vs_strength0']:.3f}x   "
+                "[target <= 1.01x]"
+            )
+            print(
+                f"      engine time of the {dymos_steps} DyMoS steps: {strategy['engine_ms_dymos_steps']:.1f} ms vs "
+                f"{strategy['engine_ms_same_steps_at_s0']:.1f} ms for the same steps at s=0; "
+                f"the first stock step after the switch: {strategy['engine_ms_first_stock_step_after_switch']:.1f} "
+                f"ms vs {strategy['engine_ms_same_step_at_s0']:.1f} ms"
+            )
         print(
-            f"    engine time of the {dymos_steps} DyMoS steps: {row['engine_ms_dymos_steps']:.1f} ms vs "
-            f"{row['engine_ms_same_steps_at_s0']:.1f} ms for the same steps at s=0; "
-            f"the first stock step after the switch: {row['engine_ms_first_stock_step_after_switch']:.1f} ms "
-            f"vs {row['engine_ms_same_step_at_s0']:.1f} ms"
+            f"    runtime end to end vs diffusers pipeline (both with DyMoS, {first}): "
+            f"{row['dymos_run_seconds'] * 1000:.0f} ms vs {diffusers_seconds * 1000:.0f} ms = "
+            f"{row['runtime_vs_diffusers']:.2f}x   [target < 1x]"
         )
-    print(
-        f"  runtime end to end vs diffusers pipeline (both with DyMoS, {first}): "
-        f"{rows['dymos_run_seconds'] * 1000:.0f} ms vs "
-        f"{rows['diffusers_pipeline_seconds'] * 1000:.0f} ms = {rows['runtime_vs_diffusers']:.2f}x   [target < 1x]"
-    )
     print(
         f"  ({platform.processor() or platform.machine()}, python {platform.python_version()}, "
         f"torch {torch.__version__}; command: {' '.join(sys.argv)})"
