@@ -257,9 +257,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description=(
             "Drive the sampling loop on the exported engines: seeded latents, classifier-free guidance, the DyMoS "
             "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
-            "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (Wan 2.2 "
-            "I2V exports, empty prompt: no torch); with --prompt, or for other pipelines, by `dymos prepare` (needs "
-            "torch)."
+            "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (and Wan "
+            "2.1's CLIP image encoder graph; Wan I2V exports, empty prompt: no torch); with --prompt, or for other "
+            "pipelines, by `dymos prepare` (needs torch)."
         ),
     )
     p.add_argument(
@@ -330,7 +330,7 @@ def _run_run(args: argparse.Namespace) -> int:
     elif args.image is None:
         raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
     elif not args.prompt and supports_image_conditioning(export):
-        cond = image_conditioning(export, args.image)  # the exported condition encoder: no torch
+        cond = image_conditioning(export, args.image)  # the exported condition (and image) encoders: no torch
         print(f"conditioned on {args.image} with the exported condition encoder and the empty prompt")
     else:
         from dymos.prepare import prepare

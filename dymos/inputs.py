@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+WAN21_IMAGE_TOKENS = 257  # what Wan 2.1 I2V's image encoder gives; the exported denoiser takes exactly this many
+
 InputBuilder = Callable[[dict[str, Any], int, int, int, int, torch.Generator], dict[str, Any]]
 
 
@@ -28,8 +30,8 @@ def _wan(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, 
         "encoder_hidden_states": _randn(g, batch, 512 if image_context else 16, cfg["text_dim"]),
         "return_dict": False,
     }
-    if image_context:
-        inputs["encoder_hidden_states_image"] = _randn(g, batch, 4, cfg["image_dim"])
+    if image_context:  # Wan 2.1's CLIP (ViT-H/14 at 224 px): 16 x 16 patches + the class token
+        inputs["encoder_hidden_states_image"] = _randn(g, batch, WAN21_IMAGE_TOKENS, cfg["image_dim"])
     return inputs
 
 

@@ -6,9 +6,12 @@ set, the sweep's input images and the regression test's clips are the same anywh
 fixed palette in which sprite colours and background colours never coincide, which is what lets
 ``dymos.metrics`` track each sprite from frame 0 by colour.
 
-The motion prior is data (``MotionPrior``): by default 20 % of clips are fully static, 30 % slow (a clip speed
-of 0.25-0.75 px/frame) and 50 % fast (0.75-2.5 px/frame); each sprite moves at its clip's speed times 0.7-1.3,
-and non-disc sprites of moving clips turn at up to 20°/frame.
+The motion prior is data (``MotionPrior``): by default 30 % of clips are fully static, 50 % slow (a clip speed
+of 0.25-0.75 px/frame) and 20 % fast (0.75-1.5 px/frame); each sprite moves at its clip's speed times 0.7-1.3,
+and non-disc sprites of moving clips turn at up to 10°/frame. The lean to static and slow clips is a copy prior:
+with it the tiny model learns to keep sprites whole within the training budget (a 500-step pilot: shape score
+0.20 against 0.09 with the earlier 20 % static / 30 % slow / 50 % fast prior), and it under-moves, which is
+what DyMoS is for.
 numpy only.
 """
 
@@ -44,11 +47,11 @@ SHAPES = ("square", "disc", "triangle", "bar")
 class MotionPrior:
     """Share of static and slow clips, speed ranges (px/frame) and rotation speed (degrees/frame)."""
 
-    static: float = 0.2
-    slow: float = 0.3
+    static: float = 0.3
+    slow: float = 0.5
     slow_speed: tuple[float, float] = (0.25, 0.75)
-    fast_speed: tuple[float, float] = (0.75, 2.5)
-    max_spin: float = 20.0
+    fast_speed: tuple[float, float] = (0.75, 1.5)
+    max_spin: float = 10.0
 
     def describe(self) -> str:
         fast = 1.0 - self.static - self.slow

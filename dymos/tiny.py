@@ -277,9 +277,12 @@ def wan_i2v_pipeline(
     *,
     transformer_2: torch.nn.Module | None = None,
     boundary_ratio: float | None = None,
+    image_encoder: torch.nn.Module | None = None,
+    image_processor: Any = None,
 ) -> Any:
-    """A ``WanImageToVideoPipeline`` in Wan 2.2 I2V form with the real scheduler config and no text or image
-    encoder (prompts come as embeddings): the tiny random ones (one or two experts) and the shipped trained one."""
+    """A ``WanImageToVideoPipeline`` with the real scheduler config and no text encoder (prompts come as
+    embeddings): Wan 2.2 I2V form (the tiny random ones, one or two experts, and the shipped trained one), or
+    Wan 2.1 form with a CLIP ``image_encoder`` and its ``image_processor``."""
     import diffusers
 
     scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
@@ -291,14 +294,35 @@ def wan_i2v_pipeline(
         transformer=transformer,
         transformer_2=transformer_2,
         boundary_ratio=boundary_ratio,
-        image_encoder=None,
-        image_processor=None,
+        image_encoder=image_encoder,
+        image_processor=image_processor,
     )
+
+
+def _tiny_clip(
+    hidden: int, *, image_size: int, patch_size: int = 32, projection_dim: int | None = None
+) -> torch.nn.Module:
+    """A 2-layer random CLIP vision tower (``hidden_states[-2]`` is a real layer's output): with a projection for
+    SVD (``image_embeds``), without for Wan 2.1 (its hidden states)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=projection_dim or hidden,
+    )
+    model = CLIPVisionModelWithProjection if projection_dim is not None else CLIPVisionModel
+    return model(config).eval()
 
 
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
-    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder), ``wan22-a14b`` (the same with
+    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder), ``wan21`` (the Wan 2.1 layout:
+    a tiny CLIP image encoder whose hidden states feed the transformer's image context), ``wan22-a14b`` (the same with
     Wan 2.2 A14B's second, low-noise expert and boundary ratio 0.9) or ``cogvideox``
     (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size) or ``svd``
     (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder). Wan and CogVideoX have no text
@@ -311,6 +335,16 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     torch.manual_seed(seed + 1)
     if name == "wan22":
         pipe = wan_i2v_pipeline(transformer, diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval())
+    elif name == "wan21":
+        from transformers import CLIPImageProcessor
+
+        pipe = wan_i2v_pipeline(
+            transformer,
+            diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval(),
+            # 32 px in 2 px patches: the 257 image tokens of the real 224 px CLIP in 14 px patches
+            image_encoder=_tiny_clip(int(transformer.config.image_dim), image_size=32, patch_size=2),
+            image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        )
     elif name == "wan22-a14b":
         pipe = wan_i2v_pipeline(
             transformer,
@@ -319,22 +353,13 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             boundary_ratio=A14B_BOUNDARY_RATIO,
         )
     elif name == "svd":
-        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+        from transformers import CLIPImageProcessor
 
         vae = diffusers.AutoencoderKLTemporalDecoder(**_TINY_SVD_VAE).eval()
-        clip = CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=224,
-            patch_size=32,
-            projection_dim=int(transformer.config.cross_attention_dim),
-        )
         scheduler = getattr(diffusers, SVD_SCHEDULER["class"]).from_config(SVD_SCHEDULER["config"])
         pipe = diffusers.StableVideoDiffusionPipeline(
             vae=vae,
-            image_encoder=CLIPVisionModelWithProjection(clip).eval(),
+            image_encoder=_tiny_clip(16, image_size=224, projection_dim=int(transformer.config.cross_attention_dim)),
             unet=transformer,
             scheduler=scheduler,
             feature_extractor=CLIPImageProcessor(),

@@ -551,9 +551,12 @@ def _export_pipeline_parts(
         "height": height * s,
         "width": width * s,
     }
-    if recipe.get("condition_encoder") and not pipe.transformer.config.get("image_dim"):  # Wan 2.1 also needs CLIP
-        files += _export_image_conditioning(pipe, video, cases, staging, options, log, submodels, submodel_artifacts)
-        entry["empty_prompt"] = {"file": EMPTY_PROMPT_FILE, "prompt": "", "negative_prompt": ""}
+    # Wan: the graphs and stored embeddings for conditioning on an image without torch; Wan 2.1 also needs its CLIP
+    image_context = bool(pipe.transformer.config.get("image_dim"))
+    if recipe.get("condition_encoder") and (not image_context or getattr(pipe, "image_encoder", None) is not None):
+        files += _export_image_conditioning(
+            pipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_context
+        )
     if recipe["normalization"] == "mean_std":
         scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
     else:
@@ -596,16 +599,20 @@ def _export_image_conditioning(
     log: Callable[[str], None],
     submodels: dict[str, ExportSpec],
     submodel_artifacts: dict[str, Any],
+    entry: dict[str, Any],
+    image_context: bool,
 ) -> list[str]:
-    """The condition encoder graph (image -> condition) and the empty prompt's embeddings, so the runtime
-    conditions on an image without torch; returns the files written."""
+    """The condition encoder graph (image -> condition), with ``image_context`` the CLIP image encoder graph and
+    its processor's settings, and the empty prompt's embeddings, so the runtime conditions on an image without
+    torch; records them in the pipeline ``entry`` and returns the files written."""
     import io
 
     import numpy as np
 
+    from dymos.images import clip_pixel_shape, image_processor_settings
     from dymos.prepare import text_embeddings
 
-    from .vae import export_condition_encoder
+    from .vae import export_condition_encoder, export_image_encoder
 
     log(f"[condition] exporting the condition encoder at {video['frames']}x{video['height']}x{video['width']}")
     spec, artifact, files = export_condition_encoder(
@@ -619,12 +626,29 @@ def _export_image_conditioning(
     submodels["condition_encoder"] = spec
     submodel_artifacts["condition_encoder"] = artifact
     log(f"[condition] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+    if image_context:
+        settings = image_processor_settings(pipe.image_processor)
+        log(f"[image encoder] exporting the CLIP image encoder at {clip_pixel_shape(settings)}")
+        spec, artifact, encoder_files = export_image_encoder(
+            pipe.image_encoder,
+            clip_pixel_shape(settings),
+            staging,
+            precision=options.precision,
+            providers=_validation_providers(options.precision),
+            seed=options.seed,
+        )
+        submodels["image_encoder"] = spec
+        submodel_artifacts["image_encoder"] = artifact
+        entry["image_processor"] = settings
+        files += encoder_files
+        log(f"[image encoder] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
     text = cases[0].inputs["encoder_hidden_states"]
     with torch.no_grad():
         embeddings = text_embeddings(pipe, "", "", (int(text.shape[1]), int(text.shape[2])))
     buffer = io.BytesIO()
     np.savez(buffer, **{k: v.float().numpy() for k, v in embeddings.items()})
     atomic_write_bytes(staging / EMPTY_PROMPT_FILE, buffer.getvalue())
+    entry["empty_prompt"] = {"file": EMPTY_PROMPT_FILE, "prompt": "", "negative_prompt": ""}
     return [*files, EMPTY_PROMPT_FILE]
 
 

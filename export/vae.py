@@ -1,5 +1,6 @@
-"""The VAE graphs the runtime needs so it runs without torch: the decoder (latents -> frames) and, for Wan, the
-condition encoder (the preprocessed input image -> the denoiser's condition channels).
+"""The fixed-shape graphs around the denoiser that the runtime needs so it runs without torch: the VAE decoder
+(latents -> frames), and for Wan the condition encoder (the preprocessed input image -> the denoiser's condition
+channels) and, for Wan 2.1, the CLIP image encoder (pixel values -> the image context the transformer attends to).
 
 Video VAEs encode and decode with per-frame causal caches (Python loops in diffusers), so both graphs are
 exported at the export's fixed video size; the manifest records the shapes and the runtime generates at them.
@@ -21,6 +22,8 @@ LATENT_INPUT = "latents"
 VIDEO_OUTPUT = "video"
 PIXELS_INPUT = "pixels"
 CONDITION_OUTPUT = "condition"
+IMAGE_PIXELS_INPUT = "pixel_values"
+IMAGE_CONTEXT_OUTPUT = "encoder_hidden_states_image"  # the denoiser input it feeds
 
 
 class VaeDecoder(torch.nn.Module):
@@ -59,6 +62,18 @@ class WanConditionEncoder(torch.nn.Module):
         from dymos.prepare import wan_condition
 
         return wan_condition(self.pipe, pixels, self.num_frames)
+
+
+class ClipImageEncoder(torch.nn.Module):
+    """``pixel_values [1, 3, h, w]`` -> the CLIP vision tower's penultimate hidden states ``[1, tokens, hidden]``:
+    what ``WanImageToVideoPipeline.encode_image`` passes to the transformer."""
+
+    def __init__(self, image_encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(pixel_values, output_hidden_states=True).hidden_states[-2]
 
 
 def _export_fixed(
@@ -162,6 +177,30 @@ def export_condition_encoder(
         "condition_encoder",
         (PIXELS_INPUT, CONDITION_OUTPUT),
         lambda generator: torch.rand(1, 3, height, width, generator=generator) * 2 - 1,
+        directory,
+        precision=precision,
+        providers=providers,
+        seed=seed,
+    )
+
+
+def export_image_encoder(
+    image_encoder: torch.nn.Module,
+    pixel_shape: tuple[int, int],
+    directory: Path,
+    *,
+    precision: str,
+    providers: list[str],
+    seed: int = 0,
+) -> tuple[ExportSpec, dict[str, Any], list[str]]:
+    """Wan 2.1's CLIP image encoder at its processor's ``pixel_shape`` = (height, width), validated on random
+    normalised pixels."""
+    height, width = pixel_shape
+    return _export_fixed(
+        ClipImageEncoder(image_encoder),
+        "image_encoder",
+        (IMAGE_PIXELS_INPUT, IMAGE_CONTEXT_OUTPUT),
+        lambda generator: torch.randn(1, 3, height, width, generator=generator),
         directory,
         precision=precision,
         providers=providers,

@@ -73,6 +73,16 @@ def conditioning(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="module")
+def exported_wan21(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export_pipeline("wan21", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def conditioning_wan21(exported_wan21: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _prepare(exported_wan21, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def exported_wan22_a14b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _export_pipeline("wan22-a14b", tmp_path_factory)
 
@@ -144,7 +154,7 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", ["wan22", "wan22-a14b", "cogvideox", "svd", "sprites"])
+@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-a14b", "cogvideox", "svd", "sprites"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
 def test_runtime_matches_the_diffusers_pipeline(
     request: pytest.FixtureRequest, name: str, strengths: list[float]
@@ -226,17 +236,45 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
     assert "with the exported condition encoder" in out.stdout
 
 
-def test_image_conditioning_without_torch_equals_prepare(exported: Path, conditioning: Path) -> None:
+def test_wan21_conditions_on_an_image_with_torch_unimportable(
+    exported_wan21: Path, conditioning_wan21: Path, tmp_path: Path
+) -> None:
+    """Wan 2.1 end to end from an image without torch: CLIP preprocessing and image encoder, condition encoder,
+    sampling loop, decode."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        sys.path.insert(0, {str(ROOT)!r})
+        from dymos.runtime.artifacts import ExportDir
+        from dymos.runtime.conditioning import image_conditioning
+        from dymos.runtime.loop import RunRequest, sample
+        export = ExportDir.open({str(exported_wan21)!r})
+        cond = image_conditioning(export, {str(conditioning_wan21.parent / "input.png")!r})
+        result = sample(export, cond, RunRequest(strength=[0.0, 2.0], steps=2))
+        assert "diffusers" not in sys.modules and "transformers" not in sys.modules and sys.modules["torch"] is None
+        print("image context", cond["encoder_hidden_states_image"].shape, "frames", result.frames.shape)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "image context (1, 257, 16) frames (2, 9," in out.stdout
+
+
+@pytest.mark.parametrize("name", ["wan22", "wan21"])
+def test_image_conditioning_without_torch_equals_prepare(request: pytest.FixtureRequest, name: str) -> None:
     """The exported condition encoder on the runtime's image preprocessing gives what the pipeline's own
-    ``prepare_latents`` gives (``dymos prepare``), and the stored embeddings are the empty prompt's."""
-    from dymos.images import load_image, preprocess_image
+    ``prepare_latents`` gives (``dymos prepare``); for Wan 2.1 the exported CLIP image encoder on the runtime's
+    CLIP preprocessing gives what ``encode_image`` gives; the stored embeddings are the empty prompt's."""
+    from dymos.images import clip_pixels, load_image, preprocess_image
     from dymos.prepare import prepare_conditioning, text_shape
     from dymos.runtime.conditioning import image_conditioning
 
-    export = ExportDir.open(exported)
+    suffix = "" if name == "wan22" else f"_{name}"
+    export = ExportDir.open(request.getfixturevalue(f"exported{suffix}"))
+    image_path = request.getfixturevalue(f"conditioning{suffix}").parent / "input.png"
     video = export.manifest["pipeline"]["video"]
-    image_path = conditioning.parent / "input.png"
-    pipe = load_pipeline("tiny-pipeline:wan22")
+    pipe = load_pipeline(f"tiny-pipeline:{name}")
     pixels = pipe.video_processor.preprocess(load_image(image_path), height=video["height"], width=video["width"])
     assert np.array_equal(preprocess_image(load_image(image_path), video["height"], video["width"]), pixels.numpy())
     reference = prepare_conditioning(
@@ -248,10 +286,34 @@ def test_image_conditioning_without_torch_equals_prepare(exported: Path, conditi
         text_shape=text_shape(export.manifest),
     )
     ours = image_conditioning(export, image_path)
-    assert set(ours) == {"condition", "prompt_embeds", "negative_prompt_embeds"}
+    assert set(ours) == set(reference)
     np.testing.assert_allclose(ours["condition"], reference["condition"], atol=1e-5, rtol=0)  # fp32 graph vs torch
     for key in ("prompt_embeds", "negative_prompt_embeds"):
         assert np.array_equal(ours[key], reference[key])
+    if name == "wan21":  # 48x80 input: the processor resizes the short edge and centre-crops
+        clip = pipe.image_processor(images=load_image(image_path), return_tensors="np")["pixel_values"]
+        assert np.array_equal(clip_pixels(load_image(image_path), export.manifest["pipeline"]["image_processor"]), clip)
+        image_context = ours["encoder_hidden_states_image"]
+        np.testing.assert_allclose(image_context, reference["encoder_hidden_states_image"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(48, 80), (300, 200), (224, 224), (31, 97)])
+def test_clip_pixels_equal_the_image_processor(size: tuple[int, int]) -> None:
+    """The runtime's torch-free CLIP preprocessing is bit-equal to transformers' PIL image processor, at the real
+    checkpoints' 224 px and at the tiny pipeline's 32 px, for landscape, portrait, square and odd sizes."""
+    from transformers import CLIPImageProcessor
+
+    from dymos.images import clip_pixel_shape, clip_pixels, image_processor_settings
+
+    image = Image.fromarray((np.random.default_rng(size[0]).random((*size, 3)) * 255).astype(np.uint8))
+    for processor in (
+        CLIPImageProcessor(),
+        CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+    ):
+        settings = image_processor_settings(processor)
+        ours = clip_pixels(image, settings)
+        assert ours.shape[2:] == clip_pixel_shape(settings)
+        assert np.array_equal(ours, processor(images=image, return_tensors="np")["pixel_values"])
 
 
 def test_dymos_run_writes_a_playable_mp4(exported: Path, conditioning: Path, tmp_path: Path) -> None:
