@@ -258,8 +258,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
             "Drive the sampling loop on the exported engines: seeded latents, classifier-free guidance, the DyMoS "
             "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
             "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (and Wan "
-            "2.1's CLIP image encoder graph; Wan I2V exports, empty prompt: no torch); with --prompt, or for other "
-            "pipelines, by `dymos prepare` (needs torch)."
+            "2.1's CLIP image encoder graph) and --prompt by its text encoder graph (Wan I2V exports: no torch; "
+            "the empty prompt's embeddings are stored), else both by `dymos prepare` (needs torch)."
         ),
     )
     p.add_argument(
@@ -268,7 +268,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cond", default=None, help="conditioning .npz from `dymos prepare`")
     p.add_argument("--image", default=None, help="conditioning image (when --cond is not given)")
     p.add_argument(
-        "--prompt", default="", help="prompt (when --cond is not given; a prompt needs torch: `dymos prepare`)"
+        "--prompt",
+        default="",
+        help="prompt (when --cond is not given): encoded by the export's text encoder graph where the pipeline had "
+        "one (no torch), else by `dymos prepare` (needs torch)",
     )
     p.add_argument(
         "--strength", type=_floats, default=[2.0], help="motion strength, or one per video: 0,2,4 (default 2)"
@@ -314,7 +317,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     from dymos.runtime.artifacts import ExportDir
     from dymos.runtime.backends import BACKENDS, open_backend, open_low_noise, open_stock_backend
-    from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning
+    from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning, supports_prompts
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.runtime.video import write_video
     from dymos.schedule import StrengthSchedule
@@ -329,9 +332,11 @@ def _run_run(args: argparse.Namespace) -> int:
         cond = load_conditioning(args.cond)
     elif args.image is None:
         raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
-    elif not args.prompt and supports_image_conditioning(export):
-        cond = image_conditioning(export, args.image)  # the exported condition (and image) encoders: no torch
-        print(f"conditioned on {args.image} with the exported condition encoder and the empty prompt")
+    elif supports_image_conditioning(export) and (not args.prompt or supports_prompts(export)):
+        # the exported condition (image, text) encoders: no torch
+        cond = image_conditioning(export, args.image, prompt=args.prompt)
+        text = f"the prompt {args.prompt!r} (exported text encoder)" if args.prompt else "the empty prompt"
+        print(f"conditioned on {args.image} with the exported condition encoder and {text}")
     else:
         from dymos.prepare import prepare
 

@@ -279,16 +279,18 @@ def wan_i2v_pipeline(
     boundary_ratio: float | None = None,
     image_encoder: torch.nn.Module | None = None,
     image_processor: Any = None,
+    text_encoder: torch.nn.Module | None = None,
+    tokenizer: Any = None,
 ) -> Any:
-    """A ``WanImageToVideoPipeline`` with the real scheduler config and no text encoder (prompts come as
-    embeddings): Wan 2.2 I2V form (the tiny random ones, one or two experts, and the shipped trained one), or
-    Wan 2.1 form with a CLIP ``image_encoder`` and its ``image_processor``."""
+    """A ``WanImageToVideoPipeline`` with the real scheduler config: Wan 2.2 I2V form without text encoder
+    (prompts come as embeddings; the tiny random ones, one or two experts, and the shipped trained one), or Wan 2.1
+    form with a CLIP ``image_encoder`` and its ``image_processor`` (and a ``text_encoder`` with its ``tokenizer``)."""
     import diffusers
 
     scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
     return diffusers.WanImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
         vae=vae,
         scheduler=scheduler,
         transformer=transformer,
@@ -319,10 +321,54 @@ def _tiny_clip(
     return model(config).eval()
 
 
+# The tiny text encoder's vocabulary: T5's special tokens, whole words of the sprite domain, then single characters
+# (so any lowercase ASCII prompt tokenizes without <unk>).
+_TINY_WORDS = (
+    "a the of and on over in with red green blue yellow white orange ball square disc bar triangle sprite sprites "
+    "moves move bounces bounce rotates rotate turns slowly quickly fast slow left right up down background video"
+).split()
+
+
+def _tiny_text_encoder(text_dim: int) -> dict[str, Any]:
+    """A UMT5 encoder (2 layers, width ``text_dim``) and a T5-style fast tokenizer (unigram over a small fixed
+    vocabulary, ``</s>`` appended, ``<pad>`` = 0), as ``WanImageToVideoPipeline``'s ``text_encoder``/``tokenizer``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
+    pieces += [("\u2581" + word, -1.0 - 0.01 * i) for i, word in enumerate(_TINY_WORDS)]
+    pieces += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'-"]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    tokenizer = T5TokenizerFast(
+        tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
+    )
+    config = UMT5Config(
+        vocab_size=len(pieces),
+        d_model=text_dim,
+        d_kv=8,
+        d_ff=2 * text_dim,
+        num_layers=2,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return {"text_encoder": UMT5EncoderModel(config).eval(), "tokenizer": tokenizer}
+
+
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
     ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder), ``wan21`` (the Wan 2.1 layout:
-    a tiny CLIP image encoder whose hidden states feed the transformer's image context), ``wan22-a14b`` (the same with
+    a tiny CLIP image encoder whose hidden states feed the transformer's image context, and a tiny UMT5 text
+    encoder with its tokenizer), ``wan22-a14b`` (the same with
     Wan 2.2 A14B's second, low-noise expert and boundary ratio 0.9) or ``cogvideox``
     (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size) or ``svd``
     (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder). Wan and CogVideoX have no text
@@ -344,6 +390,7 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             # 32 px in 2 px patches: the 257 image tokens of the real 224 px CLIP in 14 px patches
             image_encoder=_tiny_clip(int(transformer.config.image_dim), image_size=32, patch_size=2),
             image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+            **_tiny_text_encoder(int(transformer.config.text_dim)),
         )
     elif name == "wan22-a14b":
         pipe = wan_i2v_pipeline(

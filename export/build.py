@@ -643,6 +643,15 @@ def _export_image_conditioning(
         files += encoder_files
         log(f"[image encoder] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
     text = cases[0].inputs["encoder_hidden_states"]
+    if getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None:
+        files += _export_text_encoding(pipe, int(text.shape[1]), staging, options, log, submodels, submodel_artifacts)
+        entry["text_encoder"] = {
+            "tokenizer": TOKENIZER_FILE,
+            "max_length": int(text.shape[1]),
+            "pad_id": int(pipe.tokenizer.pad_token_id),
+            "pad_token": str(pipe.tokenizer.pad_token),
+            "clean": "wan",  # the pipeline's prompt_clean: ftfy, HTML unescape, whitespace
+        }
     with torch.no_grad():
         embeddings = text_embeddings(pipe, "", "", (int(text.shape[1]), int(text.shape[2])))
     buffer = io.BytesIO()
@@ -650,6 +659,43 @@ def _export_image_conditioning(
     atomic_write_bytes(staging / EMPTY_PROMPT_FILE, buffer.getvalue())
     entry["empty_prompt"] = {"file": EMPTY_PROMPT_FILE, "prompt": "", "negative_prompt": ""}
     return [*files, EMPTY_PROMPT_FILE]
+
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _export_text_encoding(
+    pipe: Any,
+    length: int,
+    staging: Path,
+    options: ExportOptions,
+    log: Callable[[str], None],
+    submodels: dict[str, ExportSpec],
+    submodel_artifacts: dict[str, Any],
+) -> list[str]:
+    """The text encoder graph at ``length`` tokens and the pipeline's fast tokenizer as ``tokenizer.json`` (what
+    the ``tokenizers`` library loads without torch); returns the files written."""
+    from .vae import export_text_encoder
+
+    tokenizer = pipe.tokenizer
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise ExportError(f"{type(tokenizer).__name__} is not a fast tokenizer: no tokenizer.json for the runtime")
+    log(f"[text encoder] exporting {type(pipe.text_encoder).__name__} at {length} tokens")
+    spec, artifact, files = export_text_encoder(
+        pipe.text_encoder,
+        length=length,
+        pad_id=int(tokenizer.pad_token_id),
+        eos_id=int(tokenizer.eos_token_id),
+        directory=staging,
+        precision=options.precision,
+        providers=_validation_providers(options.precision),
+        seed=options.seed,
+    )
+    submodels["text_encoder"] = spec
+    submodel_artifacts["text_encoder"] = artifact
+    atomic_write_bytes(staging / TOKENIZER_FILE, tokenizer.backend_tokenizer.to_str().encode())
+    log(f"[text encoder] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+    return [*files, TOKENIZER_FILE]
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

@@ -239,8 +239,8 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
 def test_wan21_conditions_on_an_image_with_torch_unimportable(
     exported_wan21: Path, conditioning_wan21: Path, tmp_path: Path
 ) -> None:
-    """Wan 2.1 end to end from an image without torch: CLIP preprocessing and image encoder, condition encoder,
-    sampling loop, decode."""
+    """Wan 2.1 end to end from an image and a prompt without torch: CLIP preprocessing and image encoder, condition
+    encoder, tokenizer and text encoder, sampling loop, decode; the CLI too."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -250,8 +250,12 @@ def test_wan21_conditions_on_an_image_with_torch_unimportable(
         from dymos.runtime.conditioning import image_conditioning
         from dymos.runtime.loop import RunRequest, sample
         export = ExportDir.open({str(exported_wan21)!r})
-        cond = image_conditioning(export, {str(conditioning_wan21.parent / "input.png")!r})
+        image = {str(conditioning_wan21.parent / "input.png")!r}
+        cond = image_conditioning(export, image, prompt="a green square moves left")
         result = sample(export, cond, RunRequest(strength=[0.0, 2.0], steps=2))
+        from dymos.cli import main
+        argv = ["run", "--export", str(export.root), "--image", image, "--prompt", "a ball", "--steps", "2"]
+        assert main([*argv, "--out", {str(tmp_path / "cli.gif")!r}]) == 0
         assert "diffusers" not in sys.modules and "transformers" not in sys.modules and sys.modules["torch"] is None
         print("image context", cond["encoder_hidden_states_image"].shape, "frames", result.frames.shape)
         """
@@ -259,6 +263,7 @@ def test_wan21_conditions_on_an_image_with_torch_unimportable(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "image context (1, 257, 16) frames (2, 9," in out.stdout
+    assert "the prompt 'a ball' (exported text encoder)" in out.stdout and (tmp_path / "cli.gif").stat().st_size > 0
 
 
 @pytest.mark.parametrize("name", ["wan22", "wan21"])
@@ -295,6 +300,54 @@ def test_image_conditioning_without_torch_equals_prepare(request: pytest.Fixture
         assert np.array_equal(clip_pixels(load_image(image_path), export.manifest["pipeline"]["image_processor"]), clip)
         image_context = ours["encoder_hidden_states_image"]
         np.testing.assert_allclose(image_context, reference["encoder_hidden_states_image"], atol=1e-5, rtol=0)
+        # Wan 2.1's tiny pipeline has a text encoder: prompts go through the exported tokenizer and text encoder
+        prompts = {"prompt": "a red ball  bounces &amp; rotates", "negative_prompt": "static, blurry"}
+        reference = prepare_conditioning(
+            pipe,
+            load_image(image_path),
+            **prompts,
+            height=video["height"],
+            width=video["width"],
+            num_frames=video["frames"],
+            text_shape=text_shape(export.manifest),
+        )
+        ours = image_conditioning(export, image_path, **prompts)
+        for key in ("prompt_embeds", "negative_prompt_embeds"):
+            np.testing.assert_allclose(ours[key], reference[key], atol=1e-5, rtol=0)  # fp32 graph vs torch
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a red ball bounces",
+        "  A Red BALL   bounces\tleft &amp;amp; right  ",  # case, whitespace runs, doubly escaped HTML
+        "caf\u00e9 \u00fcber na\u00efve",  # NFKC/unknown characters
+        "the ball moves " * 80,  # longer than the 512 tokens: truncated with </s> kept
+        "",
+    ],
+    ids=["plain", "messy", "unicode", "too-long", "empty"],
+)
+def test_runtime_tokenizer_equals_the_pipelines(exported_wan21: Path, prompt: str) -> None:
+    """The exported tokenizer.json through ``tokenizers`` (no torch, no transformers) gives the token ids the
+    pipeline's tokenizer gives after its prompt cleaning, padded and truncated to the export's text length."""
+    from diffusers.pipelines.wan.pipeline_wan_i2v import prompt_clean
+
+    from dymos.runtime.conditioning import tokenize_prompt
+
+    export = ExportDir.open(exported_wan21)
+    length = export.manifest["pipeline"]["text_encoder"]["max_length"]
+    pipe = load_pipeline("tiny-pipeline:wan21")
+    expected = pipe.tokenizer(
+        [prompt_clean(prompt)], padding="max_length", max_length=length, truncation=True, add_special_tokens=True
+    ).input_ids
+    assert np.array_equal(tokenize_prompt(export, prompt), np.asarray(expected, dtype=np.int64))
+
+
+def test_a_prompt_spelling_the_pad_token_is_refused(exported_wan21: Path) -> None:
+    from dymos.runtime.conditioning import tokenize_prompt
+
+    with pytest.raises(ValueError, match="contains the pad token '<pad>'"):
+        tokenize_prompt(ExportDir.open(exported_wan21), "a ball <pad> bouncing")
 
 
 @pytest.mark.parametrize("size", [(48, 80), (300, 200), (224, 224), (31, 97)])
