@@ -198,6 +198,10 @@ def train_transformer(
             log_rows.append({"stage": "transformer", "step": step, "loss": running, "lr": lr, "s": elapsed})
         if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
             ema.save_pretrained(work / f"transformer-step{step + 1}", safe_serialization=True)
+        if args.stop_at and step + 1 >= args.stop_at:
+            log(f"stopping at step {step + 1} (--stop-at)")
+            log_rows.append({"stage": "transformer", "stopped_early_at": step + 1})
+            break
         if args.max_minutes and (time.perf_counter() - args.t0) / 60 > args.max_minutes:
             log(f"stopping at step {step + 1}: the {args.max_minutes} min budget is spent")
             log_rows.append({"stage": "transformer", "stopped_early_at": step + 1})
@@ -246,12 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a trained VAE folder (e.g. build/train_tiny/vae) to reuse instead of training one",
     )
     parser.add_argument("--patch", type=int, default=2, choices=(2, 4), help="the transformer's spatial patch size")
-    parser.add_argument("--steps", type=int, default=3000, help="transformer steps")
+    parser.add_argument("--steps", type=int, default=4500, help="transformer steps")
     parser.add_argument(
-        "--bf16", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast for the transformer"
+        "--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the transformer"
     )
     parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the transformer"
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the transformer"
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -260,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-minutes", type=float, default=60.0, help="stop the transformer stage past this")
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop the transformer stage after this step, the schedule still spanning --steps (repeats a run that "
+        "--max-minutes stopped, on any machine)",
+    )
     args = parser.parse_args(argv)
     args.t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
