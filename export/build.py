@@ -602,9 +602,10 @@ def _export_image_conditioning(
     entry: dict[str, Any],
     image_context: bool,
 ) -> list[str]:
-    """The condition encoder graph (image -> condition), with ``image_context`` the CLIP image encoder graph and
-    its processor's settings, and the empty prompt's embeddings, so the runtime conditions on an image without
-    torch; records them in the pipeline ``entry`` and returns the files written."""
+    """The graphs and files for conditioning on an image (and a prompt) without torch: the condition encoder
+    (image -> condition); with ``image_context`` the CLIP image encoder and its processor's settings; the text
+    encoder and tokenizer where the pipeline has them; the empty prompt's embeddings. Records them in the
+    pipeline ``entry`` and returns the files written."""
     import io
 
     import numpy as np
@@ -612,44 +613,52 @@ def _export_image_conditioning(
     from dymos.images import clip_pixel_shape, image_processor_settings
     from dymos.prepare import text_embeddings
 
-    from .vae import export_condition_encoder, export_image_encoder
+    from .vae import export_condition_encoder, export_image_encoder, export_text_encoder
 
-    log(f"[condition] exporting the condition encoder at {video['frames']}x{video['height']}x{video['width']}")
-    spec, artifact, files = export_condition_encoder(
-        pipe,
-        (video["frames"], video["height"], video["width"]),
-        staging,
-        precision=options.precision,
-        providers=_validation_providers(options.precision),
-        seed=options.seed,
-    )
-    submodels["condition_encoder"] = spec
-    submodel_artifacts["condition_encoder"] = artifact
-    log(f"[condition] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+    graph_options = {
+        "precision": options.precision,
+        "providers": _validation_providers(options.precision),
+        "seed": options.seed,
+    }
+
+    def record(submodel: str, exported: tuple[ExportSpec, dict[str, Any], list[str]]) -> list[str]:
+        spec, artifact, graph_files = exported
+        submodels[submodel], submodel_artifacts[submodel] = spec, artifact
+        log(f"[{submodel}] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+        return graph_files
+
+    log(f"[condition_encoder] exporting at {video['frames']}x{video['height']}x{video['width']}")
+    shape = (video["frames"], video["height"], video["width"])
+    files = record("condition_encoder", export_condition_encoder(pipe, shape, staging, **graph_options))
     if image_context:
         settings = image_processor_settings(pipe.image_processor)
-        log(f"[image encoder] exporting the CLIP image encoder at {clip_pixel_shape(settings)}")
-        spec, artifact, encoder_files = export_image_encoder(
-            pipe.image_encoder,
-            clip_pixel_shape(settings),
-            staging,
-            precision=options.precision,
-            providers=_validation_providers(options.precision),
-            seed=options.seed,
-        )
-        submodels["image_encoder"] = spec
-        submodel_artifacts["image_encoder"] = artifact
+        log(f"[image_encoder] exporting the CLIP image encoder at {clip_pixel_shape(settings)}")
+        exported = export_image_encoder(pipe.image_encoder, clip_pixel_shape(settings), staging, **graph_options)
+        files += record("image_encoder", exported)
         entry["image_processor"] = settings
-        files += encoder_files
-        log(f"[image encoder] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
     text = cases[0].inputs["encoder_hidden_states"]
-    if getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None:
-        files += _export_text_encoding(pipe, int(text.shape[1]), staging, options, log, submodels, submodel_artifacts)
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if getattr(pipe, "text_encoder", None) is not None and tokenizer is not None:
+        if getattr(tokenizer, "backend_tokenizer", None) is None:
+            raise ExportError(f"{type(tokenizer).__name__} is not a fast tokenizer: no tokenizer.json for the runtime")
+        length, pad_id = int(text.shape[1]), int(tokenizer.pad_token_id)
+        log(f"[text_encoder] exporting {type(pipe.text_encoder).__name__} at {length} tokens")
+        exported = export_text_encoder(
+            pipe.text_encoder,
+            length=length,
+            pad_id=pad_id,
+            eos_id=int(tokenizer.eos_token_id),
+            directory=staging,
+            **graph_options,
+        )
+        files += record("text_encoder", exported)
+        atomic_write_bytes(staging / TOKENIZER_FILE, tokenizer.backend_tokenizer.to_str().encode())
+        files.append(TOKENIZER_FILE)
         entry["text_encoder"] = {
             "tokenizer": TOKENIZER_FILE,
-            "max_length": int(text.shape[1]),
-            "pad_id": int(pipe.tokenizer.pad_token_id),
-            "pad_token": str(pipe.tokenizer.pad_token),
+            "max_length": length,
+            "pad_id": pad_id,
+            "pad_token": str(tokenizer.pad_token),
             "clean": "wan",  # the pipeline's prompt_clean: ftfy, HTML unescape, whitespace
         }
     with torch.no_grad():
@@ -662,40 +671,6 @@ def _export_image_conditioning(
 
 
 TOKENIZER_FILE = "tokenizer.json"
-
-
-def _export_text_encoding(
-    pipe: Any,
-    length: int,
-    staging: Path,
-    options: ExportOptions,
-    log: Callable[[str], None],
-    submodels: dict[str, ExportSpec],
-    submodel_artifacts: dict[str, Any],
-) -> list[str]:
-    """The text encoder graph at ``length`` tokens and the pipeline's fast tokenizer as ``tokenizer.json`` (what
-    the ``tokenizers`` library loads without torch); returns the files written."""
-    from .vae import export_text_encoder
-
-    tokenizer = pipe.tokenizer
-    if getattr(tokenizer, "backend_tokenizer", None) is None:
-        raise ExportError(f"{type(tokenizer).__name__} is not a fast tokenizer: no tokenizer.json for the runtime")
-    log(f"[text encoder] exporting {type(pipe.text_encoder).__name__} at {length} tokens")
-    spec, artifact, files = export_text_encoder(
-        pipe.text_encoder,
-        length=length,
-        pad_id=int(tokenizer.pad_token_id),
-        eos_id=int(tokenizer.eos_token_id),
-        directory=staging,
-        precision=options.precision,
-        providers=_validation_providers(options.precision),
-        seed=options.seed,
-    )
-    submodels["text_encoder"] = spec
-    submodel_artifacts["text_encoder"] = artifact
-    atomic_write_bytes(staging / TOKENIZER_FILE, tokenizer.backend_tokenizer.to_str().encode())
-    log(f"[text encoder] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
-    return [*files, TOKENIZER_FILE]
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
