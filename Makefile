@@ -23,7 +23,7 @@ help:
 	@echo "make lint       ruff"
 	@echo "make export     export the default model (MODEL=<tiny:case|checkpoint dir>, EXPORT_ARGS=...)"
 	@echo "make bench      benchmarks (ratios measured side by side)"
-	@echo "make train      retrain the shipped sprite model (~50 min on 2 cores; TRAIN_ARGS=...)"
+	@echo "make train      retrain the shipped sprite model (60 min on 2 cores; TRAIN_ARGS=...)"
 	@echo "make sweep      the motion-slider sweep of the shipped model (exports it first; SWEEP_ARGS=...)"
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -69,7 +69,7 @@ train: setup
 	$(PY) tools/train_tiny.py $(TRAIN_ARGS)
 
 sweep: setup
-	test -f $(OUT)/sprites/manifest.json || $(VENV)/bin/dymos export --model sprites --out $(OUT)
+	$(VENV)/bin/dymos export --model sprites --out $(OUT)  # always: an export of older weights would be stale
 	$(VENV)/bin/dymos sweep --export $(OUT)/sprites --out $(OUT)/sweep $(SWEEP_ARGS)
 
 clean:

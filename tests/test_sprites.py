@@ -49,7 +49,7 @@ def test_motion_prior_shares():
     prior = MotionPrior()
     clips = make_batch(0, 0, 200, prior=prior)
     static = np.mean([np.array_equal(c[0], c[-1]) for c in clips])
-    assert abs(static - prior.static) < 0.08  # 200 draws: about 3 standard errors
+    assert abs(static - prior.static) < 0.08  # 200 draws at 30 %: about 2.5 standard errors (seeded: 0.28)
     still = make_batch(0, 0, 20, prior=MotionPrior(static=1.0, slow=0.0))
     assert all(np.array_equal(c[0], c[-1]) for c in still)
 

@@ -1,6 +1,6 @@
 """Train the embedded default: a tiny Wan 2.2-style image-to-video pipeline on procedural sprite clips.
 
-    python tools/train_tiny.py --out dymos/weights/sprites-wan      # ~50 min on 2 CPU cores
+    python tools/train_tiny.py --out dymos/weights/sprites-wan      # 60 min on 2 CPU cores (the budget)
 
 Two stages, both real diffusers classes, both seeded:
 1. a tiny ``AutoencoderKLWan`` (2x spatial, 2x temporal compression, 16 latent channels, Wan 2.2's residual
@@ -9,7 +9,9 @@ Two stages, both real diffusers classes, both seeded:
    ``[image, zeros...]`` concatenated on channels, exactly what ``WanImageToVideoPipeline.prepare_latents``
    builds) trained with rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
    with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
-   step: the model learns to ignore prompts. An EMA of the weights is what ships.
+   step: the model learns to ignore prompts. An EMA of the weights is what ships. The transformer runs under
+   bf16 autocast and ``torch.compile`` (about 1.6x the steps per minute of plain fp32 eager on this CPU; a 500-step
+   pilot matched fp32's loss and shape score), and the stage stops when ``--max-minutes`` is spent.
 
 The result is a ``WanImageToVideoPipeline`` folder (safetensors + configs, no text/image encoder) that
 ``from_pretrained`` and ``dymos export`` load, plus ``train_log.json`` (losses, timings, data prior, seeds).
