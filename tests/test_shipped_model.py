@@ -25,9 +25,9 @@ from dymos.prepare import prepare_conditioning
 from dymos.sprites import make_clip
 
 CLIPS = 12  # held-out clips (data seed 1; training used seed 0)
-HIGH = 4.0  # the strength compared with 0
+HIGH = 8.0  # the strength compared with 0
 STEPS = 20
-FRACTION = 0.2
+FRACTION = 0.5
 
 
 def measure(pipe, clips: int = CLIPS, strengths: tuple[float, ...] = (0.0, HIGH), seed: int = 0) -> dict:
@@ -112,23 +112,23 @@ def test_motion_strength_behaves_as_measured(measured: dict) -> None:
     assert PINNED["motion_gain_range"][0] < gain < PINNED["motion_gain_range"][1]
     wins = np.mean([h.motion > b.motion for h, b in zip(high, base, strict=True)])
     assert wins >= PINNED["motion_win_min"]
-    assert _mean(m.shape for m in high) > PINNED["shape_high_min"]
+    assert PINNED["shape_high_range"][0] < _mean(m.shape for m in high) < PINNED["shape_high_range"][1]
     assert _mean(m.psnr0 for m in high) > PINNED["psnr0_high_min"]
 
 
-# Measured on this subsample with measure() (torch 2.13.0 CPU): s=0 motion 1.035 ± 0.104 (standard error over
-# the 12 clips), shape 0.214 ± 0.045, lost 0.528 ± 0.069, frame-0 PSNR 30.9 ± 1.0 dB; s=4: motion gain
-# +2.20 ± 0.53 px/frame, 9 of 12 clips move more, shape 0.159 ± 0.039, PSNR 31.0 dB. The README's sweep (64 clips
-# x 3 seeds, runtime) agrees: s=0 motion 0.83, shape 0.18, lost 0.58, PSNR 30.2; s=4 (first 20 %) motion 1.89,
-# win 88 %, shape 0.12. Margins: about 3 standard errors (2 for the win rate).
+# Measured on this subsample with measure() (torch 2.13.0 CPU): s=0 motion 0.584 ± 0.071 (standard error over the
+# 12 clips), shape 0.316 ± 0.055, lost 0.431 ± 0.069, frame-0 PSNR 31.2 ± 1.0 dB; s=8 on the first 50 % of steps:
+# motion gain +1.13 ± 0.41 px/frame, 9 of 12 clips move more, shape 0.070 ± 0.013 (shapes do not hold), PSNR
+# 31.1 dB. The README's sweep (64 clips x 3 seeds, runtime) agrees: s=0 motion 0.53, shape 0.31, lost 0.41, PSNR
+# 31.2; s=8 (first 50 %) motion 1.40, win 87 %, shape 0.05. Margins: about 3 standard errors (2 for the win rate).
 PINNED: dict = {
     "psnr0_min": 28.0,
-    "shape0_min": 0.08,
-    "lost0_max": 0.73,
-    "motion0_range": (0.72, 1.35),
-    "motion_gain_range": (0.6, 3.8),
+    "shape0_min": 0.15,
+    "lost0_max": 0.64,
+    "motion0_range": (0.37, 0.80),
+    "motion_gain_range": (0.0, 2.4),
     "motion_win_min": 0.5,
-    "shape_high_min": 0.04,
+    "shape_high_range": (0.03, 0.11),
     "psnr0_high_min": 28.0,
 }
 
