@@ -552,7 +552,7 @@ def _export_pipeline_parts(
         "width": width * s,
     }
     # Wan: the graphs and stored embeddings for conditioning on an image without torch; Wan 2.1 also needs its CLIP
-    image_context = bool(pipe.transformer.config.get("image_dim"))
+    image_context = recipe.get("condition_encoder") and bool(pipe.transformer.config.get("image_dim"))
     if recipe.get("condition_encoder") and (not image_context or getattr(pipe, "image_encoder", None) is not None):
         files += _export_image_conditioning(
             pipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_context
