@@ -301,7 +301,7 @@ def wan_i2v_pipeline(
     )
 
 
-def _tiny_clip(
+def tiny_clip_vision(
     hidden: int, *, image_size: int, patch_size: int = 32, projection_dim: int | None = None
 ) -> torch.nn.Module:
     """A 2-layer random CLIP vision tower (``hidden_states[-2]`` is a real layer's output): with a projection for
@@ -388,7 +388,7 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             transformer,
             diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval(),
             # 32 px in 2 px patches: the 257 image tokens of the real 224 px CLIP in 14 px patches
-            image_encoder=_tiny_clip(int(transformer.config.image_dim), image_size=32, patch_size=2),
+            image_encoder=tiny_clip_vision(int(transformer.config.image_dim), image_size=32, patch_size=2),
             image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
             **_tiny_text_encoder(int(transformer.config.text_dim)),
         )
@@ -406,7 +406,9 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
         scheduler = getattr(diffusers, SVD_SCHEDULER["class"]).from_config(SVD_SCHEDULER["config"])
         pipe = diffusers.StableVideoDiffusionPipeline(
             vae=vae,
-            image_encoder=_tiny_clip(16, image_size=224, projection_dim=int(transformer.config.cross_attention_dim)),
+            image_encoder=tiny_clip_vision(
+                16, image_size=224, projection_dim=int(transformer.config.cross_attention_dim)
+            ),
             unet=transformer,
             scheduler=scheduler,
             feature_extractor=CLIPImageProcessor(),

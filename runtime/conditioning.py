@@ -3,7 +3,7 @@ exported CLIP image encoder), and the prompt through the exported tokenizer and 
 has one (else the empty prompt's embeddings the export stored), for pipelines whose condition is deterministic
 (Wan 2.1 and 2.2 I2V).
 
-``dymos prepare`` remains the way to encode other prompts (the text encoders are not exported) and the
+``dymos prepare`` remains the way to encode prompts for exports without a text encoder graph and the
 conditioning of pipelines that draw random numbers there (CogVideoX's sampled image latents, SVD's noise
 augmentation).
 """

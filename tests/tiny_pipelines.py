@@ -45,7 +45,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+from dymos.tiny import tiny_clip_vision
 
 try:  # transformers >= 5 names the torchvision-free processor explicitly; using it avoids a fallback warning
     from transformers import CLIPImageProcessorPil as _CLIPImageProcessor
@@ -92,21 +93,6 @@ def _scheduler(spec: dict[str, Any]) -> Any:
 def _model(class_name: str, config: dict[str, Any]) -> torch.nn.Module:
     """A diffusers model with fresh random weights, fp32, eval mode, on CPU."""
     return getattr(diffusers, class_name).from_config(config).eval()
-
-
-def _tiny_clip_vision(image_size: int, hidden: int, *, projection_dim: int | None = None) -> torch.nn.Module:
-    """Tiny random CLIP vision tower (2 layers so ``hidden_states[-2]`` is a real layer output)."""
-    cfg = CLIPVisionConfig(
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=8 if image_size <= 64 else 32,
-        projection_dim=projection_dim or hidden,
-    )
-    cls = CLIPVisionModelWithProjection if projection_dim is not None else CLIPVisionModel
-    return cls(cfg).eval()
 
 
 def _image(seed: int, height: int, width: int) -> PIL.Image.Image:
@@ -172,7 +158,7 @@ def _build_wan(spec: dict[str, Any]) -> diffusers.DiffusionPipeline:
     if image_context:
         # The pipeline refuses `image` together with `image_embeds`, yet always needs `image` for the VAE
         # condition, so Wan 2.1 must run its CLIP encoder: a tiny one at 32 px (17 image tokens, real: 257).
-        image_encoder = _tiny_clip_vision(32, _WAN_CLIP_HIDDEN)
+        image_encoder = tiny_clip_vision(_WAN_CLIP_HIDDEN, image_size=32, patch_size=8)
         image_processor = _CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return diffusers.WanImageToVideoPipeline(
         tokenizer=None,
@@ -392,7 +378,7 @@ def _build_svd(spec: dict[str, Any]) -> diffusers.DiffusionPipeline:
     )
     vae_cfg = _shrink(spec["vae"]["config"], block_out_channels=[32, 32, 32, 32], layers_per_block=1, sample_size=32)
     # SVD always resizes PIL images to 224 px and runs CLIP: a tiny 224 px tower with 32 px patches (49 tokens).
-    image_encoder = _tiny_clip_vision(224, 16, projection_dim=_SVD_CLIP_PROJ)
+    image_encoder = tiny_clip_vision(16, image_size=224, projection_dim=_SVD_CLIP_PROJ)
     return diffusers.StableVideoDiffusionPipeline(
         vae=_model("AutoencoderKLTemporalDecoder", vae_cfg),
         image_encoder=image_encoder,
