@@ -91,9 +91,10 @@ def clip_pixels(image: Any, settings: Mapping[str, Any]) -> np.ndarray:
         if top < 0 or left < 0:
             raise ValueError(f"image of {pixels.shape[1:]} is smaller than the crop {settings['crop']}")
         pixels = pixels[:, top : top + crop_height, left : left + crop_width]
-    if settings["rescale_factor"] is not None:
+    if settings["rescale_factor"] is not None:  # as transformers rescales: in float64, then float32
         pixels = (pixels.astype(np.float64) * settings["rescale_factor"]).astype(np.float32)
-    pixels = pixels.astype(np.float32)
+    else:
+        pixels = pixels.astype(np.float32)
     if settings["mean"] is not None:
         mean = np.asarray(settings["mean"], dtype=np.float32)[:, None, None]
         std = np.asarray(settings["std"], dtype=np.float32)[:, None, None]

@@ -23,28 +23,27 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 MODES = ("spin", "global", "nospin")
+# each mode is one of the runtime's onnxruntime thread setups (dymos.runtime.backends.THREADING)
+THREADING_OF_MODE = {"spin": "per-session", "global": "shared", "nospin": "no-spin"}
 
 
-def _session(path: Path, mode: str):
-    import onnxruntime as ort
+def _measure(export_path: Path, mode: str, repeats: int, threads: int) -> dict[str, float]:
+    from dymos.runtime.artifacts import ExportDir
+    from dymos.runtime.backends import OnnxRuntimeBackend
 
-    options = ort.SessionOptions()
-    if mode == "global":
-        options.use_per_session_threads = False
-    elif mode == "nospin":
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    export = ExportDir.open(export_path)
+    spec = export.submodel("denoiser")
+    threading = THREADING_OF_MODE[mode]
+    pool = threads if threading == "shared" else None  # the global pool's size (per-session: onnxruntime's default)
 
+    def session(name: str):
+        return OnnxRuntimeBackend(export.path(name), spec, device="cpu", threads=pool, threading=threading).session
 
-def _measure(export: Path, mode: str, repeats: int, threads: int) -> dict[str, float]:
-    if mode == "global":
-        from onnxruntime.capi import _pybind_state
-
-        _pybind_state.set_global_thread_pool_sizes(threads, 1)  # before any session exists in this process
-    manifest = json.loads((export / "manifest.json").read_text())
-    denoiser = manifest["submodels"]["denoiser"]
-    dymos, stock = _session(export / "denoiser.onnx", mode), _session(export / "denoiser_stock.onnx", mode)
+    dymos, stock = session("denoiser.onnx"), session("denoiser_stock.onnx")
+    denoiser = export.manifest["submodels"]["denoiser"]
     rng = np.random.default_rng(0)
     feed = {}
     dims = {name: bounds["opt"] for name, bounds in denoiser["dims"].items()} | {"batch": 2}  # a CFG pair
