@@ -122,7 +122,10 @@ def image_conditioning(
         )
     with np.load(export.path(pipeline["empty_prompt"]["file"]), allow_pickle=False) as stored:
         out.update({k: stored[k] for k in ("prompt_embeds", "negative_prompt_embeds")})
-    for key, text in (("prompt_embeds", prompt), ("negative_prompt_embeds", negative_prompt)):
-        if text:
-            out[key] = prompt_embeddings(export, text)
+    prompts = {"prompt_embeds": prompt, "negative_prompt_embeds": negative_prompt}
+    if any(prompts.values()):
+        text_encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # once for both
+        for key, text in prompts.items():
+            if text:
+                out[key] = prompt_embeddings(export, text, encoder=text_encoder)
     return out
