@@ -220,13 +220,18 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the random draws here (CogVideoX image latents, SVD noise aug)"
     )
+    _add_micro_conditioning(p)
+    p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
+    p.set_defaults(handler=_run_prepare)
+
+
+def _add_micro_conditioning(p: argparse.ArgumentParser) -> None:
+    """SVD's micro-conditioning options, shared by `dymos prepare` and `dymos run --image`."""
     p.add_argument("--cond-fps", type=int, default=7, help="SVD: the fps micro-conditioning (default 7)")
     p.add_argument("--motion-bucket-id", type=int, default=127, help="SVD: motion bucket id (default 127)")
     p.add_argument(
         "--noise-aug-strength", type=float, default=0.02, help="SVD: image noise augmentation (default 0.02)"
     )
-    p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
-    p.set_defaults(handler=_run_prepare)
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
@@ -257,9 +262,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description=(
             "Drive the sampling loop on the exported engines: seeded latents, classifier-free guidance, the DyMoS "
             "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
-            "and a video file. Without --cond, --image is encoded by the export's condition encoder graph (and Wan "
-            "2.1's CLIP image encoder graph) and --prompt by its text encoder graph (Wan I2V exports: no torch; "
-            "the empty prompt's embeddings are stored), else both by `dymos prepare` (needs torch)."
+            "and a video file. Without --cond, --image is encoded without torch by the export's condition encoder "
+            "graph (CogVideoX's posterior sample and SVD's noise augmentation drawn from --seed) and its CLIP image "
+            "encoder graph where the pipeline has one (Wan 2.1, SVD), and --prompt by its text encoder graph (Wan; "
+            "the empty prompt's embeddings are stored); a prompt the export cannot encode goes through "
+            "`dymos prepare` (needs torch)."
         ),
     )
     p.add_argument(
@@ -308,6 +315,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "session competes with the next), onnxruntime's per-session pools, or per-session pools without spinning",
     )
     p.add_argument("--fps", type=int, default=16, help="frames per second of the output (default 16)")
+    _add_micro_conditioning(p)
     p.add_argument("--out", default="video.mp4", help="output .mp4, .gif or .png (frames); one per strength")
     p.set_defaults(handler=_run_run)
 
@@ -317,7 +325,12 @@ def _run_run(args: argparse.Namespace) -> int:
 
     from dymos.runtime.artifacts import ExportDir
     from dymos.runtime.backends import BACKENDS, open_backend, open_low_noise, open_stock_backend
-    from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning, supports_prompts
+    from dymos.runtime.conditioning import (
+        MicroConditioning,
+        image_conditioning,
+        supports_image_conditioning,
+        supports_prompts,
+    )
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.runtime.video import write_video
     from dymos.schedule import StrengthSchedule
@@ -334,14 +347,27 @@ def _run_run(args: argparse.Namespace) -> int:
         raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
     elif supports_image_conditioning(export) and (not args.prompt or supports_prompts(export)):
         # the exported condition (image, text) encoders: no torch
-        cond = image_conditioning(export, args.image, prompt=args.prompt)
+        micro = MicroConditioning(args.cond_fps, args.motion_bucket_id, args.noise_aug_strength)
+        cond = image_conditioning(export, args.image, prompt=args.prompt, seed=args.seed, micro=micro)
         text = f"the prompt {args.prompt!r} (exported text encoder)" if args.prompt else "the empty prompt"
         print(f"conditioned on {args.image} with the exported condition encoder and {text}")
     else:
         from dymos.prepare import prepare
 
         _quiet_torch_export_noise()
-        args.cond = str(prepare(args.export, args.image, args.prompt, Path(args.out).with_suffix(".cond.npz")))
+        out = Path(args.out).with_suffix(".cond.npz")
+        args.cond = str(
+            prepare(
+                args.export,
+                args.image,
+                args.prompt,
+                out,
+                seed=args.seed,
+                fps=args.cond_fps,
+                motion_bucket_id=args.motion_bucket_id,
+                noise_aug_strength=args.noise_aug_strength,
+            )
+        )
         cond = load_conditioning(args.cond)
     schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,49 +81,101 @@ def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
     return out
 
 
-def _cogvideox_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """CogVideoX: scaled VAE latents of the image, padded with zeros to the video's latent frames. The pipeline
-    samples them from the latent distribution, so the seed (a torch generator) makes them reproducible."""
-    height, width, num_frames = request["height"], request["width"], request["num_frames"]
-    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
+@contextmanager
+def posterior_noise(noise: torch.Tensor) -> Iterator[None]:
+    """Make diffusers' ``DiagonalGaussianDistribution.sample`` take ``noise`` as its one Gaussian draw, so the
+    pipeline's own sampling code runs with noise given from outside (an exported graph's input, or the draw of a
+    seeded generator) instead of a generator."""
+    import diffusers.models.autoencoders.vae as vae_module
+
+    original = vae_module.randn_tensor
+
+    def draw(shape: Any, generator: Any = None, device: Any = None, dtype: Any = None, **_: Any) -> torch.Tensor:
+        if tuple(shape) != tuple(noise.shape):
+            raise ValueError(f"the posterior draws {tuple(shape)}, the given noise is {tuple(noise.shape)}")
+        return noise.to(dtype=dtype or noise.dtype)
+
+    vae_module.randn_tensor = draw
+    try:
+        yield
+    finally:
+        vae_module.randn_tensor = original
+
+
+def cogvideox_condition(pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch.Tensor) -> torch.Tensor:
+    """CogVideoX's condition for preprocessed ``pixels [1, 3, H, W]``: the VAE posterior of the image sampled with
+    ``noise`` (its shape: :func:`condition_noise_shapes`), scaled and padded with zeros to the video's latent frames
+    ``[1, F, C, h, w]``, by the pipeline's own ``prepare_latents``."""
+    height, width = pixels.shape[-2:]
     channels = int(pipe.transformer.config.in_channels) // 2
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
-    shape = (
-        1,
-        latent_frames,
-        channels,
-        height // pipe.vae_scale_factor_spatial,
-        width // pipe.vae_scale_factor_spatial,
-    )
-    _, image_latents = pipe.prepare_latents(
-        pixels,
-        1,
-        channels,
-        num_frames,
-        height,
-        width,
-        torch.float32,
-        torch.device("cpu"),
-        torch.Generator().manual_seed(request["seed"]),
-        latents=torch.zeros(shape),
-    )
+    spatial = pipe.vae_scale_factor_spatial
+    shape = (1, latent_frames, channels, height // spatial, width // spatial)
+    with posterior_noise(noise):
+        _, image_latents = pipe.prepare_latents(
+            pixels, 1, channels, num_frames, height, width, torch.float32, pixels.device, None,
+            latents=torch.zeros(shape, dtype=pixels.dtype),
+        )  # fmt: skip
+    return image_latents
+
+
+def svd_condition(
+    pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch.Tensor, noise_aug_strength: torch.Tensor
+) -> torch.Tensor:
+    """SVD's condition for preprocessed ``pixels [1, 3, H, W]``: the noise-augmented image (``pixels +
+    noise_aug_strength * noise``, as ``__call__`` does) through the pipeline's ``_encode_vae_image`` (the VAE mode),
+    repeated over the frames: ``[1, F, C, h, w]``. ``noise_aug_strength`` is a ``[1]`` tensor so a graph takes it
+    as an input."""
+    augmented = pixels + noise_aug_strength * noise
+    latents = pipe._encode_vae_image(augmented, pixels.device, 1, False)
+    return latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+
+
+def condition_noise_shapes(pipe: Any, height: int, width: int) -> dict[str, tuple[int, ...]]:
+    """The inputs a pipeline's condition function takes after ``(pipe, pixels, num_frames)``, with their shapes:
+    the random draws it would make (``noise``: standard normal) and SVD's ``noise_aug_strength``."""
+    name = type(pipe).__name__
+    if name == "CogVideoXImageToVideoPipeline":
+        spatial = pipe.vae_scale_factor_spatial
+        return {"noise": (1, int(pipe.vae.config.latent_channels), 1, height // spatial, width // spatial)}
+    if name == "StableVideoDiffusionPipeline":
+        return {"noise": (1, 3, height, width), "noise_aug_strength": (1,)}
+    return {}
+
+
+# pipeline class -> its condition function (pipe, pixels, num_frames, *the inputs of condition_noise_shapes)
+CONDITION_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "WanImageToVideoPipeline": wan_condition,
+    "CogVideoXImageToVideoPipeline": cogvideox_condition,
+    "StableVideoDiffusionPipeline": svd_condition,
+}
+
+
+def _cogvideox_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """CogVideoX: scaled VAE latents of the image (:func:`cogvideox_condition`), sampled with the seed's noise as
+    the pipeline's ``generator`` would draw it, and the prompt embeddings."""
+    height, width, num_frames = request["height"], request["width"], request["num_frames"]
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
+    shape = condition_noise_shapes(pipe, height, width)["noise"]
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(request["seed"]))
     return {
-        "condition": image_latents,
+        "condition": cogvideox_condition(pipe, pixels, num_frames, noise),
         **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
     }
 
 
 def _svd_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """SVD: CLIP image embeddings, the noise-augmented image's VAE latents repeated over frames, and the added
-    time ids (fps - 1, motion bucket, noise augmentation); the unconditional pass sees zeros for the first two,
-    exactly as ``StableVideoDiffusionPipeline.__call__`` builds its CFG batch. The noise draw uses the seed."""
+    """SVD: CLIP image embeddings, the noise-augmented image's VAE latents repeated over frames
+    (:func:`svd_condition`), and the added time ids (fps - 1, motion bucket, noise augmentation); the unconditional
+    pass sees zeros for the first two, exactly as ``StableVideoDiffusionPipeline.__call__`` builds its CFG batch.
+    The noise draw uses the seed."""
     height, width, num_frames = request["height"], request["width"], request["num_frames"]
     cpu = torch.device("cpu")
     embeddings = pipe._encode_image(image, cpu, 1, False)
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(cpu)
     noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(request["seed"]))
-    pixels = pixels + request["noise_aug_strength"] * noise
-    latents = pipe._encode_vae_image(pixels, cpu, 1, False).unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+    aug = torch.tensor([request["noise_aug_strength"]], dtype=torch.float32)
+    latents = svd_condition(pipe, pixels, num_frames, noise, aug)
     time_ids = pipe._get_add_time_ids(
         request["fps"] - 1, request["motion_bucket_id"], request["noise_aug_strength"], embeddings.dtype, 1, 1, False
     )

@@ -453,31 +453,42 @@ def _experts(pipe: Any) -> dict[str, torch.nn.Module]:
 
 # Pipeline classes whose whole sampling loop the torch-free runtime can drive (see dymos.runtime.loop).
 # What differs between them is data the manifest carries: the latent axis order, which VAE config entry holds
-# the latent channel count, and how latents are un-normalised before decoding.
-RUNTIME_PIPELINES: dict[str, dict[str, str]] = {
-    # Wan's condition is deterministic (the VAE mode of [image, zeros...] plus mask channels), so it is exported as
-    # a graph too and `dymos run --image` conditions without torch.
+# the latent channel count, how latents are un-normalised before decoding, and how the runtime conditions on an
+# image without torch (dymos.runtime.conditioning): which conditioning entry the CLIP image encoder fills and how
+# its pixels are prepared, what the unconditional pass sees, whether the text encoder is exported (Wan's UMT5).
+RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
     "WanImageToVideoPipeline": {
         "latent_layout": "BCFHW",
         "channels_key": "z_dim",
         "normalization": "mean_std",
-        "condition_encoder": True,
+        "image_encoder": {"fills": "encoder_hidden_states_image", "pixels": "processor"},  # Wan 2.1 only
+        "unconditional": "empty_prompt",
+        "text_encoder": "wan",
     },
+    # The image latents are sampled from the VAE posterior: the condition encoder takes that noise as an input.
     "CogVideoXImageToVideoPipeline": {
         "latent_layout": "BFCHW",
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
+        "unconditional": "empty_prompt",
     },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
-    # batch; its unconditional pass sees zero image embeddings and zero image latents (prepared by `dymos prepare`).
+    # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
+    # the noise augmentation (noise and scale) as inputs, and its added time ids are micro-conditioning.
     "StableVideoDiffusionPipeline": {
         "latent_layout": "BFCHW",
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
         "guidance": "frame_ramp",
         "decoder": "frames_in_batch",
+        "image_encoder": {"fills": "prompt_embeds", "pixels": "antialias"},
+        "unconditional": "zeros",
+        "added_time_ids": True,
     },
 }
+
+# conditioning entries (dymos prepare's .npz keys) -> the denoiser input they feed, where the names differ
+CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
 
 
 def pipeline_compression(pipe: Any) -> tuple[int, int]:
@@ -551,12 +562,18 @@ def _export_pipeline_parts(
         "height": height * s,
         "width": width * s,
     }
-    # Wan: the graphs and stored embeddings for conditioning on an image without torch; Wan 2.1 also needs its CLIP
-    image_context = recipe.get("condition_encoder") and bool(pipe.transformer.config.get("image_dim"))
-    if recipe.get("condition_encoder") and (not image_context or getattr(pipe, "image_encoder", None) is not None):
+    # the graphs (and stored embeddings) for conditioning on an image without torch, where the pipeline has every
+    # encoder they need (a CLIP image encoder for Wan 2.1 and SVD)
+    image_encoder = recipe.get("image_encoder")
+    if image_encoder is not None:
+        fed = CONDITIONING_INPUTS.get(image_encoder["fills"], image_encoder["fills"])
+        image_encoder = image_encoder if fed in cases[0].inputs else None  # Wan 2.2 takes no image context
+    if image_encoder is None or getattr(pipe, "image_encoder", None) is not None:
         files += _export_image_conditioning(
-            pipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_context
+            pipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_encoder
         )
+    else:
+        log(f"[condition_encoder] {pipeline_class} has no image encoder: conditioning through `dymos prepare` only")
     if recipe["normalization"] == "mean_std":
         scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
     else:
@@ -600,17 +617,18 @@ def _export_image_conditioning(
     submodels: dict[str, ExportSpec],
     submodel_artifacts: dict[str, Any],
     entry: dict[str, Any],
-    image_context: bool,
+    image_encoder: dict[str, str] | None,
 ) -> list[str]:
     """The graphs and files for conditioning on an image (and a prompt) without torch: the condition encoder
-    (image -> condition); with ``image_context`` the CLIP image encoder and its processor's settings; the text
-    encoder and tokenizer where the pipeline has them; the empty prompt's embeddings. Records them in the
-    pipeline ``entry`` and returns the files written."""
+    (image and the pipeline's random draws there -> condition); with ``image_encoder`` (the recipe's entry) the CLIP
+    image encoder and its pixel settings; Wan's text encoder and tokenizer where the pipeline has them; the empty
+    prompt's embeddings where the unconditional pass uses them. Records them in the pipeline ``entry`` and returns
+    the files written."""
     import io
 
     import numpy as np
 
-    from dymos.images import clip_pixel_shape, image_processor_settings
+    from dymos.images import clip_pixel_shape, image_processor_settings, svd_image_settings
     from dymos.prepare import text_embeddings
 
     from .vae import export_condition_encoder, export_image_encoder, export_text_encoder
@@ -630,15 +648,25 @@ def _export_image_conditioning(
     log(f"[condition_encoder] exporting at {video['frames']}x{video['height']}x{video['width']}")
     shape = (video["frames"], video["height"], video["width"])
     files = record("condition_encoder", export_condition_encoder(pipe, shape, staging, **graph_options))
-    if image_context:
-        settings = image_processor_settings(pipe.image_processor)
+    if image_encoder is not None:
+        projected = image_encoder["pixels"] == "antialias"  # SVD: the projected embedding, its own resize
+        if projected:
+            settings = svd_image_settings(pipe.feature_extractor)
+        else:
+            settings = image_processor_settings(pipe.image_processor)
         log(f"[image_encoder] exporting the CLIP image encoder at {clip_pixel_shape(settings)}")
-        exported = export_image_encoder(pipe.image_encoder, clip_pixel_shape(settings), staging, **graph_options)
+        exported = export_image_encoder(
+            pipe.image_encoder, clip_pixel_shape(settings), staging, projected=projected, **graph_options
+        )
         files += record("image_encoder", exported)
         entry["image_processor"] = settings
+    recipe = RUNTIME_PIPELINES[type(pipe).__name__]
+    if recipe["unconditional"] != "empty_prompt":  # SVD: no prompt; its unconditional pass sees zeros
+        return files
     text = cases[0].inputs["encoder_hidden_states"]
     tokenizer = getattr(pipe, "tokenizer", None)
-    if getattr(pipe, "text_encoder", None) is not None and tokenizer is not None:
+    has_text_encoder = getattr(pipe, "text_encoder", None) is not None and tokenizer is not None
+    if has_text_encoder and recipe.get("text_encoder") == "wan":
         if getattr(tokenizer, "backend_tokenizer", None) is None:
             raise ExportError(f"{type(tokenizer).__name__} is not a fast tokenizer: no tokenizer.json for the runtime")
         length, pad_id = int(text.shape[1]), int(tokenizer.pad_token_id)

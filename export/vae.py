@@ -1,6 +1,7 @@
 """The fixed-shape graphs around the denoiser that the runtime needs so it runs without torch: the VAE decoder
-(latents -> frames), and for Wan the condition encoder (the preprocessed input image -> the denoiser's condition
-channels) and, for Wan 2.1, the CLIP image encoder (pixel values -> the image context the transformer attends to).
+(latents -> frames), the condition encoder (the preprocessed input image, and the random draws the pipeline makes
+there, -> the condition it concatenates to the latents), the CLIP image encoder where the pipeline has one (Wan 2.1's
+image context, SVD's image embedding) and Wan's text encoder.
 
 Video VAEs encode and decode with per-frame causal caches (Python loops in diffusers), so both graphs are
 exported at the export's fixed video size; the manifest records the shapes and the runtime generates at them.
@@ -25,7 +26,10 @@ CONDITION_OUTPUT = "condition"
 TOKENS_INPUT = "input_ids"
 PROMPT_OUTPUT = "prompt_embeds"
 IMAGE_PIXELS_INPUT = "pixel_values"
-IMAGE_CONTEXT_OUTPUT = "encoder_hidden_states_image"  # the denoiser input it feeds
+IMAGE_CONTEXT_OUTPUT = "encoder_hidden_states_image"  # the denoiser input it feeds (Wan 2.1)
+IMAGE_EMBEDS_OUTPUT = "image_embeds"  # SVD's projected CLIP embedding, its denoiser's encoder_hidden_states
+NOISE_INPUT = "noise"  # a standard normal draw the pipeline makes while conditioning
+NOISE_SCALE_INPUT = "noise_aug_strength"  # SVD's image noise augmentation
 
 
 class VaeDecoder(torch.nn.Module):
@@ -48,33 +52,41 @@ class VaeDecoder(torch.nn.Module):
         return video.permute(1, 0, 2, 3)[None]
 
 
-class WanConditionEncoder(torch.nn.Module):
-    """``pixels [1, 3, H, W]`` (the image as ``pipe.video_processor.preprocess`` gives it, in [-1, 1]) ->
-    ``condition [1, T + z, F, h, w]``: Wan's first-frame mask channels and the normalised VAE latents (the mode)
-    of ``[image, zeros...]``, computed by the pipeline's own ``prepare_latents`` (``dymos.prepare.wan_condition``,
-    the code ``dymos prepare`` runs) so the graph is what the pipeline concatenates to its latents."""
+class ConditionEncoder(torch.nn.Module):
+    """``pixels [1, 3, H, W]`` (the image as ``pipe.video_processor.preprocess`` gives it, in [-1, 1]), plus the
+    random draws the pipeline would make there as inputs (``noise``; SVD's ``noise_aug_strength`` too) ->
+    ``condition``: what the pipeline concatenates to its latents, computed by the pipeline's own code through
+    ``dymos.prepare.CONDITION_FUNCTIONS`` (the code ``dymos prepare`` runs). Wan: mask channels + the VAE mode of
+    ``[image, zeros...]``; CogVideoX: the sampled, scaled, zero-padded image latents; SVD: the noise-augmented
+    image's VAE mode repeated over the frames."""
 
     def __init__(self, pipe: Any, num_frames: int) -> None:
         super().__init__()
+        from dymos.prepare import CONDITION_FUNCTIONS
+
         self.vae = pipe.vae  # registered, so torch.export lifts its weights
         self.pipe = pipe
         self.num_frames = num_frames
+        self.condition = CONDITION_FUNCTIONS[type(pipe).__name__]
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        from dymos.prepare import wan_condition
-
-        return wan_condition(self.pipe, pixels, self.num_frames)
+    def forward(self, pixels: torch.Tensor, *draws: torch.Tensor) -> torch.Tensor:
+        return self.condition(self.pipe, pixels, self.num_frames, *draws)
 
 
 class ClipImageEncoder(torch.nn.Module):
-    """``pixel_values [1, 3, h, w]`` -> the CLIP vision tower's penultimate hidden states ``[1, tokens, hidden]``:
-    what ``WanImageToVideoPipeline.encode_image`` passes to the transformer."""
+    """``pixel_values [1, 3, h, w]`` -> what the pipeline passes to its denoiser: the CLIP vision tower's
+    penultimate hidden states ``[1, tokens, hidden]`` (``WanImageToVideoPipeline.encode_image``), or with
+    ``projected`` the projected ``image_embeds`` as one token ``[1, 1, dim]``
+    (``StableVideoDiffusionPipeline._encode_image``)."""
 
-    def __init__(self, image_encoder: torch.nn.Module) -> None:
+    def __init__(self, image_encoder: torch.nn.Module, projected: bool = False) -> None:
         super().__init__()
         self.image_encoder = image_encoder
+        self.projected = projected
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.projected:
+            return self.image_encoder(pixel_values).image_embeds.unsqueeze(1)
         return self.image_encoder(pixel_values, output_hidden_states=True).hidden_states[-2]
 
 
@@ -100,44 +112,52 @@ def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor.to(dtype) if tensor.is_floating_point() else tensor
 
 
+Sampler = Callable[[torch.Generator], torch.Tensor]
+
+
 def _export_fixed(
     module: torch.nn.Module,
     submodel: str,
-    names: tuple[str, str],
-    sample: Callable[[torch.Generator], torch.Tensor],
+    inputs: dict[str, Sampler],
+    output_name: str,
     directory: Path,
     *,
     precision: str,
     providers: list[str],
     seed: int,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
-    """Export one single-input, single-output graph at fixed shapes, sanitize, save and validate it on two seeded
-    samples; returns (spec, artifact entry, files). The spec's family is "vae": these graphs are the VAE's."""
-    input_name, output_name = names
+    """Export one single-output graph at fixed shapes (``inputs``: name -> a seeded sampler of its value, in the
+    module's argument order), sanitize, save and validate it on two seeded samples; returns (spec, artifact entry,
+    files). The spec's family is "vae": these graphs are the VAE's and the encoders' around the denoiser."""
     module = module.eval()
     dtype = next(module.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
-    example = _cast(sample(generator), dtype)
+
+    def draw() -> dict[str, torch.Tensor]:
+        return {name: _cast(sample(generator), dtype) for name, sample in inputs.items()}
+
+    example = draw()
     with torch.no_grad():
-        output = module(example)
-        program = torch.export.export(module, (example,), strict=False)
+        output = module(*example.values())
+        program = torch.export.export(module, tuple(example.values()), strict=False)
 
     def name(dtype: torch.dtype) -> str:
         return str(dtype).removeprefix("torch.")
 
+    first = next(iter(example.values()))
     spec = ExportSpec(
         family="vae",
         submodel=submodel,
-        inputs=(TensorSpec(input_name, name(example.dtype), tuple(example.shape)),),
+        inputs=tuple(TensorSpec(k, name(v.dtype), tuple(v.shape)) for k, v in example.items()),
         outputs=(TensorSpec(output_name, name(output.dtype), tuple(output.shape)),),  # Wan's condition: float32
-        dims={"batch": DimRange(example.shape[0], example.shape[0], example.shape[0])},
+        dims={"batch": DimRange(first.shape[0], first.shape[0], first.shape[0])},
     )
     onnx_program = torch.onnx.export(
-        program, (), input_names=[input_name], output_names=[output_name], dynamo=True, verbose=False
+        program, (), input_names=list(example), output_names=[output_name], dynamo=True, verbose=False
     )
     graph = f"{submodel}.onnx"
     files = save_onnx(sanitize(onnx_program.model_proto), directory / graph)
-    cases = [ParityCase(f"{input_name}_{i}", {input_name: _cast(sample(generator), dtype)}) for i in range(2)]
+    cases = [ParityCase(f"{next(iter(inputs))}_{i}", draw()) for i in range(2)]
     parity_dir = f"parity_{submodel.removeprefix('vae_')}"  # parity_decoder/, parity_condition_encoder/
     report = validate_onnx(
         directory / graph,
@@ -176,8 +196,8 @@ def export_vae_decoder(
     return _export_fixed(
         VaeDecoder(vae, frames_in_batch),
         "vae_decoder",
-        (LATENT_INPUT, VIDEO_OUTPUT),
-        lambda generator: torch.randn(*latent_shape, generator=generator),
+        {LATENT_INPUT: lambda generator: torch.randn(*latent_shape, generator=generator)},
+        VIDEO_OUTPUT,
         directory,
         precision=precision,
         providers=providers,
@@ -194,13 +214,21 @@ def export_condition_encoder(
     providers: list[str],
     seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
-    """Wan's condition encoder for ``video`` = (frames, height, width), validated on random images in [-1, 1]."""
+    """The pipeline's condition encoder for ``video`` = (frames, height, width) (:class:`ConditionEncoder`),
+    validated on random images in [-1, 1] with random draws (standard normal noise, a noise scale in [0, 0.1])."""
+    from dymos.prepare import condition_noise_shapes
+
     frames, height, width = video
+    inputs: dict[str, Sampler] = {PIXELS_INPUT: lambda g: torch.rand(1, 3, height, width, generator=g) * 2 - 1}
+    for name, shape in condition_noise_shapes(pipe, height, width).items():
+        scale = 0.1 if name == NOISE_SCALE_INPUT else 1.0
+        sampler = torch.randn if name == NOISE_INPUT else torch.rand
+        inputs[name] = lambda g, shape=shape, scale=scale, sampler=sampler: sampler(*shape, generator=g) * scale
     return _export_fixed(
-        WanConditionEncoder(pipe, frames),
+        ConditionEncoder(pipe, frames),
         "condition_encoder",
-        (PIXELS_INPUT, CONDITION_OUTPUT),
-        lambda generator: torch.rand(1, 3, height, width, generator=generator) * 2 - 1,
+        inputs,
+        CONDITION_OUTPUT,
         directory,
         precision=precision,
         providers=providers,
@@ -213,18 +241,19 @@ def export_image_encoder(
     pixel_shape: tuple[int, int],
     directory: Path,
     *,
+    projected: bool,
     precision: str,
     providers: list[str],
     seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
-    """Wan 2.1's CLIP image encoder at its processor's ``pixel_shape`` = (height, width), validated on random
-    normalised pixels."""
+    """A pipeline's CLIP image encoder (:class:`ClipImageEncoder`) at its processor's ``pixel_shape`` =
+    (height, width), validated on random normalised pixels."""
     height, width = pixel_shape
     return _export_fixed(
-        ClipImageEncoder(image_encoder),
+        ClipImageEncoder(image_encoder, projected),
         "image_encoder",
-        (IMAGE_PIXELS_INPUT, IMAGE_CONTEXT_OUTPUT),
-        lambda generator: torch.randn(1, 3, height, width, generator=generator),
+        {IMAGE_PIXELS_INPUT: lambda generator: torch.randn(1, 3, height, width, generator=generator)},
+        IMAGE_EMBEDS_OUTPUT if projected else IMAGE_CONTEXT_OUTPUT,
         directory,
         precision=precision,
         providers=providers,
@@ -262,8 +291,8 @@ def export_text_encoder(
     return _export_fixed(
         WanTextEncoder(text_encoder, pad_id),
         "text_encoder",
-        (TOKENS_INPUT, PROMPT_OUTPUT),
-        prompt_ids,
+        {TOKENS_INPUT: prompt_ids},
+        PROMPT_OUTPUT,
         directory,
         precision=precision,
         providers=providers,

@@ -1,15 +1,18 @@
-"""Conditioning without torch: the input image through the exported condition encoder (and, for Wan 2.1, the
-exported CLIP image encoder), and the prompt through the exported tokenizer and text encoder where the pipeline
-has one (else the empty prompt's embeddings the export stored), for pipelines whose condition is deterministic
-(Wan 2.1 and 2.2 I2V).
+"""Conditioning without torch: the input image through the exported condition encoder (with the random draws the
+pipeline makes there — CogVideoX's posterior sample, SVD's noise augmentation — drawn here in numpy from the seed
+and fed as graph inputs) and the exported CLIP image encoder where the pipeline has one (Wan 2.1's image context,
+SVD's image embedding); the prompt through the exported tokenizer and text encoder where the pipeline has one
+(Wan), else the empty prompt's embeddings the export stored. What differs per pipeline is the manifest's recipe:
+which entry the image encoder fills, what the unconditional pass sees (the empty prompt, or SVD's zeros) and
+whether SVD's added time ids are made.
 
-``dymos prepare`` remains the way to encode prompts for exports without a text encoder graph and the
-conditioning of pipelines that draw random numbers there (CogVideoX's sampled image latents, SVD's noise
-augmentation).
+``dymos prepare`` remains the way to encode prompts for exports without a text encoder graph; it draws its random
+numbers with torch, so its conditioning of CogVideoX and SVD is another (equally valid) sample than this one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +24,39 @@ from .backends import Backend, open_backend
 
 CONDITION_ENCODER = "condition_encoder"
 IMAGE_ENCODER = "image_encoder"
-IMAGE_CONTEXT = "encoder_hidden_states_image"  # the denoiser input the image encoder feeds (Wan 2.1)
+IMAGE_CONTEXT = "encoder_hidden_states_image"  # the denoiser input Wan 2.1's image encoder feeds
+NOISE_INPUT = "noise"  # condition encoder input: the standard normal draw the pipeline makes there
+NOISE_SCALE_INPUT = "noise_aug_strength"  # condition encoder input: SVD's noise augmentation scale
+# The conditioning draws come from their own stream of the run's seed, independent of the initial latents'
+# ``default_rng(seed)``.
+CONDITIONING_STREAM = 1
 
 
 class ConditioningUnavailable(ValueError):
     """The export cannot condition on an image by itself; the message says what to use instead."""
 
 
+@dataclass(frozen=True)
+class MicroConditioning:
+    """SVD's micro-conditioning, as ``StableVideoDiffusionPipeline.__call__`` takes it (its defaults)."""
+
+    fps: int = 7
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+
+    def time_ids(self) -> np.ndarray:
+        """``added_time_ids [1, 3]`` as ``__call__`` passes them: ``fps - 1``, the motion bucket, the noise scale."""
+        return np.asarray([[self.fps - 1, self.motion_bucket_id, self.noise_aug_strength]], dtype=np.float32)
+
+
 def supports_image_conditioning(export: ExportDir) -> bool:
     pipeline = export.manifest.get("pipeline") or {}
     submodels = export.manifest.get("submodels", {})
     needs_image_encoder = any(t["name"] == IMAGE_CONTEXT for t in export.submodel("denoiser").inputs)
+    unconditional = pipeline.get("recipe", {}).get("unconditional", "empty_prompt")
     return (
         CONDITION_ENCODER in submodels
-        and bool(pipeline.get("empty_prompt"))
+        and (unconditional != "empty_prompt" or bool(pipeline.get("empty_prompt")))
         and (not needs_image_encoder or (IMAGE_ENCODER in submodels and "image_processor" in pipeline))
     )
 
@@ -92,40 +114,76 @@ def prompt_embeddings(export: ExportDir, prompt: str, *, encoder: Backend | None
     return _run_encoder(export, "text_encoder", encoder, tokenize_prompt(export, prompt))
 
 
+def condition(
+    export: ExportDir,
+    image: object,
+    *,
+    seed: int = 0,
+    micro: MicroConditioning = MicroConditioning(),
+    encoder: Backend | None = None,
+) -> np.ndarray:
+    """The condition the pipeline concatenates to its latents, for a PIL ``image``: the image resized to the
+    export's video size (aspect ratio not preserved, as the pipeline does) through the condition encoder graph,
+    with its ``noise`` input drawn from ``seed`` (:data:`CONDITIONING_STREAM`) and SVD's noise scale from ``micro``."""
+    video = export.manifest["pipeline"]["video"]
+    spec = export.submodel(CONDITION_ENCODER)
+    feed = {spec.inputs[0]["name"]: preprocess_image(image, video["height"], video["width"])}
+    rng = np.random.default_rng([seed, CONDITIONING_STREAM])
+    for tensor in spec.inputs[1:]:
+        if tensor["name"] == NOISE_INPUT:
+            feed[NOISE_INPUT] = rng.standard_normal(tuple(tensor["shape"]), dtype=np.float32)
+        elif tensor["name"] == NOISE_SCALE_INPUT:
+            feed[NOISE_SCALE_INPUT] = np.full(tuple(tensor["shape"]), micro.noise_aug_strength, dtype=np.float32)
+        else:
+            raise ConditioningUnavailable(f"the condition encoder takes {tensor['name']!r}, which the runtime lacks")
+    engine = encoder or open_backend(export, CONDITION_ENCODER)
+    feed = {k: v.astype(np.dtype(t["dtype"])) for (k, v), t in zip(feed.items(), spec.inputs)}
+    return engine.run(feed)[spec.outputs[0]["name"]].astype(np.float32)
+
+
 def image_conditioning(
     export: ExportDir,
     image_path: str | Path,
     *,
     prompt: str = "",
     negative_prompt: str = "",
+    seed: int = 0,
+    micro: MicroConditioning = MicroConditioning(),
     encoder: Backend | None = None,
     image_encoder: Backend | None = None,
 ) -> dict[str, np.ndarray]:
-    """``condition``, ``prompt_embeds`` and ``negative_prompt_embeds`` (and Wan 2.1's ``encoder_hidden_states_image``)
-    for ``image_path`` and the prompts (empty: the stored embeddings; else the exported text encoder). The condition
-    encoder sees the image resized to the export's video size (aspect ratio not preserved); the CLIP image encoder
-    sees it as the pipeline's image processor prepares it (the shortest edge resized, then centre-cropped), both as
-    the pipeline does."""
+    """The conditioning ``dymos prepare`` would write for ``image_path`` and the prompts, keyed the same way:
+    ``condition`` (:func:`condition`); the CLIP image encoder's output where the export has one, into the entry
+    the recipe names (Wan 2.1's ``encoder_hidden_states_image``, SVD's ``prompt_embeds``), its pixels prepared as
+    the pipeline prepares them; ``prompt_embeds`` / ``negative_prompt_embeds`` from the stored empty prompt or the
+    exported text encoder; for SVD zeros for the unconditional pass and ``added_time_ids`` from ``micro``."""
     if not supports_image_conditioning(export):
         raise ConditioningUnavailable(
             f"{export.root} has no condition encoder graph (with the CLIP image encoder where the model needs one) "
-            "and stored prompt embeddings (Wan I2V exports have them): encode the image with `dymos prepare` "
-            "(needs torch)"
+            "and stored prompt embeddings: encode the image with `dymos prepare` (needs torch)"
         )
     pipeline = export.manifest["pipeline"]
+    recipe = pipeline.get("recipe", {})
     image = load_image(image_path)
-    pixels = preprocess_image(image, pipeline["video"]["height"], pipeline["video"]["width"])
-    out = {"condition": _run_encoder(export, CONDITION_ENCODER, encoder, pixels)}
+    out = {"condition": condition(export, image, seed=seed, micro=micro, encoder=encoder)}
     if IMAGE_ENCODER in export.manifest["submodels"]:
-        out[IMAGE_CONTEXT] = _run_encoder(
-            export, IMAGE_ENCODER, image_encoder, clip_pixels(image, pipeline["image_processor"])
-        )
-    with np.load(export.path(pipeline["empty_prompt"]["file"]), allow_pickle=False) as stored:
-        out.update({k: stored[k] for k in ("prompt_embeds", "negative_prompt_embeds")})
-    prompts = {"prompt_embeds": prompt, "negative_prompt_embeds": negative_prompt}
-    if any(prompts.values()):
-        text_encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # once for both
-        for key, text in prompts.items():
-            if text:
-                out[key] = prompt_embeddings(export, text, encoder=text_encoder)
+        fills = recipe.get("image_encoder", {}).get("fills", IMAGE_CONTEXT)
+        pixels = clip_pixels(image, pipeline["image_processor"])
+        out[fills] = _run_encoder(export, IMAGE_ENCODER, image_encoder, pixels)
+    if recipe.get("unconditional") == "zeros":  # SVD: no prompt; the unconditional pass sees zeros
+        if prompt or negative_prompt:
+            raise ConditioningUnavailable(f"{pipeline['class']} takes no prompt")
+        out["negative_condition"] = np.zeros_like(out["condition"])
+        out["negative_prompt_embeds"] = np.zeros_like(out["prompt_embeds"])
+    else:
+        with np.load(export.path(pipeline["empty_prompt"]["file"]), allow_pickle=False) as stored:
+            out.update({k: stored[k] for k in ("prompt_embeds", "negative_prompt_embeds")})
+        prompts = {"prompt_embeds": prompt, "negative_prompt_embeds": negative_prompt}
+        if any(prompts.values()):
+            text_encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # one for both
+            for key, text in prompts.items():
+                if text:
+                    out[key] = prompt_embeddings(export, text, encoder=text_encoder)
+    if recipe.get("added_time_ids"):
+        out["added_time_ids"] = micro.time_ids()
     return out
