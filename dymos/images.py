@@ -168,7 +168,7 @@ def _bicubic_align_corners(pixels: np.ndarray, axis: int, size: int) -> np.ndarr
     weights = (far(t + 1), near(t), near(1 - t), far(2 - t))
     shape = [1] * pixels.ndim
     shape[axis] = size
-    out = np.zeros(pixels.shape[:axis] + (size,) + pixels.shape[axis + 1 :], dtype=np.float32)
+    out = np.zeros((*pixels.shape[:axis], size, *pixels.shape[axis + 1 :]), dtype=np.float32)
     for offset, weight in zip((-1, 0, 1, 2), weights):
         index = np.clip(base.astype(np.int64) + offset, 0, length - 1)
         out += weight.reshape(shape) * np.take(pixels, index, axis=axis)

@@ -124,11 +124,13 @@ def example_inputs(
     height: int | None = None,
     width: int | None = None,
     seed: int = 0,
+    text_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Seeded forward kwargs for a ``family`` model with ``config``; height/width are latent sizes.
 
     CogVideoX with learned positional embeddings only runs at its ``sample_height``/``sample_width``, so those
-    are the defaults there; elsewhere 8×8 (4×4 packed tokens for LTX).
+    are the defaults there; elsewhere 8×8 (4×4 packed tokens for LTX). ``text_tokens`` replaces the family's
+    sample text length (e.g. a Wan pipeline's ``max_sequence_length``; None: the family's).
     """
     if family not in BUILDERS:
         raise ValueError(f"no example inputs for family {family!r}; known: {', '.join(BUILDERS)}")
@@ -137,4 +139,8 @@ def example_inputs(
         default = (config["sample_height"], config["sample_width"])
     generator = torch.Generator().manual_seed(seed)
     frames = frames or default_frames(config)
-    return BUILDERS[family](dict(config), batch, frames, height or default[0], width or default[1], generator)
+    inputs = BUILDERS[family](dict(config), batch, frames, height or default[0], width or default[1], generator)
+    text = inputs["encoder_hidden_states"]
+    if text_tokens is not None and text_tokens != text.shape[1]:
+        inputs["encoder_hidden_states"] = _randn(generator, batch, text_tokens, text.shape[2])
+    return inputs

@@ -1,9 +1,12 @@
 """``dymos prepare``: the torch side of a run — conditioning computed once, saved for the torch-free runtime.
 
-Text and CLIP image encoders are not exported, and CogVideoX / SVD draw random numbers while conditioning, so this
-step runs the pipeline's own encoding code (prompt embeddings, image embeddings where the model takes them, the
-VAE-encoded first-frame condition) and writes a ``.npz``. (Wan 2.2 I2V exports also carry a condition-encoder graph and
-the empty prompt's embeddings, so `dymos run --image` needs no torch there; see ``dymos.runtime.conditioning``.)
+This step runs the pipeline's own encoding code (prompt embeddings, image embeddings where the model takes them, the
+VAE-encoded first-frame condition) and writes a ``.npz``. The random draws some pipelines make while conditioning
+(CogVideoX's posterior sample, SVD's noise augmentation) are drawn with torch from the seed, exactly as the
+pipeline's ``generator`` would draw them. The condition functions here (:data:`CONDITION_FUNCTIONS`) are also what the
+exported condition encoder graphs trace, with the draws as graph inputs, so ``dymos run --image`` needs no torch
+for the image (see ``dymos.runtime.conditioning``); this step remains the way to encode prompts for exports without
+a text encoder graph.
 Image resize policy: the pipeline's video processor resizes the image to the export's height × width
 (aspect ratio not preserved), exactly as ``pipe(image=..., height=..., width=...)`` would.
 """
@@ -28,7 +31,8 @@ CONDITIONING_FORMAT = "dymos-conditioning-v1"
 
 
 def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """Tiny pipelines have no text encoder; a prompt maps to a seeded random embedding (stable per prompt)."""
+    """Pipelines without a text encoder (the tiny Wan 2.2 ones, the shipped model): a prompt maps to a seeded random
+    embedding (stable per prompt)."""
     seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "little")
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 

@@ -329,11 +329,11 @@ _TINY_WORDS = (
 ).split()
 
 
-def _tiny_text_encoder(text_dim: int) -> dict[str, Any]:
-    """A UMT5 encoder (2 layers, width ``text_dim``) and a T5-style fast tokenizer (unigram over a small fixed
-    vocabulary, ``</s>`` appended, ``<pad>`` = 0), as ``WanImageToVideoPipeline``'s ``text_encoder``/``tokenizer``."""
+def _tiny_text_encoder(text_dim: int, *, umt5: bool) -> dict[str, Any]:
+    """A 2-layer T5 encoder of width ``text_dim`` (UMT5 as Wan's ``text_encoder``, else T5 as CogVideoX's) and a
+    T5-style fast tokenizer (unigram over a small fixed vocabulary, ``</s>`` appended, ``<pad>`` = 0)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
     pieces += [("\u2581" + word, -1.0 - 0.01 * i) for i, word in enumerate(_TINY_WORDS)]
@@ -348,7 +348,8 @@ def _tiny_text_encoder(text_dim: int) -> dict[str, Any]:
     tokenizer = T5TokenizerFast(
         tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
     )
-    config = UMT5Config(
+    config_class, model_class = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    config = config_class(
         vocab_size=len(pieces),
         d_model=text_dim,
         d_kv=8,
@@ -361,18 +362,17 @@ def _tiny_text_encoder(text_dim: int) -> dict[str, Any]:
         pad_token_id=0,
         eos_token_id=1,
     )
-    return {"text_encoder": UMT5EncoderModel(config).eval(), "tokenizer": tokenizer}
+    return {"text_encoder": model_class(config).eval(), "tokenizer": tokenizer}
 
 
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
-    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image encoder), ``wan21`` (the Wan 2.1 layout:
-    a tiny CLIP image encoder whose hidden states feed the transformer's image context, and a tiny UMT5 text
-    encoder with its tokenizer), ``wan22-a14b`` (the same with
-    Wan 2.2 A14B's second, low-noise expert and boundary ratio 0.9) or ``cogvideox``
-    (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size) or ``svd``
-    (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder). Wan and CogVideoX have no text
-    encoder: prompts are embeddings."""
+    ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image or text encoder: prompts are embeddings),
+    ``wan21`` (the Wan 2.1 layout: a tiny CLIP image encoder whose hidden states feed the transformer's image
+    context, and a tiny UMT5 text encoder with its tokenizer), ``wan22-a14b`` (``wan22`` with Wan 2.2 A14B's
+    second, low-noise expert and boundary ratio 0.9), ``cogvideox`` (``CogVideoXImageToVideoPipeline``, CogVideoX
+    1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text encoder and tokenizer) or ``svd``
+    (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder)."""
     import diffusers
 
     if name not in TINY_PIPELINES:
@@ -390,7 +390,7 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             # 32 px in 2 px patches: the 257 image tokens of the real 224 px CLIP in 14 px patches
             image_encoder=tiny_clip_vision(int(transformer.config.image_dim), image_size=32, patch_size=2),
             image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-            **_tiny_text_encoder(int(transformer.config.text_dim)),
+            **_tiny_text_encoder(int(transformer.config.text_dim), umt5=True),
         )
     elif name == "wan22-a14b":
         pipe = wan_i2v_pipeline(
@@ -417,7 +417,10 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
         vae = diffusers.AutoencoderKLCogVideoX(**_TINY_COGVIDEOX_VAE).eval()
         scheduler = getattr(diffusers, COGVIDEOX_SCHEDULER["class"]).from_config(COGVIDEOX_SCHEDULER["config"])
         pipe = diffusers.CogVideoXImageToVideoPipeline(
-            tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=scheduler
+            vae=vae,
+            transformer=transformer,
+            scheduler=scheduler,
+            **_tiny_text_encoder(int(transformer.config.text_embed_dim), umt5=False),
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe

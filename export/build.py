@@ -164,18 +164,26 @@ def _versions() -> dict[str, str | None]:
 
 
 def parity_cases(
-    spec: ExportSpec, config: dict[str, Any], *, height: int | None, width: int | None, dtype: torch.dtype, seed: int
+    spec: ExportSpec,
+    config: dict[str, Any],
+    *,
+    height: int | None,
+    width: int | None,
+    dtype: torch.dtype,
+    seed: int,
+    text_tokens: int | None = None,
 ) -> list[ParityCase]:
     """Strength 0, one non-zero strength, a mixed per-item batch, and a batch/frame count other than the export's.
 
-    ``height``/``width`` are the latent sizes the spec was built with (None: the family default).
+    ``height``/``width`` are the latent sizes and ``text_tokens`` the text length the spec was built with (None: the
+    family default).
     """
     family = spec.family
     batch, frames = spec.dims["batch"].opt, spec.dims["frames"].opt
-    hw = {"height": height, "width": width}
+    sizes = {"height": height, "width": width, "text_tokens": text_tokens}
 
     def make(name: str, b: int, f: int, strengths: list[float], case_seed: int) -> ParityCase:
-        tensors, _ = sample_inputs(family, config, batch=b, frames=f, seed=case_seed, dtype=dtype, **hw)
+        tensors, _ = sample_inputs(family, config, batch=b, frames=f, seed=case_seed, dtype=dtype, **sizes)
         return ParityCase(name, {**tensors, STRENGTH_INPUT: torch.tensor(strengths, dtype=torch.float32)})
 
     mixed_batch = max(2, batch)
@@ -236,6 +244,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     video = {k: getattr(options, k) or defaults.get("video", {}).get(k) for k in ("frames", "height", "width")}
     compression = pipeline_compression(pipe) if pipe is not None and getattr(pipe, "vae", None) else None
     frames, height, width = latent_sizes(family, config, **video, compression=compression)
+    text_tokens = pipeline_text_tokens(pipe, family)
     spec = build_spec(
         family,
         config,
@@ -245,8 +254,11 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         width=width,
         max_batch=options.max_batch,
         dtype=dtype,
+        text_tokens=text_tokens,
     )
-    cases = parity_cases(spec, config, height=height, width=width, dtype=dtype, seed=options.seed)
+    cases = parity_cases(
+        spec, config, height=height, width=width, dtype=dtype, seed=options.seed, text_tokens=text_tokens
+    )
     experts = _experts(pipe)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp creates 0700
@@ -455,7 +467,7 @@ def _experts(pipe: Any) -> dict[str, torch.nn.Module]:
 # What differs between them is data the manifest carries: the latent axis order, which VAE config entry holds
 # the latent channel count, how latents are un-normalised before decoding, and how the runtime conditions on an
 # image without torch (dymos.runtime.conditioning): which conditioning entry the CLIP image encoder fills and how
-# its pixels are prepared, what the unconditional pass sees, whether the text encoder is exported (Wan's UMT5).
+# its pixels are prepared, what the unconditional pass sees, how the T5 text encoder masks and prompts are cleaned.
 RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
     "WanImageToVideoPipeline": {
         "latent_layout": "BCFHW",
@@ -463,7 +475,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "normalization": "mean_std",
         "image_encoder": {"fills": "encoder_hidden_states_image", "pixels": "processor"},  # Wan 2.1 only
         "unconditional": "empty_prompt",
-        "text_encoder": "wan",
+        # UMT5 under the padding mask, padded positions zeroed; prompts cleaned (ftfy, HTML unescape, whitespace)
+        "text_encoder": {"masked": True, "clean": "wan"},
     },
     # The image latents are sampled from the VAE posterior: the condition encoder takes that noise as an input.
     "CogVideoXImageToVideoPipeline": {
@@ -471,6 +484,7 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
         "unconditional": "empty_prompt",
+        "text_encoder": {"masked": False, "clean": None},  # T5 over the padding, no mask, prompts as given
     },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
     # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
@@ -489,6 +503,21 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
 
 # conditioning entries (dymos prepare's .npz keys) -> the denoiser input they feed, where the names differ
 CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
+
+
+def pipeline_text_tokens(pipe: Any, family: str) -> int | None:
+    """The text length a pipeline with a text encoder feeds its denoiser, where the family leaves it to the pipeline
+    (Wan): the default ``max_sequence_length`` of its ``__call__`` (512), so exported prompts are not truncated to
+    the family sample's length. None: the family sample's (bare denoisers, pipelines without a text encoder such as
+    the shipped model, families whose model fixes the length)."""
+    import inspect
+
+    if pipe is None or getattr(pipe, "text_encoder", None) is None:
+        return None
+    if not FAMILY_EXPORTS[family].text_tokens_from_pipeline:
+        return None
+    parameter = inspect.signature(type(pipe).__call__).parameters.get("max_sequence_length")
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else int(parameter.default)
 
 
 def pipeline_compression(pipe: Any) -> tuple[int, int]:
@@ -621,7 +650,7 @@ def _export_image_conditioning(
 ) -> list[str]:
     """The graphs and files for conditioning on an image (and a prompt) without torch: the condition encoder
     (image and the pipeline's random draws there -> condition); with ``image_encoder`` (the recipe's entry) the CLIP
-    image encoder and its pixel settings; Wan's text encoder and tokenizer where the pipeline has them; the empty
+    image encoder and its pixel settings; the T5 text encoder and tokenizer where the pipeline has them; the empty
     prompt's embeddings where the unconditional pass uses them. Records them in the pipeline ``entry`` and returns
     the files written."""
     import io
@@ -666,7 +695,8 @@ def _export_image_conditioning(
     text = cases[0].inputs["encoder_hidden_states"]
     tokenizer = getattr(pipe, "tokenizer", None)
     has_text_encoder = getattr(pipe, "text_encoder", None) is not None and tokenizer is not None
-    if has_text_encoder and recipe.get("text_encoder") == "wan":
+    if has_text_encoder and recipe.get("text_encoder") is not None:
+        text_recipe = recipe["text_encoder"]
         if getattr(tokenizer, "backend_tokenizer", None) is None:
             raise ExportError(f"{type(tokenizer).__name__} is not a fast tokenizer: no tokenizer.json for the runtime")
         length, pad_id = int(text.shape[1]), int(tokenizer.pad_token_id)
@@ -676,6 +706,7 @@ def _export_image_conditioning(
             length=length,
             pad_id=pad_id,
             eos_id=int(tokenizer.eos_token_id),
+            masked=text_recipe["masked"],
             directory=staging,
             **graph_options,
         )
@@ -687,7 +718,7 @@ def _export_image_conditioning(
             "max_length": length,
             "pad_id": pad_id,
             "pad_token": str(tokenizer.pad_token),
-            "clean": "wan",  # the pipeline's prompt_clean: ftfy, HTML unescape, whitespace
+            **text_recipe,
         }
     with torch.no_grad():
         embeddings = text_embeddings(pipe, "", "", (int(text.shape[1]), int(text.shape[2])))

@@ -68,6 +68,9 @@ class FamilyExport:
     packed_latents: bool = False
     per_token_inputs: tuple[str, ...] = ()
     rotary_inputs: bool = False
+    # The text length is the pipeline's (its __call__'s max_sequence_length) when it has a text encoder; else the
+    # family sample's. False where the model fixes it (CogVideoX's max_text_seq_length).
+    text_tokens_from_pipeline: bool = False
     # When the frame count must be fixed at export: always (flag None) or when a config flag is set, and why.
     static_frames_when: str | None = None
     static_frames_reason: str | None = None
@@ -91,6 +94,7 @@ FAMILY_EXPORTS: dict[str, FamilyExport] = {
             },
             temporal_compression=4,
             spatial_compression=8,
+            text_tokens_from_pipeline=True,
         ),
         FamilyExport(
             "cogvideox",
@@ -205,13 +209,16 @@ def sample_inputs(
     width: int | None = None,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    text_tokens: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Graph inputs (ordered, tensors only, strength excluded) and the fixed non-tensor kwargs, for one size.
 
     Starts from :func:`dymos.inputs.example_inputs` and applies the family's export adapters.
     """
     spec = FAMILY_EXPORTS[family]
-    kwargs = example_inputs(family, config, batch=batch, frames=frames, height=height, width=width, seed=seed)
+    kwargs = example_inputs(
+        family, config, batch=batch, frames=frames, height=height, width=width, seed=seed, text_tokens=text_tokens
+    )
     if spec.packed_latents:
         frames_, h, w = kwargs.pop("num_frames"), kwargs.pop("height"), kwargs.pop("width")
         tokens = kwargs["hidden_states"]
@@ -237,12 +244,16 @@ def build_spec(
     max_batch: int = 4,
     max_frames: int | None = None,
     dtype: torch.dtype = torch.float32,
+    text_tokens: int | None = None,
 ) -> ExportSpec:
-    """The denoiser's export spec at an export size (the TensorRT ``opt`` point) with ranges around it."""
+    """The denoiser's export spec at an export size (the TensorRT ``opt`` point) with ranges around it;
+    ``text_tokens``: the text length the pipeline feeds (None: the family sample's)."""
     if family not in FAMILY_EXPORTS:
         raise ValueError(f"no export spec for family {family!r}; known: {', '.join(FAMILY_EXPORTS)}")
     frames = frames or default_frames(config)
-    tensors, fixed = sample_inputs(family, config, batch=batch, frames=frames, height=height, width=width, dtype=dtype)
+    tensors, fixed = sample_inputs(
+        family, config, batch=batch, frames=frames, height=height, width=width, dtype=dtype, text_tokens=text_tokens
+    )
     family_export = FAMILY_EXPORTS[family]
     dynamic = family_export.dynamic
     inputs = []

@@ -1,7 +1,7 @@
 """The fixed-shape graphs around the denoiser that the runtime needs so it runs without torch: the VAE decoder
 (latents -> frames), the condition encoder (the preprocessed input image, and the random draws the pipeline makes
 there, -> the condition it concatenates to the latents), the CLIP image encoder where the pipeline has one (Wan 2.1's
-image context, SVD's image embedding) and Wan's text encoder.
+image context, SVD's image embedding) and the T5 text encoder (Wan, CogVideoX).
 
 Video VAEs encode and decode with per-frame causal caches (Python loops in diffusers), so both graphs are
 exported at the export's fixed video size; the manifest records the shapes and the runtime generates at them.
@@ -90,18 +90,22 @@ class ClipImageEncoder(torch.nn.Module):
         return self.image_encoder(pixel_values, output_hidden_states=True).hidden_states[-2]
 
 
-class WanTextEncoder(torch.nn.Module):
-    """``input_ids [1, L]`` (the tokenizer's, padded to L) -> ``prompt_embeds [1, L, width]`` as
-    ``WanImageToVideoPipeline._get_t5_prompt_embeds`` makes them: the encoder's last hidden state under the
-    attention mask, the padded positions zeroed. The mask is ``input_ids != pad``, what the tokenizer's mask is
-    unless a prompt spells the pad token itself (the runtime refuses those)."""
+class T5TextEncoder(torch.nn.Module):
+    """``input_ids [1, L]`` (the tokenizer's, padded to L) -> ``prompt_embeds [1, L, width]`` as the pipeline's
+    ``_get_t5_prompt_embeds`` makes them. ``masked`` (Wan): the encoder's last hidden state under the attention
+    mask, the padded positions zeroed; the mask is ``input_ids != pad``, what the tokenizer's mask is unless a
+    prompt spells the pad token itself (the runtime refuses those). Unmasked (CogVideoX): the encoder runs over the
+    padding as the pipeline runs it, without a mask."""
 
-    def __init__(self, text_encoder: torch.nn.Module, pad_id: int) -> None:
+    def __init__(self, text_encoder: torch.nn.Module, pad_id: int, masked: bool) -> None:
         super().__init__()
         self.text_encoder = text_encoder
         self.pad_id = pad_id
+        self.masked = masked
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if not self.masked:
+            return self.text_encoder(input_ids)[0]
         mask = (input_ids != self.pad_id).long()
         hidden = self.text_encoder(input_ids, mask).last_hidden_state
         return hidden * mask[..., None].to(hidden.dtype)
@@ -267,13 +271,15 @@ def export_text_encoder(
     length: int,
     pad_id: int,
     eos_id: int,
+    masked: bool,
     directory: Path,
     precision: str,
     providers: list[str],
     seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
-    """Wan's text encoder at ``length`` tokens (the pipeline's ``max_sequence_length``), validated on random
-    prompts of random length (token ids, ``</s>``, then padding)."""
+    """A pipeline's T5 text encoder (:class:`T5TextEncoder`; ``masked``: Wan's UMT5) at ``length`` tokens (the
+    pipeline's ``max_sequence_length``), validated on random prompts of random length (token ids, ``</s>``, then
+    padding)."""
     # UMT5's SDPA path leaves a view over transposed strides that the ONNX decompositions reject (transformers 5);
     # eager attention is the same math in plain ops (the graph is validated against it, and the runtime's prompt
     # embeddings against the pipeline's within 1e-5 in the tests)
@@ -289,7 +295,7 @@ def export_text_encoder(
         return ids
 
     return _export_fixed(
-        WanTextEncoder(text_encoder, pad_id),
+        T5TextEncoder(text_encoder, pad_id, masked),
         "text_encoder",
         {TOKENS_INPUT: prompt_ids},
         PROMPT_OUTPUT,

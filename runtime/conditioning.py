@@ -103,7 +103,8 @@ def tokenize_prompt(export: ExportDir, prompt: str) -> np.ndarray:
     tokenizer.enable_padding(length=settings["max_length"], pad_id=settings["pad_id"], pad_token=settings["pad_token"])
     encoding = tokenizer.encode(_clean_wan_prompt(prompt) if settings["clean"] == "wan" else prompt)
     ids = np.asarray(encoding.ids, dtype=np.int64)[None]
-    if not np.array_equal(np.asarray(encoding.attention_mask) == 1, ids[0] != settings["pad_id"]):
+    masked = settings.get("masked", True)  # the graph derives its attention mask from the padding (Wan)
+    if masked and not np.array_equal(np.asarray(encoding.attention_mask) == 1, ids[0] != settings["pad_id"]):
         raise ValueError(f"the prompt contains the pad token {settings['pad_token']!r} itself: remove it")
     return ids
 

@@ -234,3 +234,22 @@ def test_interrupted_export_leaves_the_previous_export_and_no_half_directory(
     assert (target / "manifest.json").read_text() == before
     load_manifest(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-wan22"]  # no staging leftovers
+
+
+def test_wan_pipelines_with_a_text_encoder_export_their_prompt_length() -> None:
+    """A Wan pipeline with a text encoder feeds its transformer ``max_sequence_length`` (512) text tokens, so its
+    export takes that many (the family sample's 16 would truncate prompts); without a text encoder (the shipped
+    model's form) and where the model fixes the length (CogVideoX's ``max_text_seq_length``) the sample's stays."""
+    from dymos.export.build import pipeline_text_tokens
+    from dymos.tiny import _tiny_text_encoder, build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("wan22")
+    assert pipeline_text_tokens(pipe, "wan") is None
+    pipe.register_modules(**_tiny_text_encoder(int(pipe.transformer.config.text_dim), umt5=True))
+    assert pipeline_text_tokens(pipe, "wan") == 512
+    assert pipeline_text_tokens(build_tiny_pipeline("cogvideox"), "cogvideox") is None
+    config = dict(pipe.transformer.config)
+    spec = build_spec("wan", config, text_tokens=512)
+    text = next(t for t in spec.inputs if t.name == "encoder_hidden_states")
+    assert text.shape == ("batch", 512, config["text_dim"])
+    assert next(t for t in build_spec("wan", config).inputs if t.name == "encoder_hidden_states").shape[1] == 16

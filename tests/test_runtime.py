@@ -236,11 +236,24 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
     assert "with the exported condition encoder" in out.stdout
 
 
-def test_wan21_conditions_on_an_image_with_torch_unimportable(
-    exported_wan21: Path, conditioning_wan21: Path, tmp_path: Path
+# what each pipeline's torch-free conditioning takes and gives: (prompt, the entry the CLIP image encoder fills)
+TORCH_FREE = {
+    "wan21": ("a green square moves left", "encoder_hidden_states_image"),
+    "cogvideox": ("a red ball bounces", None),
+    "svd": ("", "prompt_embeds"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_FREE))
+def test_conditions_on_an_image_with_torch_unimportable(
+    request: pytest.FixtureRequest, name: str, tmp_path: Path
 ) -> None:
-    """Wan 2.1 end to end from an image and a prompt without torch: CLIP preprocessing and image encoder, condition
-    encoder, tokenizer and text encoder, sampling loop, decode; the CLI too."""
+    """End to end from an image (and a prompt where the pipeline has a text encoder) without torch: the image
+    preprocessing, the condition encoder with its numpy-drawn noise (CogVideoX, SVD), the CLIP image encoder (Wan
+    2.1, SVD), the tokenizer and text encoder (Wan 2.1, CogVideoX), the sampling loop and the decode; the CLI too."""
+    exported = request.getfixturevalue(f"exported_{name}")
+    image = request.getfixturevalue(f"conditioning_{name}").parent / "input.png"
+    prompt, image_entry = TORCH_FREE[name]
     script = textwrap.dedent(
         f"""
         import sys
@@ -249,21 +262,33 @@ def test_wan21_conditions_on_an_image_with_torch_unimportable(
         from dymos.runtime.artifacts import ExportDir
         from dymos.runtime.conditioning import image_conditioning
         from dymos.runtime.loop import RunRequest, sample
-        export = ExportDir.open({str(exported_wan21)!r})
-        image = {str(conditioning_wan21.parent / "input.png")!r}
-        cond = image_conditioning(export, image, prompt="a green square moves left")
+        export = ExportDir.open({str(exported)!r})
+        image = {str(image)!r}
+        cond = image_conditioning(export, image, prompt={prompt!r})
         result = sample(export, cond, RunRequest(strength=[0.0, 2.0], steps=2))
         from dymos.cli import main
-        argv = ["run", "--export", str(export.root), "--image", image, "--prompt", "a ball", "--steps", "2"]
+        argv = ["run", "--export", str(export.root), "--image", image, "--prompt", {prompt!r}, "--steps", "2"]
         assert main([*argv, "--out", {str(tmp_path / "cli.gif")!r}]) == 0
         assert "diffusers" not in sys.modules and "transformers" not in sys.modules and sys.modules["torch"] is None
-        print("image context", cond["encoder_hidden_states_image"].shape, "frames", result.frames.shape)
+        print("entries", sorted(cond), "frames", result.frames.shape)
+        image_entry = {image_entry!r}
+        if image_entry:
+            print("image", cond[image_entry].shape)
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "image context (1, 257, 16) frames (2, 9," in out.stdout
-    assert "the prompt 'a ball' (exported text encoder)" in out.stdout and (tmp_path / "cli.gif").stat().st_size > 0
+    assert "conditioned on" in out.stdout and "exported condition encoder" in out.stdout
+    assert (tmp_path / "cli.gif").stat().st_size > 0
+    frames = int(ExportDir.open(exported).manifest["pipeline"]["video"]["frames"])
+    assert f"frames (2, {frames}," in out.stdout
+    if prompt:
+        assert f"the prompt {prompt!r} (exported text encoder)" in out.stdout
+    if name == "wan21":
+        assert "image (1, 257, 16)" in out.stdout  # 257 CLIP tokens, as the real 224 px CLIP gives
+    if name == "svd":
+        assert "'added_time_ids'" in out.stdout and "'negative_condition'" in out.stdout
+        assert "image (1, 1," in out.stdout  # one projected CLIP embedding
 
 
 @pytest.mark.parametrize("name", ["wan22", "wan21"])
@@ -316,29 +341,126 @@ def test_image_conditioning_without_torch_equals_prepare(request: pytest.Fixture
             np.testing.assert_allclose(ours[key], reference[key], atol=1e-5, rtol=0)  # fp32 graph vs torch
 
 
+@pytest.mark.parametrize("name", ["cogvideox", "svd"])
+def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    """CogVideoX samples its image latents from the VAE posterior and SVD augments its image with noise; the runtime
+    draws that noise in numpy from the seed and feeds it to the exported condition encoder. Fed the same noise, the
+    pipeline's own code (``dymos.prepare``'s condition functions, which ``dymos prepare`` runs with torch's draw)
+    gives the same condition; SVD's CLIP embedding equals ``_encode_image`` and its time ids ``_get_add_time_ids``.
+    The seed decides the draw."""
+    from dymos.images import load_image
+    from dymos.prepare import cogvideox_condition, condition_noise_shapes, svd_condition, text_shape
+    from dymos.runtime.conditioning import CONDITIONING_STREAM, MicroConditioning, image_conditioning
+
+    export = ExportDir.open(request.getfixturevalue(f"exported_{name}"))
+    image_path = request.getfixturevalue(f"conditioning_{name}").parent / "input.png"
+    video = export.manifest["pipeline"]["video"]
+    pipe = load_pipeline(f"tiny-pipeline:{name}")
+    pixels = pipe.video_processor.preprocess(load_image(image_path), height=video["height"], width=video["width"])
+    shapes = condition_noise_shapes(pipe, video["height"], video["width"])
+    micro = MicroConditioning(fps=9, motion_bucket_id=40, noise_aug_strength=0.07)
+    ours = image_conditioning(export, image_path, seed=11, micro=micro)
+    noise = torch.from_numpy(np.random.default_rng([11, CONDITIONING_STREAM]).standard_normal(shapes["noise"]))
+    with torch.no_grad():
+        if name == "cogvideox":
+            reference = cogvideox_condition(pipe, pixels.float(), video["frames"], noise.float())
+            assert set(ours) == {"condition", "prompt_embeds", "negative_prompt_embeds"}
+            # its tiny pipeline has a T5 text encoder: prompts go through the exported tokenizer and text encoder
+            prompts = {"prompt": "a red ball bounces", "negative_prompt": "static"}
+            texts = image_conditioning(export, image_path, **prompts)
+            expected = pipe.encode_prompt(**prompts, max_sequence_length=text_shape(export.manifest)[0])
+            for key, embeddings in zip(("prompt_embeds", "negative_prompt_embeds"), expected):
+                np.testing.assert_allclose(texts[key], embeddings.numpy(), atol=1e-5, rtol=0)
+        else:
+            aug = torch.tensor([micro.noise_aug_strength])
+            reference = svd_condition(pipe, pixels.float(), video["frames"], noise.float(), aug)
+            embeddings = pipe._encode_image(load_image(image_path), torch.device("cpu"), 1, False)
+            np.testing.assert_allclose(ours["prompt_embeds"], embeddings.numpy(), atol=1e-5, rtol=0)
+            time_ids = pipe._get_add_time_ids(8, 40, 0.07, torch.float32, 1, 1, False)
+            assert np.array_equal(ours["added_time_ids"], time_ids.numpy())
+            assert not ours["negative_condition"].any() and not ours["negative_prompt_embeds"].any()
+            with pytest.raises(ValueError, match="takes no prompt"):
+                image_conditioning(export, image_path, prompt="a ball")
+    np.testing.assert_allclose(ours["condition"], reference.numpy(), atol=1e-5, rtol=0)  # fp32 graph vs torch
+    again = image_conditioning(export, image_path, seed=11, micro=micro)["condition"]
+    other = image_conditioning(export, image_path, seed=12, micro=micro)["condition"]
+    assert np.array_equal(again, ours["condition"]) and np.abs(other - ours["condition"]).max() > 1e-3
+
+
+def test_prepare_draws_what_the_pipeline_generator_draws() -> None:
+    """``dymos prepare`` runs CogVideoX's ``prepare_latents`` with the seed's noise given through
+    ``posterior_noise``: bit-equal to the pipeline drawing it from a generator of that seed."""
+    from dymos.prepare import cogvideox_condition, condition_noise_shapes
+
+    pipe = load_pipeline("tiny-pipeline:cogvideox")
+    pixels = torch.rand(1, 3, 64, 64) * 2 - 1
+    noise = torch.randn(condition_noise_shapes(pipe, 64, 64)["noise"], generator=torch.Generator().manual_seed(4))
+    channels = int(pipe.transformer.config.in_channels) // 2  # the image latents' share of the input channels
+    with torch.no_grad():
+        ours = cogvideox_condition(pipe, pixels, 9, noise)
+        _, theirs = pipe.prepare_latents(
+            pixels, 1, channels, 9, 64, 64, torch.float32, torch.device("cpu"), torch.Generator().manual_seed(4),
+            latents=torch.zeros(1, 3, channels, 8, 8),
+        )  # fmt: skip
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("size", [(48, 80), (576, 1024), (300, 517), (224, 224), (33, 47)])
+def test_svd_clip_pixels_equal_the_pipeline(size: tuple[int, int]) -> None:
+    """SVD's CLIP input without torch: the antialiased resize (Gaussian blur + bicubic with aligned corners) equals
+    diffusers' ``_resize_with_antialiasing`` and the normalised pixels equal what ``_encode_image`` hands its
+    image encoder, within float rounding (stated: 1e-5), at downsizing, upsizing, square and odd sizes."""
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+    from diffusers.video_processor import VideoProcessor
+    from transformers import CLIPImageProcessor
+
+    from dymos.images import antialias_resize, clip_pixel_shape, clip_pixels, svd_image_settings
+
+    rng = np.random.default_rng(size[0])
+    values = rng.random((1, 3, *size), dtype=np.float32) * 2 - 1
+    reference = _resize_with_antialiasing(torch.from_numpy(values), (224, 224)).numpy()
+    np.testing.assert_allclose(antialias_resize(values, (224, 224)), reference, atol=1e-5, rtol=0)
+    image = Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8))
+    processor, videos = CLIPImageProcessor(), VideoProcessor()
+    unit = videos.numpy_to_pt(videos.pil_to_numpy(image))
+    unit = (_resize_with_antialiasing(unit * 2.0 - 1.0, (224, 224)) + 1.0) / 2.0
+    expected = processor(
+        images=unit, do_normalize=True, do_center_crop=False, do_resize=False, do_rescale=False, return_tensors="np"
+    )["pixel_values"]
+    settings = svd_image_settings(processor)
+    ours = clip_pixels(image, settings)
+    assert ours.shape[2:] == clip_pixel_shape(settings) == (224, 224)
+    np.testing.assert_allclose(ours, expected, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(
     "prompt",
     [
         "a red ball bounces",
         "  A Red BALL   bounces\tleft &amp;amp; right  ",  # case, whitespace runs, doubly escaped HTML
         "caf\u00e9 \u00fcber na\u00efve",  # NFKC/unknown characters
-        "the ball moves " * 80,  # longer than the 512 tokens: truncated with </s> kept
+        "the ball moves " * 80,  # longer than the export's text length: truncated with </s> kept
         "",
     ],
     ids=["plain", "messy", "unicode", "too-long", "empty"],
 )
-def test_runtime_tokenizer_equals_the_pipelines(exported_wan21: Path, prompt: str) -> None:
+@pytest.mark.parametrize("name", ["wan21", "cogvideox"])
+def test_runtime_tokenizer_equals_the_pipelines(request: pytest.FixtureRequest, name: str, prompt: str) -> None:
     """The exported tokenizer.json through ``tokenizers`` (no torch, no transformers) gives the token ids the
-    pipeline's tokenizer gives after its prompt cleaning, padded and truncated to the export's text length."""
+    pipeline's tokenizer gives after its prompt cleaning (Wan's; CogVideoX takes prompts as given), padded and
+    truncated to the export's text length (512 for the tiny Wan 2.1, 6 for the tiny CogVideoX)."""
     from diffusers.pipelines.wan.pipeline_wan_i2v import prompt_clean
 
     from dymos.runtime.conditioning import tokenize_prompt
 
-    export = ExportDir.open(exported_wan21)
+    export = ExportDir.open(request.getfixturevalue(f"exported_{name}"))
     length = export.manifest["pipeline"]["text_encoder"]["max_length"]
-    pipe = load_pipeline("tiny-pipeline:wan21")
+    pipe = load_pipeline(f"tiny-pipeline:{name}")
+    cleaned = prompt_clean(prompt) if name == "wan21" else prompt
     expected = pipe.tokenizer(
-        [prompt_clean(prompt)], padding="max_length", max_length=length, truncation=True, add_special_tokens=True
+        [cleaned], padding="max_length", max_length=length, truncation=True, add_special_tokens=True
     ).input_ids
     assert np.array_equal(tokenize_prompt(export, prompt), np.asarray(expected, dtype=np.int64))
 
