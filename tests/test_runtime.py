@@ -362,7 +362,9 @@ def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(
     shapes = condition_noise_shapes(pipe, video["height"], video["width"])
     micro = MicroConditioning(fps=9, motion_bucket_id=40, noise_aug_strength=0.07)
     ours = image_conditioning(export, image_path, seed=11, micro=micro)
-    noise = torch.from_numpy(np.random.default_rng([11, CONDITIONING_STREAM]).standard_normal(shapes["noise"]))
+    noise = torch.from_numpy(
+        np.random.default_rng([11, CONDITIONING_STREAM]).standard_normal(shapes["noise"], dtype=np.float32)
+    )
     with torch.no_grad():
         if name == "cogvideox":
             reference = cogvideox_condition(pipe, pixels.float(), video["frames"], noise.float())
