@@ -264,8 +264,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
             "strength fed every step as the runtime tensor (on for the first --fraction of the steps), VAE decode, "
             "and a video file. Without --cond, --image is encoded without torch by the export's condition encoder "
             "graph (CogVideoX's posterior sample and SVD's noise augmentation drawn from --seed) and its CLIP image "
-            "encoder graph where the pipeline has one (Wan 2.1, SVD), and --prompt by its text encoder graph (Wan; "
-            "the empty prompt's embeddings are stored); a prompt the export cannot encode goes through "
+            "encoder graph where the pipeline has one (Wan 2.1, SVD), and --prompt by its text encoder graph (Wan, "
+            "CogVideoX; the empty prompt's embeddings are stored); a prompt the export cannot encode goes through "
             "`dymos prepare` (needs torch)."
         ),
     )

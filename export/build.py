@@ -473,7 +473,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "latent_layout": "BCFHW",
         "channels_key": "z_dim",
         "normalization": "mean_std",
-        "image_encoder": {"fills": "encoder_hidden_states_image", "pixels": "processor"},  # Wan 2.1 only
+        # Wan 2.1 only: CLIP's penultimate hidden states, pixels by the transformers image processor
+        "image_encoder": {"fills": "encoder_hidden_states_image", "pixels": "processor", "projected": False},
         "unconditional": "empty_prompt",
         # UMT5 under the padding mask, padded positions zeroed; prompts cleaned (ftfy, HTML unescape, whitespace)
         "text_encoder": {"masked": True, "clean": "wan"},
@@ -495,7 +496,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "normalization": "scaling_factor",
         "guidance": "frame_ramp",
         "decoder": "frames_in_batch",
-        "image_encoder": {"fills": "prompt_embeds", "pixels": "antialias"},
+        # CLIP's projected embedding, pixels by the pipeline's own antialiased resize
+        "image_encoder": {"fills": "prompt_embeds", "pixels": "antialias", "projected": True},
         "unconditional": "zeros",
         "added_time_ids": True,
     },
@@ -646,7 +648,7 @@ def _export_image_conditioning(
     submodels: dict[str, ExportSpec],
     submodel_artifacts: dict[str, Any],
     entry: dict[str, Any],
-    image_encoder: dict[str, str] | None,
+    image_encoder: dict[str, Any] | None,
 ) -> list[str]:
     """The graphs and files for conditioning on an image (and a prompt) without torch: the condition encoder
     (image and the pipeline's random draws there -> condition); with ``image_encoder`` (the recipe's entry) the CLIP
@@ -678,14 +680,17 @@ def _export_image_conditioning(
     shape = (video["frames"], video["height"], video["width"])
     files = record("condition_encoder", export_condition_encoder(pipe, shape, staging, **graph_options))
     if image_encoder is not None:
-        projected = image_encoder["pixels"] == "antialias"  # SVD: the projected embedding, its own resize
-        if projected:
+        if image_encoder["pixels"] == "antialias":
             settings = svd_image_settings(pipe.feature_extractor)
         else:
             settings = image_processor_settings(pipe.image_processor)
         log(f"[image_encoder] exporting the CLIP image encoder at {clip_pixel_shape(settings)}")
         exported = export_image_encoder(
-            pipe.image_encoder, clip_pixel_shape(settings), staging, projected=projected, **graph_options
+            pipe.image_encoder,
+            clip_pixel_shape(settings),
+            staging,
+            projected=image_encoder["projected"],
+            **graph_options,
         )
         files += record("image_encoder", exported)
         entry["image_processor"] = settings
