@@ -215,7 +215,12 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--export", required=True, help="the folder `dymos export` wrote for a pipeline")
     p.add_argument("--image", required=True, help="the conditioning (first) frame")
-    p.add_argument("--prompt", default="", help="text prompt (tiny pipelines map it to a seeded embedding)")
+    p.add_argument(
+        "--prompt",
+        default="",
+        help="text prompt (pipelines without a text encoder, e.g. the shipped model, map it to a seeded embedding; "
+        "SVD takes none)",
+    )
     p.add_argument("--negative-prompt", default="", help="negative prompt for classifier-free guidance")
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the random draws here (CogVideoX image latents, SVD noise aug)"
@@ -303,7 +308,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="CFG scale of the low-noise expert of a two-expert export (Wan 2.2 A14B); default: the model's "
         "guidance_scale_2 from the manifest, else --guidance",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial noise (and, with --image, of CogVideoX's image-latent sample and SVD's noise "
+        "augmentation)",
+    )
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "aoti"], help="engine backend"
     )
@@ -330,6 +341,7 @@ def _run_run(args: argparse.Namespace) -> int:
         image_conditioning,
         supports_image_conditioning,
         supports_prompts,
+        takes_prompts,
     )
     from dymos.runtime.loop import RunRequest, load_conditioning, sample
     from dymos.runtime.video import write_video
@@ -345,11 +357,18 @@ def _run_run(args: argparse.Namespace) -> int:
         cond = load_conditioning(args.cond)
     elif args.image is None:
         raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
-    elif supports_image_conditioning(export) and (not args.prompt or supports_prompts(export)):
+    elif supports_image_conditioning(export) and (
+        not args.prompt or supports_prompts(export) or not takes_prompts(export)  # the last: a clear refusal
+    ):
         # the exported condition (image, text) encoders: no torch
         micro = MicroConditioning(args.cond_fps, args.motion_bucket_id, args.noise_aug_strength)
         cond = image_conditioning(export, args.image, prompt=args.prompt, seed=args.seed, micro=micro)
-        text = f"the prompt {args.prompt!r} (exported text encoder)" if args.prompt else "the empty prompt"
+        if "negative_condition" in cond:  # SVD: no prompt, zeros for the unconditional pass
+            text = "no prompt (the image alone)"
+        elif args.prompt:
+            text = f"the prompt {args.prompt!r} (exported text encoder)"
+        else:
+            text = "the empty prompt"
         print(f"conditioned on {args.image} with the exported condition encoder and {text}")
     else:
         from dymos.prepare import prepare

@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
+# Inputs of a condition encoder graph besides the image: the standard normal draw the pipeline makes while
+# conditioning (CogVideoX's posterior sample, SVD's augmentation noise) and SVD's noise augmentation scale.
+NOISE_INPUT = "noise"
+NOISE_SCALE_INPUT = "noise_aug_strength"
+# Conditioning entries (``dymos prepare``'s .npz keys) -> the denoiser input they feed, where the names differ.
+CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
 FORMAT = "dymos-manifest"
 FORMAT_VERSION = 1
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dymos.images import load_image
-from dymos.manifest import atomic_write_bytes, load_manifest
+from dymos.manifest import NOISE_INPUT, NOISE_SCALE_INPUT, atomic_write_bytes, load_manifest
 from dymos.models import load_pipeline
 
 CONDITIONING_FORMAT = "dymos-conditioning-v1"
@@ -141,9 +141,9 @@ def condition_noise_shapes(pipe: Any, height: int, width: int) -> dict[str, tupl
     name = type(pipe).__name__
     if name == "CogVideoXImageToVideoPipeline":
         spatial = pipe.vae_scale_factor_spatial
-        return {"noise": (1, int(pipe.vae.config.latent_channels), 1, height // spatial, width // spatial)}
+        return {NOISE_INPUT: (1, int(pipe.vae.config.latent_channels), 1, height // spatial, width // spatial)}
     if name == "StableVideoDiffusionPipeline":
-        return {"noise": (1, 3, height, width), "noise_aug_strength": (1,)}
+        return {NOISE_INPUT: (1, 3, height, width), NOISE_SCALE_INPUT: (1,)}
     return {}
 
 
@@ -160,7 +160,7 @@ def _cogvideox_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> d
     the pipeline's ``generator`` would draw it, and the prompt embeddings."""
     height, width, num_frames = request["height"], request["width"], request["num_frames"]
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
-    shape = condition_noise_shapes(pipe, height, width)["noise"]
+    shape = condition_noise_shapes(pipe, height, width)[NOISE_INPUT]
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(request["seed"]))
     return {
         "condition": cogvideox_condition(pipe, pixels, num_frames, noise),
@@ -173,6 +173,8 @@ def _svd_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
     (:func:`svd_condition`), and the added time ids (fps - 1, motion bucket, noise augmentation); the unconditional
     pass sees zeros for the first two, exactly as ``StableVideoDiffusionPipeline.__call__`` builds its CFG batch.
     The noise draw uses the seed."""
+    if request["prompt"] or request["negative_prompt"]:
+        raise ValueError("StableVideoDiffusionPipeline takes no prompt: it conditions on the image alone")
     height, width, num_frames = request["height"], request["width"], request["num_frames"]
     cpu = torch.device("cpu")
     embeddings = pipe._encode_image(image, cpu, 1, False)

@@ -25,7 +25,7 @@ from dymos import __version__
 from dymos.attention import STRATEGIES
 from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.layouts import FAMILIES, layout_for, patch_sizes
-from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
+from dymos.manifest import CONDITIONING_INPUTS, STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
 from dymos.models import (
     canonical_model,
     is_pipeline_spec,
@@ -503,9 +503,6 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
     },
 }
 
-# conditioning entries (dymos prepare's .npz keys) -> the denoiser input they feed, where the names differ
-CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
-
 
 def pipeline_text_tokens(pipe: Any, family: str) -> int | None:
     """The text length a pipeline with a text encoder feeds its denoiser, where the family leaves it to the pipeline
@@ -540,8 +537,9 @@ def _export_pipeline_parts(
     submodel_artifacts: dict[str, Any],
 ) -> dict[str, Any]:
     """The parts of a pipeline the runtime needs besides the denoiser(s): the VAE decoder graph, the scheduler, the
-    VAE scaling, the expert switch of two-expert pipelines, and for Wan 2.2 I2V the condition encoder graph and the
-    empty prompt's embeddings; or, for pipelines the runtime does not drive, why not (``runtime_supported``)."""
+    VAE scaling, the expert switch of two-expert pipelines, and the graphs for conditioning without torch
+    (:func:`_export_image_conditioning`); or, for pipelines the runtime does not drive, why not
+    (``runtime_supported``)."""
     from .vae import export_vae_decoder
 
     pipeline_class = type(pipe).__name__

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from dymos.manifest import NOISE_INPUT, NOISE_SCALE_INPUT
+
 from .onnx_export import sanitize, save_onnx
 from .specs import DimRange, ExportSpec, TensorSpec
 from .validate import ParityCase, validate_onnx, validated_entry
@@ -28,8 +30,6 @@ PROMPT_OUTPUT = "prompt_embeds"
 IMAGE_PIXELS_INPUT = "pixel_values"
 IMAGE_CONTEXT_OUTPUT = "encoder_hidden_states_image"  # the denoiser input it feeds (Wan 2.1)
 IMAGE_EMBEDS_OUTPUT = "image_embeds"  # SVD's projected CLIP embedding, its denoiser's encoder_hidden_states
-NOISE_INPUT = "noise"  # a standard normal draw the pipeline makes while conditioning
-NOISE_SCALE_INPUT = "noise_aug_strength"  # SVD's image noise augmentation
 
 
 class VaeDecoder(torch.nn.Module):
@@ -153,7 +153,7 @@ def _export_fixed(
         family="vae",
         submodel=submodel,
         inputs=tuple(TensorSpec(k, name(v.dtype), tuple(v.shape)) for k, v in example.items()),
-        outputs=(TensorSpec(output_name, name(output.dtype), tuple(output.shape)),),  # Wan's condition: float32
+        outputs=(TensorSpec(output_name, name(output.dtype), tuple(output.shape)),),
         dims={"batch": DimRange(first.shape[0], first.shape[0], first.shape[0])},
     )
     onnx_program = torch.onnx.export(

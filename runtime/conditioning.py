@@ -2,9 +2,9 @@
 pipeline makes there — CogVideoX's posterior sample, SVD's noise augmentation — drawn here in numpy from the seed
 and fed as graph inputs) and the exported CLIP image encoder where the pipeline has one (Wan 2.1's image context,
 SVD's image embedding); the prompt through the exported tokenizer and text encoder where the pipeline has one
-(Wan), else the empty prompt's embeddings the export stored. What differs per pipeline is the manifest's recipe:
-which entry the image encoder fills, what the unconditional pass sees (the empty prompt, or SVD's zeros) and
-whether SVD's added time ids are made.
+(Wan, CogVideoX), else the empty prompt's embeddings the export stored. What differs per pipeline is the
+manifest's recipe: which entry the image encoder fills, what the unconditional pass sees (the empty prompt, or
+SVD's zeros) and whether SVD's added time ids are made.
 
 ``dymos prepare`` remains the way to encode prompts for exports without a text encoder graph; it draws its random
 numbers with torch, so its conditioning of CogVideoX and SVD is another (equally valid) sample than this one.
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dymos.images import clip_pixels, load_image, preprocess_image
+from dymos.manifest import CONDITIONING_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT
 
 from .artifacts import ExportDir
 from .backends import Backend, open_backend
@@ -25,8 +26,6 @@ from .backends import Backend, open_backend
 CONDITION_ENCODER = "condition_encoder"
 IMAGE_ENCODER = "image_encoder"
 IMAGE_CONTEXT = "encoder_hidden_states_image"  # the denoiser input Wan 2.1's image encoder feeds
-NOISE_INPUT = "noise"  # condition encoder input: the standard normal draw the pipeline makes there
-NOISE_SCALE_INPUT = "noise_aug_strength"  # condition encoder input: SVD's noise augmentation scale
 # The conditioning draws come from their own stream of the run's seed, independent of the initial latents'
 # ``default_rng(seed)``.
 CONDITIONING_STREAM = 1
@@ -49,10 +48,19 @@ class MicroConditioning:
         return np.asarray([[self.fps - 1, self.motion_bucket_id, self.noise_aug_strength]], dtype=np.float32)
 
 
+def _image_encoder_fills(export: ExportDir) -> str | None:
+    """The conditioning entry the export's CLIP image encoder must fill (Wan 2.1's image context, SVD's image
+    embedding), or None where the denoiser takes no image embedding."""
+    fills = (export.manifest.get("pipeline") or {}).get("recipe", {}).get("image_encoder", {}).get("fills")
+    fills = fills or IMAGE_CONTEXT  # exports from before the recipe named it: Wan 2.1's
+    denoiser_inputs = {t["name"] for t in export.submodel("denoiser").inputs}
+    return fills if CONDITIONING_INPUTS.get(fills, fills) in denoiser_inputs else None
+
+
 def supports_image_conditioning(export: ExportDir) -> bool:
     pipeline = export.manifest.get("pipeline") or {}
     submodels = export.manifest.get("submodels", {})
-    needs_image_encoder = any(t["name"] == IMAGE_CONTEXT for t in export.submodel("denoiser").inputs)
+    needs_image_encoder = _image_encoder_fills(export) is not None
     unconditional = pipeline.get("recipe", {}).get("unconditional", "empty_prompt")
     return (
         CONDITION_ENCODER in submodels
@@ -80,6 +88,12 @@ def _clean_wan_prompt(text: str) -> str:
 
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
     return re.sub(r"\s+", " ", text).strip()
+
+
+def takes_prompts(export: ExportDir) -> bool:
+    """False for pipelines that condition on the image alone (SVD: zeros for the unconditional pass)."""
+    recipe = (export.manifest.get("pipeline") or {}).get("recipe", {})
+    return recipe.get("unconditional", "empty_prompt") != "zeros"
 
 
 def supports_prompts(export: ExportDir) -> bool:
@@ -161,19 +175,20 @@ def image_conditioning(
     if not supports_image_conditioning(export):
         raise ConditioningUnavailable(
             f"{export.root} has no condition encoder graph (with the CLIP image encoder where the model needs one) "
-            "and stored prompt embeddings: encode the image with `dymos prepare` (needs torch)"
+            "and stored prompt embeddings: encode the image with `dymos prepare` (needs torch), or re-export the "
+            "pipeline with this version (Wan, CogVideoX 1.0 and SVD exports carry them)"
         )
     pipeline = export.manifest["pipeline"]
     recipe = pipeline.get("recipe", {})
     image = load_image(image_path)
     out = {"condition": condition(export, image, seed=seed, micro=micro, encoder=encoder)}
-    if IMAGE_ENCODER in export.manifest["submodels"]:
-        fills = recipe.get("image_encoder", {}).get("fills", IMAGE_CONTEXT)
+    fills = _image_encoder_fills(export)
+    if fills is not None:
         pixels = clip_pixels(image, pipeline["image_processor"])
         out[fills] = _run_encoder(export, IMAGE_ENCODER, image_encoder, pixels)
     if recipe.get("unconditional") == "zeros":  # SVD: no prompt; the unconditional pass sees zeros
         if prompt or negative_prompt:
-            raise ConditioningUnavailable(f"{pipeline['class']} takes no prompt")
+            raise ValueError(f"{pipeline['class']} takes no prompt: it conditions on the image alone")
         out["negative_condition"] = np.zeros_like(out["condition"])
         out["negative_prompt_embeds"] = np.zeros_like(out["prompt_embeds"])
     else:

@@ -378,6 +378,9 @@ def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(
         else:
             aug = torch.tensor([micro.noise_aug_strength])
             reference = svd_condition(pipe, pixels.float(), video["frames"], noise.float(), aug)
+            # the entries `dymos prepare` writes for SVD
+            assert set(ours) == {"condition", "negative_condition", "prompt_embeds", "negative_prompt_embeds",
+                                 "added_time_ids"}  # fmt: skip
             embeddings = pipe._encode_image(load_image(image_path), torch.device("cpu"), 1, False)
             np.testing.assert_allclose(ours["prompt_embeds"], embeddings.numpy(), atol=1e-5, rtol=0)
             time_ids = pipe._get_add_time_ids(8, 40, 0.07, torch.float32, 1, 1, False)
@@ -394,19 +397,40 @@ def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(
 def test_prepare_draws_what_the_pipeline_generator_draws() -> None:
     """``dymos prepare`` runs CogVideoX's ``prepare_latents`` with the seed's noise given through
     ``posterior_noise``: bit-equal to the pipeline drawing it from a generator of that seed."""
-    from dymos.prepare import cogvideox_condition, condition_noise_shapes
+    from dymos.prepare import prepare_conditioning
 
     pipe = load_pipeline("tiny-pipeline:cogvideox")
-    pixels = torch.rand(1, 3, 64, 64) * 2 - 1
-    noise = torch.randn(condition_noise_shapes(pipe, 64, 64)["noise"], generator=torch.Generator().manual_seed(4))
+    image = Image.fromarray((np.random.default_rng(2).random((40, 56, 3)) * 255).astype(np.uint8))
+    ours = prepare_conditioning(pipe, image, height=64, width=64, num_frames=9, text_shape=(6, 16), seed=4)
     channels = int(pipe.transformer.config.in_channels) // 2  # the image latents' share of the input channels
+    pixels = pipe.video_processor.preprocess(image, height=64, width=64).float()
     with torch.no_grad():
-        ours = cogvideox_condition(pipe, pixels, 9, noise)
         _, theirs = pipe.prepare_latents(
             pixels, 1, channels, 9, 64, 64, torch.float32, torch.device("cpu"), torch.Generator().manual_seed(4),
             latents=torch.zeros(1, 3, channels, 8, 8),
         )  # fmt: skip
-    assert torch.equal(ours, theirs)
+    assert np.array_equal(ours["condition"], theirs.numpy())
+
+
+def test_exports_from_before_the_conditioning_recipe_still_condition(
+    exported_wan21: Path, conditioning_wan21: Path, tmp_path: Path
+) -> None:
+    """A manifest written before the recipe named the image encoder, the unconditional pass and the text encoder's
+    masking (Wan 2.1 then) conditions exactly as a current one."""
+    from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning
+
+    old = tmp_path / "old"
+    shutil.copytree(exported_wan21, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for key in ("image_encoder", "unconditional", "text_encoder"):
+        del manifest["pipeline"]["recipe"][key]
+    del manifest["pipeline"]["text_encoder"]["masked"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    image = str(conditioning_wan21.parent / "input.png")
+    assert supports_image_conditioning(ExportDir.open(old))
+    theirs = image_conditioning(ExportDir.open(old), image, prompt="a ball")
+    ours = image_conditioning(ExportDir.open(exported_wan21), image, prompt="a ball")
+    assert set(theirs) == set(ours) and all(np.array_equal(theirs[k], ours[k]) for k in ours)
 
 
 @pytest.mark.parametrize("size", [(48, 80), (576, 1024), (300, 517), (224, 224), (33, 47)])
