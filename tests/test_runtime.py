@@ -55,11 +55,11 @@ def _export_pipeline(name: str, factory: pytest.TempPathFactory) -> Path:
     return run_export(ExportOptions(model=_model_spec(name), out=factory.mktemp(name)), log=_quiet).directory
 
 
-def _prepare(export: Path, factory: pytest.TempPathFactory) -> Path:
+def _prepare(export: Path, factory: pytest.TempPathFactory, prompt: str = "a red ball bouncing") -> Path:
     folder = factory.mktemp("cond")
     image = Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8))
     image.save(folder / "input.png")
-    return prepare(export, folder / "input.png", "a red ball bouncing", folder / "cond.npz", seed=PREPARE_SEED)
+    return prepare(export, folder / "input.png", prompt, folder / "cond.npz", seed=PREPARE_SEED)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def exported_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def conditioning_svd(exported_svd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_svd, tmp_path_factory)
+    return _prepare(exported_svd, tmp_path_factory, prompt="")  # SVD conditions on the image alone
 
 
 @pytest.fixture(scope="module")

@@ -133,8 +133,27 @@ PINNED: dict = {
 }
 
 
-if __name__ == "__main__":  # print the measurement the pins come from
-    results = measure(load_pipeline("sprites"))
+def vae_round_trip(pipe, clips: int = CLIPS) -> list:
+    """The metrics of the held-out clips passed through the pipeline's VAE alone (its latent mode): the ceiling the
+    model's videos can reach."""
+    from dymos.sprites import to_model_range
+
+    out = []
+    for index in range(clips):
+        clip = make_clip(1, index)
+        with torch.no_grad():
+            latents = pipe.vae.encode(torch.from_numpy(to_model_range(clip[None]))).latent_dist.mode()
+            decoded = pipe.vae.decode(latents).sample[0]
+        video = ((decoded.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        out.append(video_metrics(video, clip[0]))
+    return out
+
+
+if __name__ == "__main__":  # print the measurement the pins come from (or a candidate's: a pipeline folder)
+    import sys
+
+    candidate = load_pipeline(sys.argv[1] if len(sys.argv) > 1 else "sprites")
+    results = {**measure(candidate), "VAE round trip": vae_round_trip(candidate)}
     for strength, metrics in results.items():
         means = {k: round(_mean(getattr(m, k) for m in metrics), 3) for k in ("motion", "shape", "lost", "psnr0")}
         print(strength, means)
