@@ -433,6 +433,32 @@ def test_exports_from_before_the_conditioning_recipe_still_condition(
     assert set(theirs) == set(ours) and all(np.array_equal(theirs[k], ours[k]) for k in ours)
 
 
+def test_a_wan_pipeline_folder_with_a_text_encoder_takes_whole_prompts(tmp_path: Path) -> None:
+    """A local Wan 2.2-form pipeline folder with a text encoder (the form of a real Wan 2.2 I2V checkpoint) exports
+    the pipeline's 512-token text length, not the family sample's 16: the denoiser, the text encoder graph and the
+    tokenizer settings all take 512, and the runtime's prompt embeddings equal the reloaded pipeline's
+    ``encode_prompt`` at that length."""
+    from dymos.runtime.conditioning import prompt_embeddings
+    from dymos.tiny import _tiny_text_encoder, build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("wan22")
+    pipe.register_modules(**_tiny_text_encoder(int(pipe.transformer.config.text_dim), umt5=True))
+    folder = tmp_path / "wan22-with-text-encoder"
+    pipe.save_pretrained(folder, safe_serialization=True)
+    exported = run_export(ExportOptions(model=str(folder), out=tmp_path / "out"), log=_quiet).directory
+    export = ExportDir.open(exported)
+    text = next(t for t in export.submodel("denoiser").inputs if t["name"] == "encoder_hidden_states")
+    assert text["shape"][1] == 512 and export.manifest["pipeline"]["text_encoder"]["max_length"] == 512
+    prompt = "a red ball bounces over a blue square " * 4  # 33 tokens: more than the sample's 16
+    ours = prompt_embeddings(export, prompt)
+    reloaded = load_pipeline(str(folder))
+    with torch.no_grad():
+        theirs, _ = reloaded.encode_prompt(prompt, do_classifier_free_guidance=False, max_sequence_length=512)
+    assert ours.shape == (1, 512, pipe.transformer.config.text_dim)
+    assert np.abs(ours[0, 16:33]).max() > 0  # tokens past the 16th are encoded, not truncated
+    np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("size", [(48, 80), (576, 1024), (300, 517), (224, 224), (33, 47)])
 def test_svd_clip_pixels_equal_the_pipeline(size: tuple[int, int]) -> None:
     """SVD's CLIP input without torch: the antialiased resize (Gaussian blur + bicubic with aligned corners) equals
