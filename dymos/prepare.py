@@ -107,12 +107,17 @@ def posterior_noise(noise: torch.Tensor) -> Iterator[None]:
 
 
 def cogvideox_condition(pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch.Tensor) -> torch.Tensor:
-    """CogVideoX's condition for preprocessed ``pixels [1, 3, H, W]``: the VAE posterior of the image sampled with
-    ``noise`` (its shape: :func:`condition_noise_shapes`), scaled and padded with zeros to the video's latent frames
-    ``[1, F, C, h, w]``, by the pipeline's own ``prepare_latents``."""
+    """CogVideoX's condition for preprocessed ``pixels [1, 3, H, W]`` and a ``num_frames`` video: the VAE posterior
+    of the image sampled with ``noise`` (its shape: :func:`condition_noise_shapes`), scaled and padded with zeros to
+    the video's latent frames ``[1, F, C, h, w]``, by the pipeline's own ``prepare_latents``. As ``__call__`` does,
+    CogVideoX 1.5 first pads ``num_frames`` to whole temporal patches of latent frames."""
     height, width = pixels.shape[-2:]
     channels = int(pipe.transformer.config.in_channels) // 2
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
+    patch_t = pipe.transformer.config.patch_size_t
+    if patch_t is not None and latent_frames % patch_t:  # __call__'s additional_frames
+        num_frames += (patch_t - latent_frames % patch_t) * pipe.vae_scale_factor_temporal
+        latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
     spatial = pipe.vae_scale_factor_spatial
     shape = (1, latent_frames, channels, height // spatial, width // spatial)
     with posterior_noise(noise):

@@ -371,7 +371,8 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     ``wan21`` (the Wan 2.1 layout: a tiny CLIP image encoder whose hidden states feed the transformer's image
     context, and a tiny UMT5 text encoder with its tokenizer), ``wan22-a14b`` (``wan22`` with Wan 2.2 A14B's
     second, low-noise expert and boundary ratio 0.9), ``cogvideox`` (``CogVideoXImageToVideoPipeline``, CogVideoX
-    1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text encoder and tokenizer) or ``svd``
+    1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text encoder and tokenizer), ``cogvideox15`` (the
+    same in CogVideoX 1.5 form: temporal patching, the ``ofs`` embedding, inverted image-latent scaling) or ``svd``
     (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder)."""
     import diffusers
 
@@ -413,8 +414,9 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             scheduler=scheduler,
             feature_extractor=CLIPImageProcessor(),
         )
-    else:
-        vae = diffusers.AutoencoderKLCogVideoX(**_TINY_COGVIDEOX_VAE).eval()
+    else:  # CogVideoX 1.5's VAE inverts its image-latent scaling, as the real one's config says
+        vae_config = {**_TINY_COGVIDEOX_VAE, "invert_scale_latents": name == "cogvideox15"}
+        vae = diffusers.AutoencoderKLCogVideoX(**vae_config).eval()
         scheduler = getattr(diffusers, COGVIDEOX_SCHEDULER["class"]).from_config(COGVIDEOX_SCHEDULER["config"])
         pipe = diffusers.CogVideoXImageToVideoPipeline(
             vae=vae,

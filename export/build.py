@@ -486,6 +486,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "normalization": "scaling_factor",
         "unconditional": "empty_prompt",
         "text_encoder": {"masked": False, "clean": None},  # T5 over the padding, no mask, prompts as given
+        # denoiser inputs the pipeline feeds a constant, where the model has them (CogVideoX 1.5's ofs embedding)
+        "constant_inputs": {"ofs": 2.0},
     },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
     # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
@@ -517,6 +519,21 @@ def pipeline_text_tokens(pipe: Any, family: str) -> int | None:
         return None
     parameter = inspect.signature(type(pipe).__call__).parameters.get("max_sequence_length")
     return None if parameter is None or parameter.default is inspect.Parameter.empty else int(parameter.default)
+
+
+def decoded_latent_frames(pipe: Any, latent_frames: int, requested_frames: int | None) -> int:
+    """How many of the denoiser's ``latent_frames`` the pipeline decodes. CogVideoX 1.5 (temporal patch ``p_t``)
+    pads a video's latent frames to a multiple of ``p_t`` and drops the padding before decoding; its real
+    checkpoints run at such counts (81 frames: 21 latent frames, 22 denoised). So the decoded count is the
+    requested video's, or without a request the smallest one that pads to ``latent_frames``; other pipelines
+    decode all of them."""
+    transformer = getattr(pipe, "transformer", None)
+    patch_t = int((transformer.config.get("patch_size_t") if transformer is not None else None) or 1)
+    if patch_t == 1:
+        return latent_frames
+    if requested_frames is not None:
+        return (requested_frames - 1) // pipeline_compression(pipe)[0] + 1
+    return latent_frames - patch_t + 1
 
 
 def pipeline_compression(pipe: Any) -> tuple[int, int]:
@@ -566,12 +583,14 @@ def _export_pipeline_parts(
     latent = cases[0].inputs[FAMILIES[family].latent_arg]
     axes = dict(zip(recipe["latent_layout"], latent.shape))
     frames, height, width = axes["F"], axes["H"], axes["W"]
+    t, s = pipeline_compression(pipe)
+    decoded = decoded_latent_frames(pipe, frames, options.frames)
     vae = pipe.vae
     channels = int(vae.config[recipe["channels_key"]])
-    log(f"[vae] exporting the VAE decoder at latent {channels}x{frames}x{height}x{width}")
+    log(f"[vae] exporting the VAE decoder at latent {channels}x{decoded}x{height}x{width}")
     spec, artifact, vae_files = export_vae_decoder(
         vae,
-        (1, channels, frames, height, width),
+        (1, channels, decoded, height, width),
         staging,
         precision=options.precision,
         providers=_validation_providers(options.precision),
@@ -581,13 +600,13 @@ def _export_pipeline_parts(
     submodels["vae_decoder"] = spec
     submodel_artifacts["vae_decoder"] = artifact
     log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
-    t, s = pipeline_compression(pipe)
     files = list(vae_files)
     video = {
-        "latent_frames": frames,
+        "latent_frames": frames,  # what the denoiser runs on
+        "decoded_latent_frames": decoded,  # the last ones of them, what the VAE decodes (CogVideoX 1.5: one fewer)
         "latent_height": height,
         "latent_width": width,
-        "frames": (frames - 1) * t + 1,
+        "frames": (decoded - 1) * t + 1,  # the pipeline's num_frames, and the video's length
         "height": height * s,
         "width": width * s,
     }
@@ -607,10 +626,12 @@ def _export_pipeline_parts(
         scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
     else:
         scaling = {"scaling_factor": float(vae.config.scaling_factor)}
+    constants = {k: v for k, v in recipe.get("constant_inputs", {}).items() if k in cases[0].inputs}
     entry.update(
         recipe={
             "latent_input": FAMILIES[family].latent_arg,
-            **{k: v for k, v in recipe.items() if k != "channels_key"},
+            **{k: v for k, v in recipe.items() if k not in ("channels_key", "constant_inputs")},
+            "constant_inputs": constants,
         },
         vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},
         video=video,
@@ -624,15 +645,12 @@ EMPTY_PROMPT_FILE = "empty_prompt.npz"
 
 def _runtime_unsupported(pipe: Any) -> str | None:
     """What keeps the runtime from driving this pipeline (None: it can): the class, or a mode of it whose loop
-    differs (Wan 2.2 TI2V's per-token timesteps, CogVideoX 1.5's temporal patching)."""
+    differs (Wan 2.2 TI2V's per-token timesteps)."""
     pipeline_class = type(pipe).__name__
     if pipeline_class not in RUNTIME_PIPELINES:
         return pipeline_class
     if pipe.config.get("expand_timesteps"):
         return f"{pipeline_class} with expand_timesteps (Wan 2.2 TI2V)"
-    transformer = getattr(pipe, "transformer", None)
-    if transformer is not None and transformer.config.get("patch_size_t"):
-        return f"{pipeline_class} with temporal patching (CogVideoX 1.5)"
     return None
 
 

@@ -170,6 +170,8 @@ def sample(
     context = {"cond": per_item(cond["prompt_embeds"]), "uncond": per_item(cond["negative_prompt_embeds"])}
     standard = {recipe["latent_input"], "timestep", "encoder_hidden_states", "motion_strength"}
     extras = {k: per_item(v) for k, v in cond.items() if k in dtypes and k not in standard}  # e.g. added_time_ids
+    for name, value in recipe.get("constant_inputs", {}).items():  # e.g. CogVideoX 1.5's ofs
+        extras[name] = np.full((batch,), value, dtype=np.float32)
     timestep_rank = len(next(t for t in spec.inputs if t["name"] == "timestep")["shape"])
 
     def guidance_array(scale: float) -> np.ndarray | np.float32:
@@ -249,9 +251,12 @@ def sample(
 
 
 def _unnormalise(latents: np.ndarray, pipeline: dict) -> np.ndarray:
-    """Latents in the recipe's layout -> the VAE decoder's ``[B, C, F, H, W]`` input scale."""
+    """Latents in the recipe's layout -> the VAE decoder's ``[B, C, F, H, W]`` input scale, without the leading
+    latent frames the pipeline drops before decoding (CogVideoX 1.5's padding)."""
     if pipeline["recipe"]["latent_layout"] == "BFCHW":
         latents = latents.transpose(0, 2, 1, 3, 4)
+    video = pipeline["video"]
+    latents = latents[:, :, video["latent_frames"] - video.get("decoded_latent_frames", video["latent_frames"]) :]
     vae = pipeline["vae"]
     if pipeline["recipe"]["normalization"] == "mean_std":
         mean = np.asarray(vae["latents_mean"], np.float32).reshape(1, -1, 1, 1, 1)

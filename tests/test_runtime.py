@@ -98,6 +98,16 @@ def exported_cogvideox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def exported_cogvideox15(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export_pipeline("cogvideox15", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def conditioning_cogvideox15(exported_cogvideox15: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _prepare(exported_cogvideox15, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def exported_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _export_pipeline("svd", tmp_path_factory)
 
@@ -154,7 +164,7 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-a14b", "cogvideox", "svd", "sprites"])
+@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-a14b", "cogvideox", "cogvideox15", "svd", "sprites"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
 def test_runtime_matches_the_diffusers_pipeline(
     request: pytest.FixtureRequest, name: str, strengths: list[float]
@@ -186,7 +196,7 @@ def test_runtime_matches_the_diffusers_pipeline(
     result = sample(export, cond, request_)
     assert result.strengths == [strengths] * first_steps + [[0.0] * len(strengths)] * (STEPS - first_steps)
     image = conditioning.parent / "input.png"
-    if name == "cogvideox" and len(strengths) > 1:
+    if name.startswith("cogvideox") and len(strengths) > 1:
         # diffusers' CogVideoX I2V cannot batch one image (it wants one image per item and draws a separate image
         # latent for each): compare every item of the runtime's mixed batch with its own single-item pipeline run.
         runs = [_pipeline_run(name, image, cond, latents[i : i + 1], [s], video) for i, s in enumerate(strengths)]
@@ -240,6 +250,7 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
 TORCH_FREE = {
     "wan21": ("a green square moves left", "encoder_hidden_states_image"),
     "cogvideox": ("a red ball bounces", None),
+    "cogvideox15": ("a red ball bounces", None),
     "svd": ("", "prompt_embeds"),
 }
 
@@ -679,6 +690,17 @@ def test_manifest_records_the_pipeline_contract(exported: Path) -> None:
     assert pipeline["class"] == "WanImageToVideoPipeline" and pipeline["runtime_supported"]
     assert pipeline["scheduler"]["class"] == "UniPCMultistepScheduler"
     assert set(manifest["submodels"]) == {"denoiser", "vae_decoder", "condition_encoder"}
+
+
+def test_cogvideox15_export_decodes_what_the_pipeline_decodes(exported_cogvideox15: Path) -> None:
+    """CogVideoX 1.5 pads its latent frames to whole temporal patches and drops the padding before decoding: the
+    export denoises 6 latent frames, decodes the last 5 and says the video has 17 frames (the pipeline's
+    ``num_frames``; the loop test above checks the runtime's frames against the pipeline's at that count)."""
+    export = ExportDir.open(exported_cogvideox15)
+    video = export.manifest["pipeline"]["video"]
+    assert (video["latent_frames"], video["decoded_latent_frames"], video["frames"]) == (6, 5, 17)
+    assert export.submodel("vae_decoder").inputs[0]["shape"][2] == 5
+    assert export.manifest["pipeline"]["recipe"]["constant_inputs"] == {"ofs": 2.0}
 
 
 def test_two_expert_export_records_both_graphs_and_the_switch(
