@@ -1,11 +1,13 @@
 """The torch-free sampling loop: seeded latents, conditioning, guidance, the DyMoS strength schedule fed every
 step as the runtime tensor (per item, so one batch can mix strengths), scheduler steps, VAE decode.
 
-The loop of ``WanImageToVideoPipeline.__call__`` and ``CogVideoXImageToVideoPipeline.__call__`` (1.0): the
+The loop of ``WanImageToVideoPipeline.__call__`` and ``CogVideoXImageToVideoPipeline.__call__`` (1.0, 1.5): the
 denoiser input is ``concat([latents, condition])`` on the channel axis (Wan: mask + first-frame latents; CogVideoX:
 the padded image latents), classifier-free guidance is ``uncond + g * (cond - uncond)``, and latents are
-un-normalised (Wan: ``latents_mean/std``; CogVideoX: ``1 / scaling_factor``) before decoding. What differs is data
-from the manifest's ``pipeline.recipe`` (latent axis order, normalisation), not a code path per model. Cond and
+un-normalised (Wan: ``latents_mean/std``; CogVideoX: ``1 / scaling_factor``) before decoding, without the padding
+latent frames CogVideoX 1.5 drops. What differs is data from the manifest's ``pipeline.recipe`` and
+``pipeline.video`` (latent axis order, normalisation, constant inputs such as CogVideoX 1.5's ``ofs``, decoded
+latent frames), not a code path per model. Cond and
 uncond passes are batched into one engine call when the export's batch range allows. Two-expert exports (Wan 2.2
 A14B) switch to the low-noise expert's graph below the manifest's ``pipeline.experts.boundary_timestep``, with
 ``guidance_scale_2`` there, as the pipeline does.
