@@ -62,74 +62,41 @@ def _prepare(export: Path, factory: pytest.TempPathFactory, prompt: str = "a red
     return prepare(export, folder / "input.png", prompt, folder / "cond.npz", seed=PREPARE_SEED)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("wan22", tmp_path_factory)
+class TinyExports:
+    """The pipelines these tests run (tiny random ones and the shipped model), each exported, and conditioned
+    through `dymos prepare`, once per module on first use: the exports are the expensive part."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._exports: dict[str, Path] = {}
+        self._conditioning: dict[str, Path] = {}
+
+    def export(self, name: str) -> Path:
+        if name not in self._exports:
+            self._exports[name] = _export_pipeline(name, self._factory)
+        return self._exports[name]
+
+    def conditioning(self, name: str) -> Path:
+        if name not in self._conditioning:
+            prompt = "" if name == "svd" else "a red ball bouncing"  # SVD conditions on the image alone
+            self._conditioning[name] = _prepare(self.export(name), self._factory, prompt)
+        return self._conditioning[name]
 
 
 @pytest.fixture(scope="module")
-def conditioning(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported, tmp_path_factory)
+def pipelines(tmp_path_factory: pytest.TempPathFactory) -> TinyExports:
+    return TinyExports(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def exported_wan21(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("wan21", tmp_path_factory)
+def exported(pipelines: TinyExports) -> Path:
+    """The tiny Wan 2.2 I2V pipeline's export, which most tests use."""
+    return pipelines.export("wan22")
 
 
 @pytest.fixture(scope="module")
-def conditioning_wan21(exported_wan21: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_wan21, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exported_wan22_a14b(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("wan22-a14b", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def conditioning_wan22_a14b(exported_wan22_a14b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_wan22_a14b, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exported_cogvideox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("cogvideox", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exported_cogvideox15(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("cogvideox15", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def conditioning_cogvideox15(exported_cogvideox15: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_cogvideox15, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exported_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("svd", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def conditioning_svd(exported_svd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_svd, tmp_path_factory, prompt="")  # SVD conditions on the image alone
-
-
-@pytest.fixture(scope="module")
-def exported_sprites(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export_pipeline("sprites", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def conditioning_sprites(exported_sprites: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_sprites, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def conditioning_cogvideox(exported_cogvideox: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(exported_cogvideox, tmp_path_factory)
+def conditioning(pipelines: TinyExports) -> Path:
+    return pipelines.conditioning("wan22")
 
 
 def _pipeline_run(
@@ -166,12 +133,8 @@ def _pipeline_run(
 
 @pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-a14b", "cogvideox", "cogvideox15", "svd", "sprites"])
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
-def test_runtime_matches_the_diffusers_pipeline(
-    request: pytest.FixtureRequest, name: str, strengths: list[float]
-) -> None:
-    suffix = "" if name == "wan22" else "_" + name.replace("-", "_")
-    exported = request.getfixturevalue(f"exported{suffix}")
-    conditioning = request.getfixturevalue(f"conditioning{suffix}")
+def test_runtime_matches_the_diffusers_pipeline(pipelines: TinyExports, name: str, strengths: list[float]) -> None:
+    exported, conditioning = pipelines.export(name), pipelines.conditioning(name)
     export = ExportDir.open(exported)
     cond = load_conditioning(str(conditioning))
     pipeline = export.manifest["pipeline"]
@@ -256,14 +219,12 @@ TORCH_FREE = {
 
 
 @pytest.mark.parametrize("name", sorted(TORCH_FREE))
-def test_conditions_on_an_image_with_torch_unimportable(
-    request: pytest.FixtureRequest, name: str, tmp_path: Path
-) -> None:
+def test_conditions_on_an_image_with_torch_unimportable(pipelines: TinyExports, name: str, tmp_path: Path) -> None:
     """End to end from an image (and a prompt where the pipeline has a text encoder) without torch: the image
     preprocessing, the condition encoder with its numpy-drawn noise (CogVideoX, SVD), the CLIP image encoder (Wan
     2.1, SVD), the tokenizer and text encoder (Wan 2.1, CogVideoX), the sampling loop and the decode; the CLI too."""
-    exported = request.getfixturevalue(f"exported_{name}")
-    image = request.getfixturevalue(f"conditioning_{name}").parent / "input.png"
+    exported = pipelines.export(name)
+    image = pipelines.conditioning(name).parent / "input.png"
     prompt, image_entry = TORCH_FREE[name]
     script = textwrap.dedent(
         f"""
@@ -303,7 +264,7 @@ def test_conditions_on_an_image_with_torch_unimportable(
 
 
 @pytest.mark.parametrize("name", ["wan22", "wan21"])
-def test_image_conditioning_without_torch_equals_prepare(request: pytest.FixtureRequest, name: str) -> None:
+def test_image_conditioning_without_torch_equals_prepare(pipelines: TinyExports, name: str) -> None:
     """The exported condition encoder on the runtime's image preprocessing gives what the pipeline's own
     ``prepare_latents`` gives (``dymos prepare``); for Wan 2.1 the exported CLIP image encoder on the runtime's
     CLIP preprocessing gives what ``encode_image`` gives; the stored embeddings are the empty prompt's."""
@@ -311,9 +272,8 @@ def test_image_conditioning_without_torch_equals_prepare(request: pytest.Fixture
     from dymos.prepare import prepare_conditioning, text_shape
     from dymos.runtime.conditioning import image_conditioning
 
-    suffix = "" if name == "wan22" else f"_{name}"
-    export = ExportDir.open(request.getfixturevalue(f"exported{suffix}"))
-    image_path = request.getfixturevalue(f"conditioning{suffix}").parent / "input.png"
+    export = ExportDir.open(pipelines.export(name))
+    image_path = pipelines.conditioning(name).parent / "input.png"
     video = export.manifest["pipeline"]["video"]
     pipe = load_pipeline(f"tiny-pipeline:{name}")
     pixels = pipe.video_processor.preprocess(load_image(image_path), height=video["height"], width=video["width"])
@@ -353,9 +313,7 @@ def test_image_conditioning_without_torch_equals_prepare(request: pytest.Fixture
 
 
 @pytest.mark.parametrize("name", ["cogvideox", "svd"])
-def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(
-    request: pytest.FixtureRequest, name: str
-) -> None:
+def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(pipelines: TinyExports, name: str) -> None:
     """CogVideoX samples its image latents from the VAE posterior and SVD augments its image with noise; the runtime
     draws that noise in numpy from the seed and feeds it to the exported condition encoder. Fed the same noise, the
     pipeline's own code (``dymos.prepare``'s condition functions, which ``dymos prepare`` runs with torch's draw)
@@ -365,8 +323,8 @@ def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(
     from dymos.prepare import cogvideox_condition, condition_noise_shapes, svd_condition, text_shape
     from dymos.runtime.conditioning import CONDITIONING_STREAM, MicroConditioning, image_conditioning
 
-    export = ExportDir.open(request.getfixturevalue(f"exported_{name}"))
-    image_path = request.getfixturevalue(f"conditioning_{name}").parent / "input.png"
+    export = ExportDir.open(pipelines.export(name))
+    image_path = pipelines.conditioning(name).parent / "input.png"
     video = export.manifest["pipeline"]["video"]
     pipe = load_pipeline(f"tiny-pipeline:{name}")
     pixels = pipe.video_processor.preprocess(load_image(image_path), height=video["height"], width=video["width"])
@@ -423,13 +381,13 @@ def test_prepare_draws_what_the_pipeline_generator_draws() -> None:
     assert np.array_equal(ours["condition"], theirs.numpy())
 
 
-def test_exports_from_before_the_conditioning_recipe_still_condition(
-    exported_wan21: Path, conditioning_wan21: Path, tmp_path: Path
-) -> None:
+def test_exports_from_before_the_conditioning_recipe_still_condition(pipelines: TinyExports, tmp_path: Path) -> None:
     """A manifest written before the recipe named the image encoder, the unconditional pass and the text encoder's
     masking (Wan 2.1 then) conditions exactly as a current one."""
     from dymos.runtime.conditioning import image_conditioning, supports_image_conditioning
 
+    exported_wan21 = pipelines.export("wan21")
+    conditioning_wan21 = pipelines.conditioning("wan21")
     old = tmp_path / "old"
     shutil.copytree(exported_wan21, old)
     manifest = json.loads((old / "manifest.json").read_text())
@@ -510,7 +468,7 @@ def test_svd_clip_pixels_equal_the_pipeline(size: tuple[int, int]) -> None:
     ids=["plain", "messy", "unicode", "too-long", "empty"],
 )
 @pytest.mark.parametrize("name", ["wan21", "cogvideox"])
-def test_runtime_tokenizer_equals_the_pipelines(request: pytest.FixtureRequest, name: str, prompt: str) -> None:
+def test_runtime_tokenizer_equals_the_pipelines(pipelines: TinyExports, name: str, prompt: str) -> None:
     """The exported tokenizer.json through ``tokenizers`` (no torch, no transformers) gives the token ids the
     pipeline's tokenizer gives after its prompt cleaning (Wan's; CogVideoX takes prompts as given), padded and
     truncated to the export's text length (512 for the tiny Wan 2.1, 6 for the tiny CogVideoX)."""
@@ -518,7 +476,7 @@ def test_runtime_tokenizer_equals_the_pipelines(request: pytest.FixtureRequest, 
 
     from dymos.runtime.conditioning import tokenize_prompt
 
-    export = ExportDir.open(request.getfixturevalue(f"exported_{name}"))
+    export = ExportDir.open(pipelines.export(name))
     length = export.manifest["pipeline"]["text_encoder"]["max_length"]
     pipe = load_pipeline(f"tiny-pipeline:{name}")
     cleaned = prompt_clean(prompt) if name == "wan21" else prompt
@@ -528,9 +486,10 @@ def test_runtime_tokenizer_equals_the_pipelines(request: pytest.FixtureRequest, 
     assert np.array_equal(tokenize_prompt(export, prompt), np.asarray(expected, dtype=np.int64))
 
 
-def test_a_prompt_spelling_the_pad_token_is_refused(exported_wan21: Path) -> None:
+def test_a_prompt_spelling_the_pad_token_is_refused(pipelines: TinyExports) -> None:
     from dymos.runtime.conditioning import tokenize_prompt
 
+    exported_wan21 = pipelines.export("wan21")
     with pytest.raises(ValueError, match="contains the pad token '<pad>'"):
         tokenize_prompt(ExportDir.open(exported_wan21), "a ball <pad> bouncing")
 
@@ -588,7 +547,8 @@ def test_same_noise_for_every_strength_unless_seeds_differ(exported: Path, condi
 # -- the shipped sprite model: its export, `dymos run` defaults and `dymos sweep` -----------------------------------
 
 
-def test_shipped_model_exports_at_its_trained_size_with_its_defaults(exported_sprites: Path) -> None:
+def test_shipped_model_exports_at_its_trained_size_with_its_defaults(pipelines: TinyExports) -> None:
+    exported_sprites = pipelines.export("sprites")
     manifest = ExportDir.open(exported_sprites).manifest
     assert exported_sprites.name == "sprites" and manifest["model"]["source"] == "sprites"
     video = manifest["pipeline"]["video"]
@@ -597,10 +557,11 @@ def test_shipped_model_exports_at_its_trained_size_with_its_defaults(exported_sp
     assert manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0, "steps": 20}
 
 
-def test_dymos_run_with_an_image_on_the_shipped_model(exported_sprites: Path, tmp_path: Path, capsys) -> None:
+def test_dymos_run_with_an_image_on_the_shipped_model(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
     from dymos.cli import main
     from dymos.sprites import make_clip
 
+    exported_sprites = pipelines.export("sprites")
     Image.fromarray(make_clip(1, 0)[0]).save(tmp_path / "sprites.png")
     argv = ["run", "--export", str(exported_sprites), "--image", str(tmp_path / "sprites.png"), *IN_PROCESS]
     assert main([*argv, "--strength", "0,4", "--out", str(tmp_path / "video.gif")]) == 0
@@ -609,9 +570,10 @@ def test_dymos_run_with_an_image_on_the_shipped_model(exported_sprites: Path, tm
     assert (tmp_path / "video_s0.gif").stat().st_size > 0 and (tmp_path / "video_s4.gif").stat().st_size > 0
 
 
-def test_dymos_sweep_writes_tables_json_and_strip(exported_sprites: Path, tmp_path: Path) -> None:
+def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_path: Path) -> None:
     from dymos.cli import main
 
+    exported_sprites = pipelines.export("sprites")
     out = tmp_path / "sweep"
     argv = ["sweep", "--export", str(exported_sprites), "--clips", "2", "--seeds", "0", "--strengths", "0,4"]
     assert main([*argv, "--steps", "6", "--out", str(out)]) == 0
@@ -692,10 +654,11 @@ def test_manifest_records_the_pipeline_contract(exported: Path) -> None:
     assert set(manifest["submodels"]) == {"denoiser", "vae_decoder", "condition_encoder"}
 
 
-def test_cogvideox15_export_decodes_what_the_pipeline_decodes(exported_cogvideox15: Path) -> None:
+def test_cogvideox15_export_decodes_what_the_pipeline_decodes(pipelines: TinyExports) -> None:
     """CogVideoX 1.5 pads its latent frames to whole temporal patches and drops the padding before decoding: the
     export denoises 6 latent frames, decodes the last 5 and says the video has 17 frames (the pipeline's
     ``num_frames``; the loop test above checks the runtime's frames against the pipeline's at that count)."""
+    exported_cogvideox15 = pipelines.export("cogvideox15")
     export = ExportDir.open(exported_cogvideox15)
     video = export.manifest["pipeline"]["video"]
     assert (video["latent_frames"], video["decoded_latent_frames"], video["frames"]) == (6, 5, 17)
@@ -704,8 +667,9 @@ def test_cogvideox15_export_decodes_what_the_pipeline_decodes(exported_cogvideox
 
 
 def test_two_expert_export_records_both_graphs_and_the_switch(
-    exported_wan22_a14b: Path, exported: Path, conditioning: Path
+    pipelines: TinyExports, exported: Path, conditioning: Path
 ) -> None:
+    exported_wan22_a14b = pipelines.export("wan22-a14b")
     export = ExportDir.open(exported_wan22_a14b)
     manifest = export.manifest
     assert set(manifest["submodels"]) == {"denoiser", "denoiser_2", "vae_decoder", "condition_encoder"}
@@ -722,10 +686,11 @@ def test_two_expert_export_records_both_graphs_and_the_switch(
 
 
 def test_dymos_run_on_a_two_expert_export(
-    exported_wan22_a14b: Path, exported: Path, conditioning: Path, tmp_path: Path, capsys
+    pipelines: TinyExports, exported: Path, conditioning: Path, tmp_path: Path, capsys
 ) -> None:
     from dymos.cli import main
 
+    exported_wan22_a14b = pipelines.export("wan22-a14b")
     image = str(conditioning.parent / "input.png")
     argv = ["run", "--export", str(exported_wan22_a14b), "--image", image, "--steps", "4", "--guidance-2", "3"]
     argv += IN_PROCESS
