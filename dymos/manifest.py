@@ -24,6 +24,14 @@ NOISE_INPUT = "noise"
 NOISE_SCALE_INPUT = "noise_aug_strength"
 # Conditioning entries (``dymos prepare``'s .npz keys) -> the denoiser input they feed, where the names differ.
 CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
+
+
+def denoiser_input_of(entry: str) -> str:
+    """The denoiser input a conditioning entry feeds (``prompt_embeds`` -> ``encoder_hidden_states``; others keep
+    their name)."""
+    return CONDITIONING_INPUTS.get(entry, entry)
+
+
 FORMAT = "dymos-manifest"
 FORMAT_VERSION = 1
 

@@ -25,7 +25,7 @@ from dymos import __version__
 from dymos.attention import STRATEGIES
 from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.layouts import FAMILIES, layout_for, patch_sizes
-from dymos.manifest import CONDITIONING_INPUTS, STRENGTH_SEMANTICS, atomic_write_bytes, file_entries, write_manifest
+from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, denoiser_input_of, file_entries, write_manifest
 from dymos.models import (
     canonical_model,
     is_pipeline_spec,
@@ -614,7 +614,7 @@ def _export_pipeline_parts(
     # encoder they need (a CLIP image encoder for Wan 2.1 and SVD)
     image_encoder = recipe.get("image_encoder")
     if image_encoder is not None:
-        fed = CONDITIONING_INPUTS.get(image_encoder["fills"], image_encoder["fills"])
+        fed = denoiser_input_of(image_encoder["fills"])
         image_encoder = image_encoder if fed in cases[0].inputs else None  # Wan 2.2 takes no image context
     if image_encoder is None or getattr(pipe, "image_encoder", None) is not None:
         files += _export_image_conditioning(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dymos.images import clip_pixels, load_image, preprocess_image
-from dymos.manifest import CONDITIONING_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT
+from dymos.manifest import NOISE_INPUT, NOISE_SCALE_INPUT, denoiser_input_of
 
 from .artifacts import ExportDir
 from .backends import Backend, open_backend
@@ -54,17 +54,16 @@ def _image_encoder_fills(export: ExportDir) -> str | None:
     fills = (export.manifest.get("pipeline") or {}).get("recipe", {}).get("image_encoder", {}).get("fills")
     fills = fills or IMAGE_CONTEXT  # exports from before the recipe named it: Wan 2.1's
     denoiser_inputs = {t["name"] for t in export.submodel("denoiser").inputs}
-    return fills if CONDITIONING_INPUTS.get(fills, fills) in denoiser_inputs else None
+    return fills if denoiser_input_of(fills) in denoiser_inputs else None
 
 
 def supports_image_conditioning(export: ExportDir) -> bool:
     pipeline = export.manifest.get("pipeline") or {}
     submodels = export.manifest.get("submodels", {})
     needs_image_encoder = _image_encoder_fills(export) is not None
-    unconditional = pipeline.get("recipe", {}).get("unconditional", "empty_prompt")
     return (
         CONDITION_ENCODER in submodels
-        and (unconditional != "empty_prompt" or bool(pipeline.get("empty_prompt")))
+        and (not takes_prompts(export) or bool(pipeline.get("empty_prompt")))
         and (not needs_image_encoder or (IMAGE_ENCODER in submodels and "image_processor" in pipeline))
     )
 
@@ -186,7 +185,7 @@ def image_conditioning(
     if fills is not None:
         pixels = clip_pixels(image, pipeline["image_processor"])
         out[fills] = _run_encoder(export, IMAGE_ENCODER, image_encoder, pixels)
-    if recipe.get("unconditional") == "zeros":  # SVD: no prompt; the unconditional pass sees zeros
+    if not takes_prompts(export):  # SVD: no prompt; the unconditional pass sees zeros
         if prompt or negative_prompt:
             raise ValueError(f"{pipeline['class']} takes no prompt: it conditions on the image alone")
         out["negative_condition"] = np.zeros_like(out["condition"])
