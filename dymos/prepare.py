@@ -51,13 +51,15 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
 
 def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Tensor:
     """Wan's condition for preprocessed ``pixels [1, 3, H, W]``: the mask channels + the VAE latents (the mode,
-    deterministic) of ``[image, zeros...]``, by the pipeline's own ``prepare_latents``. ``dymos prepare`` calls it,
-    and the exported condition encoder graph is this function traced."""
+    deterministic) of ``[image, zeros...]``; with ``expand_timesteps`` (Wan 2.2 TI2V) the image's normalised VAE
+    latent alone, ``[1, z, 1, h, w]``, which the pipeline puts in place of the first latent frame. Computed by the
+    pipeline's own ``prepare_latents``; ``dymos prepare`` calls it, and the exported condition encoder graph is this
+    function traced."""
     height, width = pixels.shape[-2:]
     z_dim = int(pipe.vae.config.z_dim)
     latent_frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
     spatial = pipe.vae_scale_factor_spatial
-    _, condition = pipe.prepare_latents(
+    prepared = pipe.prepare_latents(
         pixels,
         1,
         z_dim,
@@ -69,7 +71,7 @@ def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Ten
         None,
         latents=torch.zeros((1, z_dim, latent_frames, height // spatial, width // spatial), dtype=pixels.dtype),
     )
-    return condition
+    return prepared[1]  # (latents, condition) or, with expand_timesteps, (latents, condition, first_frame_mask)
 
 
 def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -194,6 +194,8 @@ WAN_SCHEDULER = {
         "flow_shift": 3.0,
     },
 }
+# The real Wan 2.2 TI2V 5B scheduler (shared/configs/wan2.2-ti2v-5b.json): flow shift 5.
+WAN_TI2V_SCHEDULER = {"class": WAN_SCHEDULER["class"], "config": {**WAN_SCHEDULER["config"], "flow_shift": 5.0}}
 _TINY_WAN_VAE = {
     "base_dim": 8,
     "z_dim": 4,
@@ -205,6 +207,29 @@ _TINY_WAN_VAE = {
     "latents_mean": [0.0] * 4,
     "latents_std": [1.0] * 4,
 }
+# Wan 2.2 TI2V's VAE form: residual blocks, 2x2 pixel patchify (12 channels in and out), 16x spatial compression;
+# non-trivial latent statistics so the mean/std normalisation is exercised.
+_TINY_WAN22_VAE = {
+    **_TINY_WAN_VAE,
+    "z_dim": 8,
+    "decoder_base_dim": 8,
+    "is_residual": True,
+    "in_channels": 12,
+    "out_channels": 12,
+    "patch_size": 2,
+    "scale_factor_spatial": 16,
+    "scale_factor_temporal": 4,
+    "latents_mean": [0.1 * i - 0.35 for i in range(8)],
+    "latents_std": [0.5 + 0.1 * i for i in range(8)],
+}
+# Wan 2.2 TI2V 5B's transformer form: no mask or condition channels (the image latent replaces the first latent
+# frame), no image context.
+_TINY_WAN_TI2V = TinyCase(
+    "wan22-ti2v",
+    "WanTransformer3DModel",
+    "wan",
+    {**_WAN, "in_channels": 8, "out_channels": 8, "image_dim": None, "added_kv_proj_dim": None},
+)
 # The real CogVideoX I2V scheduler (shared/configs/cogvideox-5b-i2v.json).
 COGVIDEOX_SCHEDULER = {
     "class": "CogVideoXDDIMScheduler",
@@ -281,23 +306,26 @@ def wan_i2v_pipeline(
     image_processor: Any = None,
     text_encoder: torch.nn.Module | None = None,
     tokenizer: Any = None,
+    expand_timesteps: bool = False,
+    scheduler: dict[str, Any] = WAN_SCHEDULER,
 ) -> Any:
     """A ``WanImageToVideoPipeline`` with the real scheduler config: Wan 2.2 I2V form without text encoder
     (prompts come as embeddings; the tiny random ones, one or two experts, and the shipped trained one), or Wan 2.1
-    form with a CLIP ``image_encoder`` and its ``image_processor`` (and a ``text_encoder`` with its ``tokenizer``)."""
+    form with a CLIP ``image_encoder`` and its ``image_processor`` (and a ``text_encoder`` with its ``tokenizer``),
+    or Wan 2.2 TI2V form (``expand_timesteps``: per-token timesteps, the image latent as the first latent frame)."""
     import diffusers
 
-    scheduler = getattr(diffusers, WAN_SCHEDULER["class"]).from_config(WAN_SCHEDULER["config"])
     return diffusers.WanImageToVideoPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=vae,
-        scheduler=scheduler,
+        scheduler=getattr(diffusers, scheduler["class"]).from_config(scheduler["config"]),
         transformer=transformer,
         transformer_2=transformer_2,
         boundary_ratio=boundary_ratio,
         image_encoder=image_encoder,
         image_processor=image_processor,
+        expand_timesteps=expand_timesteps,
     )
 
 
@@ -370,15 +398,18 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image or text encoder: prompts are embeddings),
     ``wan21`` (the Wan 2.1 layout: a tiny CLIP image encoder whose hidden states feed the transformer's image
     context, and a tiny UMT5 text encoder with its tokenizer), ``wan22-a14b`` (``wan22`` with Wan 2.2 A14B's
-    second, low-noise expert and boundary ratio 0.9), ``cogvideox`` (``CogVideoXImageToVideoPipeline``, CogVideoX
-    1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text encoder and tokenizer), ``cogvideox15`` (the
-    same in CogVideoX 1.5 form: temporal patching, the ``ofs`` embedding, inverted image-latent scaling) or ``svd``
-    (``StableVideoDiffusionPipeline`` with a tiny random CLIP image encoder)."""
+    second, low-noise expert and boundary ratio 0.9), ``wan22-ti2v`` (Wan 2.2 TI2V 5B's form: its VAE's residual
+    blocks, pixel patchify and 16x compression, ``expand_timesteps``, flow shift 5), ``cogvideox``
+    (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text
+    encoder and tokenizer), ``cogvideox15`` (the same in CogVideoX 1.5 form: temporal patching, the ``ofs``
+    embedding, inverted image-latent scaling) or ``svd`` (``StableVideoDiffusionPipeline`` with a tiny random CLIP
+    image encoder)."""
     import diffusers
 
     if name not in TINY_PIPELINES:
         raise ValueError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
-    transformer = TINY_CASES[name.removesuffix("-a14b")].build(seed=seed)
+    tiny_case = _TINY_WAN_TI2V if name == "wan22-ti2v" else TINY_CASES[name.removesuffix("-a14b")]
+    transformer = tiny_case.build(seed=seed)
     torch.manual_seed(seed + 1)
     if name == "wan22":
         pipe = wan_i2v_pipeline(transformer, diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval())
@@ -399,6 +430,13 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             diffusers.AutoencoderKLWan(**_TINY_WAN_VAE).eval(),
             transformer_2=TINY_CASES["wan22"].build(seed=seed + 100),
             boundary_ratio=A14B_BOUNDARY_RATIO,
+        )
+    elif name == "wan22-ti2v":
+        pipe = wan_i2v_pipeline(
+            transformer,
+            diffusers.AutoencoderKLWan(**_TINY_WAN22_VAE).eval(),
+            expand_timesteps=True,
+            scheduler=WAN_TI2V_SCHEDULER,
         )
     elif name == "svd":
         from transformers import CLIPImageProcessor

@@ -256,6 +256,9 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         dtype=dtype,
         text_tokens=text_tokens,
     )
+    recipe = pipeline_recipe(pipe) if pipe is not None else None
+    if recipe is not None and recipe.get("timestep") == "zero_on_first_frame":
+        spec = dataclasses.replace(spec, zero_timestep_first_frame=True)
     cases = parity_cases(
         spec, config, height=height, width=width, dtype=dtype, seed=options.seed, text_tokens=text_tokens
     )
@@ -266,7 +269,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         submodels: dict[str, ExportSpec] = {}
         submodel_artifacts: dict[str, Any] = {}
         files: list[str] = []
-        with_stock = pipe is not None and _runtime_unsupported(pipe) is None  # the runtime uses it
+        with_stock = recipe is not None  # the runtime uses it
         job = DenoiserJob(spec, strategy, cases, formats, options, with_stock)
         artifacts, parity, denoiser_files = _export_denoiser("denoiser", model, job, staging, log)
         files += denoiser_files
@@ -478,6 +481,9 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "unconditional": "empty_prompt",
         # UMT5 under the padding mask, padded positions zeroed; prompts cleaned (ftfy, HTML unescape, whitespace)
         "text_encoder": {"masked": True, "clean": "wan"},
+        # Wan 2.2 TI2V: the image's latent frame stands in for the first latent frame (the pipeline's mask blend, of
+        # the denoiser input each step and of the final latents) and the model sees per-token timesteps, 0 there.
+        "when_config": {"expand_timesteps": {"condition": "first_frame", "timestep": "zero_on_first_frame"}},
     },
     # The image latents are sampled from the VAE posterior: the condition encoder takes that noise as an input.
     "CogVideoXImageToVideoPipeline": {
@@ -504,6 +510,20 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "added_time_ids": True,
     },
 }
+
+
+def pipeline_recipe(pipe: Any) -> dict[str, Any] | None:
+    """The runtime recipe of ``pipe``'s class with the overrides of the config flags it sets (``when_config``), or
+    None for a class the runtime does not drive. Unset keys mean the common case: ``condition`` "concat" (the
+    condition is concatenated to the latents on the channel axis) and ``timestep`` "per_item"."""
+    base = RUNTIME_PIPELINES.get(type(pipe).__name__)
+    if base is None:
+        return None
+    recipe = {k: v for k, v in base.items() if k != "when_config"}
+    for flag, overrides in base.get("when_config", {}).items():
+        if pipe.config.get(flag):
+            recipe.update(overrides)
+    return recipe
 
 
 def pipeline_text_tokens(pipe: Any, family: str) -> int | None:
@@ -566,12 +586,11 @@ def _export_pipeline_parts(
         "runtime_supported": False,
         "files": [],
     }
-    unsupported = _runtime_unsupported(pipe)
-    if unsupported:
-        log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive {unsupported} yet; denoiser only")
+    recipe = pipeline_recipe(pipe)
+    if recipe is None:
+        log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive it yet; denoiser only")
         return entry
     entry["runtime_supported"] = True
-    recipe = RUNTIME_PIPELINES[pipeline_class]
     if "denoiser_2" in submodels:  # run_export exported the low-noise expert (see _experts)
         entry["experts"] = {
             "high_noise": "denoiser",
@@ -618,7 +637,7 @@ def _export_pipeline_parts(
         image_encoder = image_encoder if fed in cases[0].inputs else None  # Wan 2.2 takes no image context
     if image_encoder is None or getattr(pipe, "image_encoder", None) is not None:
         files += _export_image_conditioning(
-            pipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_encoder
+            pipe, recipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_encoder
         )
     else:
         log(f"[condition_encoder] {pipeline_class} has no image encoder: conditioning through `dymos prepare` only")
@@ -643,19 +662,9 @@ def _export_pipeline_parts(
 EMPTY_PROMPT_FILE = "empty_prompt.npz"
 
 
-def _runtime_unsupported(pipe: Any) -> str | None:
-    """What keeps the runtime from driving this pipeline (None: it can): the class, or a mode of it whose loop
-    differs (Wan 2.2 TI2V's per-token timesteps)."""
-    pipeline_class = type(pipe).__name__
-    if pipeline_class not in RUNTIME_PIPELINES:
-        return pipeline_class
-    if pipe.config.get("expand_timesteps"):
-        return f"{pipeline_class} with expand_timesteps (Wan 2.2 TI2V)"
-    return None
-
-
 def _export_image_conditioning(
     pipe: Any,
+    recipe: dict[str, Any],
     video: dict[str, int],
     cases: list[ParityCase],
     staging: Path,
@@ -710,7 +719,6 @@ def _export_image_conditioning(
         )
         files += record("image_encoder", exported)
         entry["image_processor"] = settings
-    recipe = RUNTIME_PIPELINES[type(pipe).__name__]
     if recipe["unconditional"] != "empty_prompt":  # SVD: no prompt; its unconditional pass sees zeros
         return files
     text = cases[0].inputs["encoder_hidden_states"]

@@ -169,6 +169,9 @@ class ExportSpec:
     dims: dict[str, DimRange]
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
     multiples: dict[str, int] = field(default_factory=dict)  # dims that must be multiples of a patch size
+    # Wan 2.2 TI2V (its pipeline's expand_timesteps): the graph takes one timestep per item and hands the model one
+    # per token, 0 on the first latent frame's tokens (where the image latent stands), as the pipeline does.
+    zero_timestep_first_frame: bool = False
 
     @property
     def input_names(self) -> list[str]:
@@ -183,7 +186,7 @@ class ExportSpec:
         return {t.name: (shape(t, "min"), shape(t, "opt"), shape(t, "max")) for t in self.inputs}
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "family": self.family,
             "submodel": self.submodel,
             "inputs": [t.as_dict() for t in self.inputs],
@@ -193,6 +196,9 @@ class ExportSpec:
                 for name, r in self.dims.items()
             },
         }
+        if self.zero_timestep_first_frame:
+            entry["timestep"] = "per item in, per token inside the graph: 0 on the first latent frame, t elsewhere"
+        return entry
 
 
 def _dtype_name(tensor: torch.Tensor) -> str:

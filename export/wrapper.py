@@ -3,8 +3,8 @@
 :class:`StrengthInputDenoiser` takes the spec's tensors positionally plus ``motion_strength`` (float32
 ``[batch]``) and returns the noise prediction. Inside, the strength is handed to the patch through
 :meth:`DyMoSDenoiser.strength_input`, so no Python code reads its value and the exporter keeps it a live input.
-Family adapters (LTX's token packing, CogVideoX's RoPE tables) are done here from symbolic shapes, so frames and
-resolution stay dynamic in the graph.
+Family adapters (LTX's token packing, CogVideoX's RoPE tables, Wan 2.2 TI2V's per-token timesteps) are done here
+from symbolic shapes, so frames and resolution stay dynamic in the graph.
 """
 
 from __future__ import annotations
@@ -16,9 +16,17 @@ import torch
 from dymos.attention import DEFAULT_STRATEGY
 from dymos.denoiser import DyMoSDenoiser
 from dymos.inputs import cogvideox_rotary_embedding
-from dymos.layouts import layout_for
+from dymos.layouts import layout_for, token_grid
 
 from .specs import FAMILY_EXPORTS, ExportSpec
+
+
+def first_frame_zero_timesteps(timestep: torch.Tensor, frames: int, tokens_per_frame: int) -> torch.Tensor:
+    """``[B]`` timesteps -> ``[B, frames * tokens_per_frame]``: 0 on the first latent frame's tokens, ``t`` on the
+    others; the same product (0/1 mask times ``t``, frame-major) as ``WanImageToVideoPipeline`` with
+    ``expand_timesteps`` forms, so the values are bit-equal."""
+    later = torch.arange(frames * tokens_per_frame, device=timestep.device) >= tokens_per_frame
+    return later.to(timestep.dtype)[None, :] * timestep[:, None]
 
 
 class StrengthInputDenoiser(torch.nn.Module):
@@ -34,7 +42,8 @@ class StrengthInputDenoiser(torch.nn.Module):
         super().__init__()
         self.model = model
         self.spec = spec
-        self.family = FAMILY_EXPORTS[layout_for(model).family]
+        self.layout = layout_for(model)
+        self.family = FAMILY_EXPORTS[self.layout.family]
         self.tensor_names = [name for name in spec.input_names if name != "motion_strength"]
         self.handle = DyMoSDenoiser(model, 0.0, strategy=strategy) if dymos else None
 
@@ -53,6 +62,9 @@ class StrengthInputDenoiser(torch.nn.Module):
             def unpack(out: torch.Tensor) -> torch.Tensor:
                 return out.reshape(batch, frames, height, width, -1).permute(0, 4, 1, 2, 3)
 
+        if self.spec.zero_timestep_first_frame:
+            grid = token_grid(self.layout, self.model.config, kwargs)
+            kwargs["timestep"] = first_frame_zero_timesteps(kwargs["timestep"], grid.frames, grid.tokens_per_frame)
         if self.family.rotary_inputs and self.model.config.get("use_rotary_positional_embeddings"):
             latent = kwargs["hidden_states"]
             kwargs["image_rotary_emb"] = cogvideox_rotary_embedding(

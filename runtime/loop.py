@@ -7,7 +7,8 @@ the padded image latents), classifier-free guidance is ``uncond + g * (cond - un
 un-normalised (Wan: ``latents_mean/std``; CogVideoX: ``1 / scaling_factor``) before decoding, without the padding
 latent frames CogVideoX 1.5 drops. What differs is data from the manifest's ``pipeline.recipe`` and
 ``pipeline.video`` (latent axis order, normalisation, constant inputs such as CogVideoX 1.5's ``ofs``, decoded
-latent frames), not a code path per model. Cond and
+latent frames), not a code path per model; Wan 2.2 TI2V's ``first_frame`` recipe puts the condition in place of the
+first latent frame instead of concatenating it, by the pipeline's mask blend. Cond and
 uncond passes are batched into one engine call when the export's batch range allows. Two-expert exports (Wan 2.2
 A14B) switch to the low-noise expert's graph below the manifest's ``pipeline.experts.boundary_timestep``, with
 ``guidance_scale_2`` there, as the pipeline does.
@@ -106,13 +107,46 @@ def _latent_sizes(pipeline: dict, channels: int) -> tuple[int, ...]:
 
 
 def _condition_shape(export: ExportDir) -> tuple[int, ...]:
-    """The condition's per-item shape: the denoiser's latent input minus the VAE latent channels."""
+    """The condition's per-item shape: the denoiser's latent input minus the VAE latent channels; for a first-frame
+    condition (Wan 2.2 TI2V) one latent frame."""
     pipeline = export.manifest["pipeline"]
+    if pipeline["recipe"].get("condition") == "first_frame":
+        return _latent_sizes(
+            {**pipeline, "video": {**pipeline["video"], "latent_frames": 1}}, _latent_channels(pipeline)
+        )
     layout = pipeline["recipe"]["latent_layout"]
     spec = export.submodel("denoiser")
     latent_input = next(t for t in spec.inputs if t["name"] == pipeline["recipe"]["latent_input"])
     in_channels = latent_input["shape"][layout.index("C")]
-    return _latent_sizes(pipeline, in_channels - pipeline["vae"]["latent_channels"])
+    return _latent_sizes(pipeline, in_channels - _latent_channels(pipeline))
+
+
+def _latent_channels(pipeline: dict) -> int:
+    return pipeline["vae"]["latent_channels"]
+
+
+class _LatentCondition:
+    """How the condition enters the denoiser input: concatenated on the channel axis (Wan I2V's mask + image
+    latents, CogVideoX's and SVD's image latents), or, for a ``first_frame`` recipe (Wan 2.2 TI2V), in place of the
+    first latent frame by the pipeline's own blend ``(1 - mask) * condition + mask * latents`` (mask 0 on the first
+    frame), which it also applies to the final latents."""
+
+    def __init__(self, recipe: dict, latent_shape: tuple[int, ...]) -> None:
+        layout = recipe["latent_layout"]
+        self.channel_axis = layout.index("C")
+        self.blend = recipe.get("condition") == "first_frame"
+        frame_axis = layout.index("F")
+        mask = np.ones([latent_shape[frame_axis] if axis == "F" else 1 for axis in layout], dtype=np.float32)
+        mask[(slice(None),) * frame_axis + (0,)] = 0.0
+        self.mask = mask
+
+    def model_input(self, latents: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        if self.blend:
+            return (1 - self.mask) * condition + self.mask * latents
+        return np.concatenate([latents, condition], axis=self.channel_axis)
+
+    def final(self, latents: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        return (1 - self.mask) * condition + self.mask * latents if self.blend else latents
 
 
 def sample(
@@ -138,8 +172,8 @@ def sample(
     spec = export.submodel("denoiser")
     dtypes = {t["name"]: np.dtype(t["dtype"]) for t in spec.inputs}
     layout = recipe["latent_layout"]
-    channel_axis = layout.index("C")
-    latent_shape = (batch, *_latent_sizes(pipeline, pipeline["vae"]["latent_channels"]))
+    latent_shape = (batch, *_latent_sizes(pipeline, _latent_channels(pipeline)))
+    conditioned = _LatentCondition(recipe, latent_shape)
     if request.latents is not None:
         if request.latents.shape != latent_shape:
             raise RunError(f"latents have shape {request.latents.shape}, expected {latent_shape}")
@@ -206,9 +240,7 @@ def sample(
         """Engine inputs for the conditional and/or unconditional halves of one step, batched in that order."""
         n = batch * len(halves)
         values = {
-            recipe["latent_input"]: np.concatenate(
-                [np.concatenate([scaled, condition[h]], axis=channel_axis) for h in halves]
-            ),
+            recipe["latent_input"]: np.concatenate([conditioned.model_input(scaled, condition[h]) for h in halves]),
             "timestep": np.full((n,), t) if timestep_rank else np.asarray(t),
             "encoder_hidden_states": np.concatenate([context[h] for h in halves]),
             "motion_strength": np.concatenate([s] * len(halves)),
@@ -245,6 +277,7 @@ def sample(
         if progress:
             progress(i + 1, len(timesteps), step_seconds[-1])
 
+    latents = conditioned.final(latents, condition["cond"])
     decoded = []
     for item in _unnormalise(latents, pipeline):
         out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=np.float32)})["video"]

@@ -253,3 +253,17 @@ def test_wan_pipelines_with_a_text_encoder_export_their_prompt_length() -> None:
     text = next(t for t in spec.inputs if t.name == "encoder_hidden_states")
     assert text.shape == ("batch", 512, config["text_dim"])
     assert next(t for t in build_spec("wan", config).inputs if t.name == "encoder_hidden_states").shape[1] == 16
+
+
+@pytest.mark.parametrize("batch,frames,height,width", [(1, 3, 8, 8), (3, 5, 4, 6)])
+def test_ti2v_per_token_timesteps_equal_the_pipelines(batch: int, frames: int, height: int, width: int) -> None:
+    """The graph's per-token timesteps (Wan 2.2 TI2V) are bit-equal to what ``WanImageToVideoPipeline`` with
+    ``expand_timesteps`` computes: the first-frame mask, patch-strided, times the scheduler's int64 timestep."""
+    from dymos.export.wrapper import first_frame_zero_timesteps
+
+    t = torch.tensor(937)  # UniPC's timesteps are int64
+    first_frame_mask = torch.ones(1, 1, frames, height, width)
+    first_frame_mask[:, :, 0] = 0
+    expected = (first_frame_mask[0][0][:, ::2, ::2] * t).flatten().unsqueeze(0).expand(batch, -1)
+    ours = first_frame_zero_timesteps(torch.full((batch,), float(t)), frames, (height // 2) * (width // 2))
+    assert ours.dtype == expected.dtype and torch.equal(ours, expected)

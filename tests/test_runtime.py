@@ -131,7 +131,10 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-a14b", "cogvideox", "cogvideox15", "svd", "sprites"])
+RUNTIME_PIPELINES = ["wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "sprites"]
+
+
+@pytest.mark.parametrize("name", RUNTIME_PIPELINES)
 @pytest.mark.parametrize("strengths", [[0.0], [2.5], [0.0, 2.5]], ids=["s0", "s2.5", "mixed"])
 def test_runtime_matches_the_diffusers_pipeline(pipelines: TinyExports, name: str, strengths: list[float]) -> None:
     exported, conditioning = pipelines.export(name), pipelines.conditioning(name)
@@ -263,7 +266,7 @@ def test_conditions_on_an_image_with_torch_unimportable(pipelines: TinyExports, 
         assert "image (1, 1," in out.stdout  # one projected CLIP embedding
 
 
-@pytest.mark.parametrize("name", ["wan22", "wan21"])
+@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-ti2v"])
 def test_image_conditioning_without_torch_equals_prepare(pipelines: TinyExports, name: str) -> None:
     """The exported condition encoder on the runtime's image preprocessing gives what the pipeline's own
     ``prepare_latents`` gives (``dymos prepare``); for Wan 2.1 the exported CLIP image encoder on the runtime's
@@ -664,6 +667,20 @@ def test_cogvideox15_export_decodes_what_the_pipeline_decodes(pipelines: TinyExp
     assert (video["latent_frames"], video["decoded_latent_frames"], video["frames"]) == (6, 5, 17)
     assert export.submodel("vae_decoder").inputs[0]["shape"][2] == 5
     assert export.manifest["pipeline"]["recipe"]["constant_inputs"] == {"ofs": 2.0}
+
+
+def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -> None:
+    """Wan 2.2 TI2V (``expand_timesteps``): the condition is the image's one latent frame, which stands in for the
+    first latent frame, and the denoiser graph takes one timestep per item (per-token inside); the loop test above
+    checks the runtime against the pipeline."""
+    export = ExportDir.open(pipelines.export("wan22-ti2v"))
+    recipe = export.manifest["pipeline"]["recipe"]
+    assert (recipe["condition"], recipe["timestep"]) == ("first_frame", "zero_on_first_frame")
+    assert export.submodel("condition_encoder").outputs[0]["shape"] == [1, 8, 1, 8, 8]  # z=8, one frame, 128 px / 16
+    denoiser = export.manifest["submodels"]["denoiser"]
+    assert "0 on the first latent frame" in denoiser["timestep"]
+    inputs = {t["name"]: t["shape"] for t in denoiser["inputs"]}
+    assert inputs["timestep"] == ["batch"] and inputs["hidden_states"][1] == 8  # no mask or condition channels
 
 
 def test_two_expert_export_records_both_graphs_and_the_switch(
