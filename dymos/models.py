@@ -154,3 +154,16 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
     pipe = diffusers.DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, **{**absent, **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def pipeline_compression(pipe: Any) -> tuple[int, int]:
+    """(temporal, spatial) compression of a pipeline's VAE, as the pipeline itself computes latent sizes."""
+    names = (  # Wan, CogVideoX; LTX; SVD's image VAE (no temporal compression)
+        ("vae_scale_factor_temporal", "vae_scale_factor_spatial"),
+        ("vae_temporal_compression_ratio", "vae_spatial_compression_ratio"),
+        (None, "vae_scale_factor"),
+    )
+    for temporal, spatial in names:
+        if hasattr(pipe, spatial):
+            return int(getattr(pipe, temporal, 1) if temporal else 1), int(getattr(pipe, spatial))
+    return 1, 8

@@ -25,7 +25,7 @@ import torch
 
 from dymos.images import load_image
 from dymos.manifest import NOISE_INPUT, NOISE_SCALE_INPUT, atomic_write_bytes, load_manifest
-from dymos.models import load_pipeline
+from dymos.models import load_pipeline, pipeline_compression
 
 CONDITIONING_FORMAT = "dymos-conditioning-v1"
 
@@ -38,15 +38,39 @@ def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tuple[int, int]) -> dict:
-    """Prompt and negative-prompt embeddings, ``[1, tokens, width]`` each, as the pipeline computes them."""
+    """Prompt and negative-prompt embeddings, ``[1, tokens, width]`` each, as the pipeline computes them; for
+    pipelines whose denoiser takes the text's attention mask (LTX), the masks too (``[1, tokens]`` int64; all ones
+    for the seeded embeddings of pipelines without a text encoder)."""
+    masked = _takes_text_mask(pipe)
     if pipe.text_encoder is not None:
-        positive, negative = pipe.encode_prompt(
+        encoded = pipe.encode_prompt(
             prompt, negative_prompt, do_classifier_free_guidance=True, max_sequence_length=text_shape[0]
         )
-    else:
-        positive = _tiny_prompt_embedding(prompt, (1, *text_shape))
-        negative = _tiny_prompt_embedding(negative_prompt, (1, *text_shape))
-    return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+        if masked:  # (embeds, mask, negative embeds, negative mask)
+            keys = (
+                "prompt_embeds",
+                "prompt_attention_mask",
+                "negative_prompt_embeds",
+                "negative_prompt_attention_mask",
+            )
+            return dict(zip(keys, encoded))
+        return {"prompt_embeds": encoded[0], "negative_prompt_embeds": encoded[1]}
+    out = {
+        "prompt_embeds": _tiny_prompt_embedding(prompt, (1, *text_shape)),
+        "negative_prompt_embeds": _tiny_prompt_embedding(negative_prompt, (1, *text_shape)),
+    }
+    if masked:
+        out.update({key: torch.ones(1, text_shape[0], dtype=torch.long) for key in TEXT_MASK_ENTRIES})
+    return out
+
+
+TEXT_MASK_ENTRIES = ("prompt_attention_mask", "negative_prompt_attention_mask")
+
+
+def _takes_text_mask(pipe: Any) -> bool:
+    import inspect
+
+    return "prompt_attention_mask" in inspect.signature(type(pipe).__call__).parameters
 
 
 def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -142,12 +166,24 @@ def svd_condition(
     return latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
 
 
+def ltx_condition(pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch.Tensor) -> torch.Tensor:
+    """LTX's condition for preprocessed ``pixels [1, 3, H, W]``: the VAE posterior of the image sampled with
+    ``noise`` and normalised with the VAE's statistics, ``[1, C, 1, h, w]``, which the pipeline puts in place of the
+    first latent frame. The same calls as ``LTXImageToVideoPipeline.prepare_latents`` (which also draws the initial
+    noise, so it is not called whole)."""
+    from diffusers.pipelines.ltx.pipeline_ltx_image2video import retrieve_latents
+
+    with posterior_noise(noise):
+        latents = retrieve_latents(pipe.vae.encode(pixels.unsqueeze(2)), None)
+    return pipe._normalize_latents(latents.to(pixels.dtype), pipe.vae.latents_mean, pipe.vae.latents_std)
+
+
 def condition_noise_shapes(pipe: Any, height: int, width: int) -> dict[str, tuple[int, ...]]:
     """The inputs a pipeline's condition function takes after ``(pipe, pixels, num_frames)``, with their shapes:
     the random draws it would make (``noise``: standard normal) and SVD's ``noise_aug_strength``."""
     name = type(pipe).__name__
-    if name == "CogVideoXImageToVideoPipeline":
-        spatial = pipe.vae_scale_factor_spatial
+    if name in ("CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline"):  # one posterior sample of the image
+        spatial = pipeline_compression(pipe)[1]
         return {NOISE_INPUT: (1, int(pipe.vae.config.latent_channels), 1, height // spatial, width // spatial)}
     if name == "StableVideoDiffusionPipeline":
         return {NOISE_INPUT: (1, 3, height, width), NOISE_SCALE_INPUT: (1,)}
@@ -159,18 +195,19 @@ CONDITION_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "WanImageToVideoPipeline": wan_condition,
     "CogVideoXImageToVideoPipeline": cogvideox_condition,
     "StableVideoDiffusionPipeline": svd_condition,
+    "LTXImageToVideoPipeline": ltx_condition,
 }
 
 
-def _cogvideox_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """CogVideoX: scaled VAE latents of the image (:func:`cogvideox_condition`), sampled with the seed's noise as
-    the pipeline's ``generator`` would draw it, and the prompt embeddings."""
+def _posterior_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """CogVideoX and LTX: the image's VAE latents (:data:`CONDITION_FUNCTIONS`), sampled with the seed's noise as
+    the pipeline's ``generator`` would draw it (its first draw), and the prompt embeddings."""
     height, width, num_frames = request["height"], request["width"], request["num_frames"]
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
     shape = condition_noise_shapes(pipe, height, width)[NOISE_INPUT]
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(request["seed"]))
     return {
-        "condition": cogvideox_condition(pipe, pixels, num_frames, noise),
+        "condition": CONDITION_FUNCTIONS[type(pipe).__name__](pipe, pixels, num_frames, noise),
         **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
     }
 
@@ -203,8 +240,9 @@ def _svd_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
 
 _CONDITIONERS = {
     "WanImageToVideoPipeline": _wan_conditioning,
-    "CogVideoXImageToVideoPipeline": _cogvideox_conditioning,
+    "CogVideoXImageToVideoPipeline": _posterior_conditioning,
     "StableVideoDiffusionPipeline": _svd_conditioning,
+    "LTXImageToVideoPipeline": _posterior_conditioning,
 }
 
 

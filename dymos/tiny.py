@@ -262,6 +262,42 @@ _TINY_COGVIDEOX_VAE = {
     "use_quant_conv": False,
     "use_post_quant_conv": False,
 }
+# The real LTX-Video scheduler (shared/configs/ltx-video.json): the pipeline passes its own sigmas and a mu from the
+# video's token count (dynamic shifting).
+LTX_SCHEDULER = {
+    "class": "FlowMatchEulerDiscreteScheduler",
+    "config": {
+        "num_train_timesteps": 1000,
+        "shift": 1.0,
+        "use_dynamic_shifting": True,
+        "base_shift": 0.95,
+        "max_shift": 2.05,
+        "base_image_seq_len": 1024,
+        "max_image_seq_len": 4096,
+        "shift_terminal": 0.1,
+    },
+}
+# LTX-Video 0.9.0's VAE form (4x4 pixel patches, three spatio-temporal downsamplings: 32x spatial, 8x temporal) at
+# toy widths, with the 8 latent channels of the tiny LTX transformer.
+_TINY_LTX_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 8,
+    "block_out_channels": [8, 8, 8, 8],
+    "decoder_block_out_channels": [8, 8, 8, 8],
+    "layers_per_block": [1, 1, 1, 1, 1],
+    "decoder_layers_per_block": [1, 1, 1, 1, 1],
+    "spatio_temporal_scaling": [True, True, True, False],
+    "decoder_spatio_temporal_scaling": [True, True, True, False],
+    "decoder_inject_noise": [False] * 5,
+    "upsample_residual": [False] * 4,
+    "upsample_factor": [1] * 4,
+    "timestep_conditioning": False,
+    "patch_size": 4,
+    "patch_size_t": 1,
+    "encoder_causal": True,
+    "decoder_causal": False,
+}
 # The real SVD-XT scheduler (shared/configs/svd-xt.json).
 SVD_SCHEDULER = {
     "class": "EulerDiscreteScheduler",
@@ -402,8 +438,9 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     blocks, pixel patchify and 16x compression, ``expand_timesteps``, flow shift 5), ``cogvideox``
     (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text
     encoder and tokenizer), ``cogvideox15`` (the same in CogVideoX 1.5 form: temporal patching, the ``ofs``
-    embedding, inverted image-latent scaling) or ``svd`` (``StableVideoDiffusionPipeline`` with a tiny random CLIP
-    image encoder)."""
+    embedding, inverted image-latent scaling), ``svd`` (``StableVideoDiffusionPipeline`` with a tiny random CLIP
+    image encoder) or ``ltx`` (``LTXImageToVideoPipeline`` with LTX-Video 0.9.0's VAE form and scheduler; prompts
+    are embeddings with attention masks)."""
     import diffusers
 
     if name not in TINY_PIPELINES:
@@ -437,6 +474,19 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             diffusers.AutoencoderKLWan(**_TINY_WAN22_VAE).eval(),
             expand_timesteps=True,
             scheduler=WAN_TI2V_SCHEDULER,
+        )
+    elif name == "ltx":
+        scheduler = getattr(diffusers, LTX_SCHEDULER["class"]).from_config(LTX_SCHEDULER["config"])
+        vae = diffusers.AutoencoderKLLTXVideo(**_TINY_LTX_VAE).eval()
+        with torch.no_grad():  # the real statistics are weights (buffers); non-trivial ones exercise the normalisation
+            vae.latents_mean.copy_(torch.linspace(-0.3, 0.4, vae.latents_mean.numel()))
+            vae.latents_std.copy_(torch.linspace(0.6, 1.3, vae.latents_std.numel()))
+        pipe = diffusers.LTXImageToVideoPipeline(
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=None,
+            tokenizer=None,
+            transformer=transformer,
         )
     elif name == "svd":
         from transformers import CLIPImageProcessor

@@ -31,6 +31,7 @@ from dymos.models import (
     is_pipeline_spec,
     load_denoiser,
     load_pipeline,
+    pipeline_compression,
     pipeline_defaults,
     resolve_model,
 )
@@ -183,7 +184,16 @@ def parity_cases(
     sizes = {"height": height, "width": width, "text_tokens": text_tokens}
 
     def make(name: str, b: int, f: int, strengths: list[float], case_seed: int) -> ParityCase:
-        tensors, _ = sample_inputs(family, config, batch=b, frames=f, seed=case_seed, dtype=dtype, **sizes)
+        tensors, _ = sample_inputs(
+            family,
+            config,
+            batch=b,
+            frames=f,
+            seed=case_seed,
+            dtype=dtype,
+            zero_timestep_first_frame=spec.zero_timestep_first_frame,
+            **sizes,
+        )
         return ParityCase(name, {**tensors, STRENGTH_INPUT: torch.tensor(strengths, dtype=torch.float32)})
 
     mixed_batch = max(2, batch)
@@ -245,6 +255,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     compression = pipeline_compression(pipe) if pipe is not None and getattr(pipe, "vae", None) else None
     frames, height, width = latent_sizes(family, config, **video, compression=compression)
     text_tokens = pipeline_text_tokens(pipe, family)
+    recipe = pipeline_recipe(pipe) if pipe is not None else None
     spec = build_spec(
         family,
         config,
@@ -255,10 +266,10 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         max_batch=options.max_batch,
         dtype=dtype,
         text_tokens=text_tokens,
+        zero_timestep_first_frame=recipe is not None and recipe.get("timestep") == "zero_on_first_frame",
     )
-    recipe = pipeline_recipe(pipe) if pipe is not None else None
-    if recipe is not None and recipe.get("timestep") == "zero_on_first_frame":
-        spec = dataclasses.replace(spec, zero_timestep_first_frame=True)
+    if recipe is not None:
+        spec = dataclasses.replace(spec, fixed_kwargs={**spec.fixed_kwargs, **pipeline_fixed_kwargs(pipe, recipe)})
     cases = parity_cases(
         spec, config, height=height, width=width, dtype=dtype, seed=options.seed, text_tokens=text_tokens
     )
@@ -495,6 +506,23 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         # denoiser inputs the pipeline feeds a constant, where the model has them (CogVideoX 1.5's ofs embedding)
         "constant_inputs": {"ofs": 2.0},
     },
+    # LTX-Video 0.9.0 I2V: the graph takes the 5-D latent and packs it; the image latent (sampled from the VAE
+    # posterior: the condition encoder takes that noise) stands in for the first latent frame, whose tokens see
+    # timestep 0; the pipeline's own sigmas (linspace(1, 1/N, N)) are shifted by a mu from the video's token count;
+    # RoPE is scaled by the VAE's compression over the frame rate (the __call__ default, 25); latents are
+    # un-normalised with the VAE's statistics (weights, not config) and its scaling factor; T5 prompts come with
+    # attention masks, one per CFG half.
+    "LTXImageToVideoPipeline": {
+        "latent_layout": "BCFHW",
+        "channels_key": "latent_channels",
+        "normalization": "mean_std",
+        "unconditional": "empty_prompt",
+        "condition": "first_frame",
+        "timestep": "zero_on_first_frame",
+        "sigmas": "linspace",
+        "mu": "video_tokens",
+        "rope_interpolation_scale": {"frame_rate": 25},
+    },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
     # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
     # the noise augmentation (noise and scale) as inputs, and its added time ids are micro-conditioning.
@@ -526,6 +554,16 @@ def pipeline_recipe(pipe: Any) -> dict[str, Any] | None:
     return recipe
 
 
+def pipeline_fixed_kwargs(pipe: Any, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Non-tensor denoiser kwargs the pipeline passes every step and the graph therefore fixes: LTX's
+    ``rope_interpolation_scale`` = (temporal compression / frame rate, spatial, spatial)."""
+    rope = recipe.get("rope_interpolation_scale")
+    if rope is None:
+        return {}
+    t, s = pipeline_compression(pipe)
+    return {"rope_interpolation_scale": (t / rope["frame_rate"], s, s)}
+
+
 def pipeline_text_tokens(pipe: Any, family: str) -> int | None:
     """The text length a pipeline with a text encoder feeds its denoiser, where the family leaves it to the pipeline
     (Wan): the default ``max_sequence_length`` of its ``__call__`` (512), so exported prompts are not truncated to
@@ -554,13 +592,6 @@ def decoded_latent_frames(pipe: Any, latent_frames: int, requested_frames: int |
     if requested_frames is not None:
         return (requested_frames - 1) // pipeline_compression(pipe)[0] + 1
     return latent_frames - patch_t + 1
-
-
-def pipeline_compression(pipe: Any) -> tuple[int, int]:
-    """(temporal, spatial) compression of a pipeline's VAE, as the pipeline itself computes latent sizes."""
-    t = int(getattr(pipe, "vae_scale_factor_temporal", 1))  # SVD's VAE has no temporal compression
-    s = int(getattr(pipe, "vae_scale_factor_spatial", getattr(pipe, "vae_scale_factor", 8)))
-    return t, s
 
 
 def _export_pipeline_parts(
@@ -642,7 +673,7 @@ def _export_pipeline_parts(
     else:
         log(f"[condition_encoder] {pipeline_class} has no image encoder: conditioning through `dymos prepare` only")
     if recipe["normalization"] == "mean_std":
-        scaling = {"latents_mean": list(vae.config.latents_mean), "latents_std": list(vae.config.latents_std)}
+        scaling = _latent_statistics(vae)
     else:
         scaling = {"scaling_factor": float(vae.config.scaling_factor)}
     constants = {k: v for k, v in recipe.get("constant_inputs", {}).items() if k in cases[0].inputs}
@@ -657,6 +688,19 @@ def _export_pipeline_parts(
         files=files,
     )
     return entry
+
+
+def _latent_statistics(vae: Any) -> dict[str, Any]:
+    """A VAE's per-channel latent mean and std, from its config (Wan) or its weights (LTX's buffers), and the
+    scaling factor the pipeline divides by where the VAE has one (LTX: ``latents * std / scaling_factor + mean``)."""
+    buffers = dict(vae.named_buffers())
+    stats = {
+        key: [float(v) for v in (buffers[key] if key in buffers else vae.config[key])]
+        for key in ("latents_mean", "latents_std")
+    }
+    if "scaling_factor" in vae.config:
+        stats["scaling_factor"] = float(vae.config.scaling_factor)
+    return stats
 
 
 EMPTY_PROMPT_FILE = "empty_prompt.npz"

@@ -169,8 +169,8 @@ class ExportSpec:
     dims: dict[str, DimRange]
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
     multiples: dict[str, int] = field(default_factory=dict)  # dims that must be multiples of a patch size
-    # Wan 2.2 TI2V (its pipeline's expand_timesteps): the graph takes one timestep per item and hands the model one
-    # per token, 0 on the first latent frame's tokens (where the image latent stands), as the pipeline does.
+    # Wan 2.2 TI2V (its pipeline's expand_timesteps) and LTX I2V: the graph takes one timestep per item and hands the
+    # model one per token, 0 on the first latent frame's tokens (where the image latent stands), as the pipeline does.
     zero_timestep_first_frame: bool = False
 
     @property
@@ -216,10 +216,12 @@ def sample_inputs(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     text_tokens: int | None = None,
+    zero_timestep_first_frame: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Graph inputs (ordered, tensors only, strength excluded) and the fixed non-tensor kwargs, for one size.
 
-    Starts from :func:`dymos.inputs.example_inputs` and applies the family's export adapters.
+    Starts from :func:`dymos.inputs.example_inputs` and applies the family's export adapters;
+    ``zero_timestep_first_frame`` (see :class:`ExportSpec`): the timestep stays one per item.
     """
     spec = FAMILY_EXPORTS[family]
     kwargs = example_inputs(
@@ -230,6 +232,9 @@ def sample_inputs(
         tokens = kwargs["hidden_states"]
         kwargs["hidden_states"] = tokens.reshape(batch, frames_, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
         for name in spec.per_token_inputs:
+            if name == "timestep" and zero_timestep_first_frame:
+                kwargs[name] = kwargs[name].reshape(batch, -1)[:, 0].contiguous()
+                continue
             kwargs[name] = kwargs[name].expand(batch, frames_ * h * w).reshape(batch, frames_, h, w).contiguous()
     if spec.rotary_inputs:
         kwargs.pop("image_rotary_emb", None)
@@ -251,14 +256,24 @@ def build_spec(
     max_frames: int | None = None,
     dtype: torch.dtype = torch.float32,
     text_tokens: int | None = None,
+    zero_timestep_first_frame: bool = False,
 ) -> ExportSpec:
     """The denoiser's export spec at an export size (the TensorRT ``opt`` point) with ranges around it;
-    ``text_tokens``: the text length the pipeline feeds (None: the family sample's)."""
+    ``text_tokens``: the text length the pipeline feeds (None: the family sample's); ``zero_timestep_first_frame``:
+    see :class:`ExportSpec`."""
     if family not in FAMILY_EXPORTS:
         raise ValueError(f"no export spec for family {family!r}; known: {', '.join(FAMILY_EXPORTS)}")
     frames = frames or default_frames(config)
     tensors, fixed = sample_inputs(
-        family, config, batch=batch, frames=frames, height=height, width=width, dtype=dtype, text_tokens=text_tokens
+        family,
+        config,
+        batch=batch,
+        frames=frames,
+        height=height,
+        width=width,
+        dtype=dtype,
+        text_tokens=text_tokens,
+        zero_timestep_first_frame=zero_timestep_first_frame,
     )
     family_export = FAMILY_EXPORTS[family]
     dynamic = family_export.dynamic
@@ -296,4 +311,4 @@ def build_spec(
     channel_axis = graph_dims.index("C")
     out_shape = tuple(out_channels if axis == channel_axis else d for axis, d in enumerate(latent.shape))
     outputs = (TensorSpec(OUTPUT_NAME, latent.dtype, out_shape),)
-    return ExportSpec(family, "denoiser", tuple(inputs), outputs, ranges, fixed, multiples)
+    return ExportSpec(family, "denoiser", tuple(inputs), outputs, ranges, fixed, multiples, zero_timestep_first_frame)

@@ -57,7 +57,8 @@ class StrengthInputDenoiser(torch.nn.Module):
             kwargs["hidden_states"] = latent.permute(0, 2, 3, 4, 1).reshape(batch, frames * height * width, channels)
             kwargs.update(num_frames=frames, height=height, width=width)
             for name in self.family.per_token_inputs:
-                kwargs[name] = kwargs[name].reshape(batch, frames * height * width)
+                if not (name == "timestep" and self.spec.zero_timestep_first_frame):  # formed below
+                    kwargs[name] = kwargs[name].reshape(batch, frames * height * width)
 
             def unpack(out: torch.Tensor) -> torch.Tensor:
                 return out.reshape(batch, frames, height, width, -1).permute(0, 4, 1, 2, 3)

@@ -192,7 +192,7 @@ def image_conditioning(
         out["negative_prompt_embeds"] = np.zeros_like(out["prompt_embeds"])
     else:
         with np.load(export.path(pipeline["empty_prompt"]["file"]), allow_pickle=False) as stored:
-            out.update({k: stored[k] for k in ("prompt_embeds", "negative_prompt_embeds")})
+            out.update({k: stored[k] for k in stored.files})  # the embeddings (and LTX's attention masks)
         prompts = {"prompt_embeds": prompt, "negative_prompt_embeds": negative_prompt}
         if any(prompts.values()):
             text_encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # one for both

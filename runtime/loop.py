@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dymos.manifest import GUIDED_INPUTS
 from dymos.schedule import StrengthSchedule, validate_strength
 
 from .artifacts import ExportDir, FeedError
 from .backends import Backend, open_backend, open_low_noise, open_stock_backend
-from .schedulers import scheduler_from_config
+from .schedulers import calculate_shift, scheduler_from_config
 from .video import to_frames
-
-CONDITIONING_KEYS = ("condition", "prompt_embeds", "negative_prompt_embeds")
 
 
 class RunError(ValueError):
@@ -88,7 +87,12 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
         strengths = strengths * batch
     if len(strengths) != batch:
         raise RunError(f"{len(strengths)} strengths for a batch of {batch}")
-    missing = [k for k in CONDITIONING_KEYS if k not in cond]
+    graph_inputs = {t["name"] for t in export.submodel("denoiser").inputs}
+    needed = [
+        "condition",
+        *(entry for name, entries in GUIDED_INPUTS.items() if name in graph_inputs for entry in entries),
+    ]
+    missing = [k for k in needed if k not in cond]
     if missing:
         raise RunError(f"conditioning lacks {missing}; create it with `dymos prepare`")
     want = _condition_shape(export)
@@ -191,7 +195,7 @@ def sample(
             [np.random.default_rng(seed).standard_normal(latent_shape[1:], dtype=np.float32) for seed in seeds]
         )
     scheduler = scheduler_from_config(pipeline["scheduler"]["class"], pipeline["scheduler"]["config"])
-    scheduler.set_timesteps(request.steps)
+    _set_timesteps(scheduler, request.steps, pipeline)
     timesteps = scheduler.timesteps
     latents = latents * np.float32(scheduler.init_noise_sigma)  # as the pipelines scale their initial noise
 
@@ -203,8 +207,13 @@ def sample(
         "cond": per_item(cond["condition"]),
         "uncond": per_item(cond.get("negative_condition", cond["condition"])),
     }
-    context = {"cond": per_item(cond["prompt_embeds"]), "uncond": per_item(cond["negative_prompt_embeds"])}
-    standard = {recipe["latent_input"], "timestep", "encoder_hidden_states", "motion_strength"}
+    # Per half: the text (and, for LTX, its attention mask).
+    guided = {name: entries for name, entries in GUIDED_INPUTS.items() if name in dtypes}
+    context = {
+        half: {name: per_item(cond[entries[i]]) for name, entries in guided.items()}
+        for i, half in enumerate(("cond", "uncond"))
+    }
+    standard = {recipe["latent_input"], "timestep", "motion_strength", *GUIDED_INPUTS}
     extras = {k: per_item(v) for k, v in cond.items() if k in dtypes and k not in standard}  # e.g. added_time_ids
     for name, value in recipe.get("constant_inputs", {}).items():  # e.g. CogVideoX 1.5's ofs
         extras[name] = np.full((batch,), value, dtype=np.float32)
@@ -217,9 +226,9 @@ def sample(
         ramp = np.linspace(1.0, scale, frames, dtype=np.float32)
         return ramp.reshape([frames if axis == "F" else 1 for axis in layout])
 
-    guided = request.guidance_scale > 1.0  # as the pipelines decide CFG: on the first scale only
+    guidance = request.guidance_scale > 1.0  # as the pipelines decide CFG: on the first scale only
     max_batch = spec.dims.get("batch", {}).get("max", batch)
-    batched_cfg = guided and 2 * batch <= max_batch
+    batched_cfg = guidance and 2 * batch <= max_batch
     denoiser = denoiser or open_backend(export, "denoiser")
     decoder = decoder or open_backend(export, "vae_decoder")
     if stock is True:
@@ -242,7 +251,7 @@ def sample(
         values = {
             recipe["latent_input"]: np.concatenate([conditioned.model_input(scaled, condition[h]) for h in halves]),
             "timestep": np.full((n,), t) if timestep_rank else np.asarray(t),
-            "encoder_hidden_states": np.concatenate([context[h] for h in halves]),
+            **{name: np.concatenate([context[h][name] for h in halves]) for name in guided},
             "motion_strength": np.concatenate([s] * len(halves)),
             **{k: np.concatenate([v] * len(halves)) for k, v in extras.items()},
         }
@@ -260,7 +269,7 @@ def sample(
         s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
         fed.append(s.tolist())
         scaled = scheduler.scale_model_input(latents, t)  # identity except for EDM Euler (SVD)
-        _, dymos_engine, stock_engine, guidance = expert_for(float(t))
+        _, dymos_engine, stock_engine, scale = expert_for(float(t))
         engine = stock_engine if stock_engine and not s.any() else dymos_engine
         t0 = time.perf_counter()
         if batched_cfg:
@@ -268,10 +277,10 @@ def sample(
             noise_cond, noise_uncond = out[:batch], out[batch:]
         else:
             noise_cond = engine.run(feed(scaled, float(t), ("cond",), s))["noise_pred"]
-            if guided:
+            if guidance:
                 noise_uncond = engine.run(feed(scaled, float(t), ("uncond",), s))["noise_pred"]
         engine_seconds.append(time.perf_counter() - t0)
-        noise = noise_uncond + guidance * (noise_cond - noise_uncond) if guided else noise_cond
+        noise = noise_uncond + scale * (noise_cond - noise_uncond) if guidance else noise_cond
         latents = scheduler.step(noise.astype(np.float32), t, latents)
         step_seconds.append(time.perf_counter() - start)
         if progress:
@@ -285,6 +294,25 @@ def sample(
     return RunResult(latents, np.stack(decoded), step_seconds, engine_seconds, fed)
 
 
+def _set_timesteps(scheduler: object, steps: int, pipeline: dict) -> None:
+    """``set_timesteps`` as the pipeline calls it: N steps, or (recipe ``sigmas: linspace``; LTX) the sigmas
+    ``linspace(1, 1/N, N)`` with (``mu: video_tokens``) the dynamic shift from the video's latent token count."""
+    recipe, config = pipeline["recipe"], pipeline["scheduler"]["config"]
+    kwargs: dict = {}
+    if recipe.get("sigmas") == "linspace":
+        kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
+    if recipe.get("mu") == "video_tokens":
+        video = pipeline["video"]
+        kwargs["mu"] = calculate_shift(
+            video["latent_frames"] * video["latent_height"] * video["latent_width"],
+            config.get("base_image_seq_len", 256),
+            config.get("max_image_seq_len", 4096),
+            config.get("base_shift", 0.5),
+            config.get("max_shift", 1.15),
+        )
+    scheduler.set_timesteps(None if "sigmas" in kwargs else steps, **kwargs)
+
+
 def _unnormalise(latents: np.ndarray, pipeline: dict) -> np.ndarray:
     """Latents in the recipe's layout -> the VAE decoder's ``[B, C, F, H, W]`` input scale, without the leading
     latent frames the pipeline drops before decoding (CogVideoX 1.5's padding)."""
@@ -296,6 +324,8 @@ def _unnormalise(latents: np.ndarray, pipeline: dict) -> np.ndarray:
     if pipeline["recipe"]["normalization"] == "mean_std":
         mean = np.asarray(vae["latents_mean"], np.float32).reshape(1, -1, 1, 1, 1)
         std = np.asarray(vae["latents_std"], np.float32).reshape(1, -1, 1, 1, 1)
+        if "scaling_factor" in vae:  # LTX
+            return latents * std / np.float32(vae["scaling_factor"]) + mean
         return latents * std + mean
     return latents / np.float32(vae["scaling_factor"])
 

@@ -20,7 +20,7 @@ from dymos.catalog import SHIPPED_MODELS
 from dymos.export.build import ExportOptions, run_export
 from dymos.manifest import ManifestError
 from dymos.models import load_pipeline
-from dymos.prepare import prepare
+from dymos.prepare import TEXT_MASK_ENTRIES, prepare
 from dymos.runtime.artifacts import ExportDir, FeedError
 from dymos.runtime.loop import RunError, RunRequest, load_conditioning, sample
 from dymos.schedule import StrengthSchedule
@@ -114,6 +114,15 @@ def _pipeline_run(
     )
     if name == "svd":  # image-only conditioning; guidance ramps per frame from 1 to max_guidance_scale
         kwargs.update(image=Image.open(image).convert("RGB"), num_videos_per_prompt=batch, max_guidance_scale=5.0)
+    elif name == "ltx":  # packed latents; given latents, the pipeline skips the image: its latent is put in frame 0
+        first = np.broadcast_to(cond["condition"], (batch, *cond["condition"].shape[1:]))
+        start = torch.from_numpy(np.concatenate([first, latents[:, :, 1:]], axis=2))
+        kwargs.update(
+            latents=start.permute(0, 2, 3, 4, 1).reshape(batch, -1, start.shape[1]),  # patch size 1
+            **{k: torch.from_numpy(cond[k]).repeat(batch, 1, 1) for k in ("prompt_embeds", "negative_prompt_embeds")},
+            **{k: torch.from_numpy(cond[k]).long().repeat(batch, 1) for k in TEXT_MASK_ENTRIES},
+            guidance_scale=5.0,
+        )
     else:
         kwargs.update(
             image=Image.open(image).convert("RGB"),
@@ -128,10 +137,13 @@ def _pipeline_run(
         latent_out = pipe(**kwargs, output_type="latent", generator=generator).frames
         generator = torch.Generator().manual_seed(PREPARE_SEED)
         frames = pipe(**kwargs, output_type="np", generator=generator).frames
+    if latent_out.ndim == 3:  # LTX's packed tokens -> [B, C, F, H, W]
+        f, h, w = video["latent_frames"], video["latent_height"], video["latent_width"]
+        latent_out = latent_out.reshape(batch, f, h, w, -1).permute(0, 4, 1, 2, 3)
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-RUNTIME_PIPELINES = ["wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "sprites"]
+RUNTIME_PIPELINES = ["wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "ltx", "sprites"]
 
 
 @pytest.mark.parametrize("name", RUNTIME_PIPELINES)
@@ -218,6 +230,7 @@ TORCH_FREE = {
     "cogvideox": ("a red ball bounces", None),
     "cogvideox15": ("a red ball bounces", None),
     "svd": ("", "prompt_embeds"),
+    "ltx": ("", None),  # no text encoder: the stored empty prompt with its attention masks
 }
 
 
@@ -315,15 +328,16 @@ def test_image_conditioning_without_torch_equals_prepare(pipelines: TinyExports,
             np.testing.assert_allclose(ours[key], reference[key], atol=1e-5, rtol=0)  # fp32 graph vs torch
 
 
-@pytest.mark.parametrize("name", ["cogvideox", "svd"])
+@pytest.mark.parametrize("name", ["cogvideox", "svd", "ltx"])
 def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(pipelines: TinyExports, name: str) -> None:
-    """CogVideoX samples its image latents from the VAE posterior and SVD augments its image with noise; the runtime
+    """CogVideoX and LTX sample their image latents from the VAE posterior and SVD augments its image with noise; the
+    runtime
     draws that noise in numpy from the seed and feeds it to the exported condition encoder. Fed the same noise, the
     pipeline's own code (``dymos.prepare``'s condition functions, which ``dymos prepare`` runs with torch's draw)
     gives the same condition; SVD's CLIP embedding equals ``_encode_image`` and its time ids ``_get_add_time_ids``.
     The seed decides the draw."""
     from dymos.images import load_image
-    from dymos.prepare import cogvideox_condition, condition_noise_shapes, svd_condition, text_shape
+    from dymos.prepare import cogvideox_condition, condition_noise_shapes, ltx_condition, svd_condition, text_shape
     from dymos.runtime.conditioning import CONDITIONING_STREAM, MicroConditioning, image_conditioning
 
     export = ExportDir.open(pipelines.export(name))
@@ -347,6 +361,11 @@ def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(pipelines
             expected = pipe.encode_prompt(**prompts, max_sequence_length=text_shape(export.manifest)[0])
             for key, embeddings in zip(("prompt_embeds", "negative_prompt_embeds"), expected):
                 np.testing.assert_allclose(texts[key], embeddings.numpy(), atol=1e-5, rtol=0)
+        elif name == "ltx":
+            reference = ltx_condition(pipe, pixels.float(), video["frames"], noise.float())
+            # no text encoder: the stored empty prompt's embeddings, with its attention masks
+            assert set(ours) == {"condition", "prompt_embeds", "negative_prompt_embeds", *TEXT_MASK_ENTRIES}
+            assert all(ours[key].shape == (1, text_shape(export.manifest)[0]) for key in TEXT_MASK_ENTRIES)
         else:
             aug = torch.tensor([micro.noise_aug_strength])
             reference = svd_condition(pipe, pixels.float(), video["frames"], noise.float(), aug)
@@ -382,6 +401,24 @@ def test_prepare_draws_what_the_pipeline_generator_draws() -> None:
             latents=torch.zeros(1, 3, channels, 8, 8),
         )  # fmt: skip
     assert np.array_equal(ours["condition"], theirs.numpy())
+
+
+def test_prepare_draws_what_the_ltx_pipeline_generator_draws() -> None:
+    """LTX's first latent frame is the image's posterior sample, the generator's first draw: ``dymos prepare``'s
+    condition is bit-equal to it (``prepare_latents`` with a generator of the seed, unpacked, frame 0)."""
+    from dymos.prepare import prepare_conditioning
+
+    pipe = load_pipeline("tiny-pipeline:ltx")
+    image = Image.fromarray((np.random.default_rng(2).random((40, 56, 3)) * 255).astype(np.uint8))
+    ours = prepare_conditioning(pipe, image, height=64, width=96, num_frames=9, text_shape=(6, 16), seed=4)
+    pixels = pipe.video_processor.preprocess(image, height=64, width=96).float()
+    with torch.no_grad():
+        packed, _ = pipe.prepare_latents(
+            pixels, 1, 8, 64, 96, 9, torch.float32, torch.device("cpu"), torch.Generator().manual_seed(4)
+        )
+    first_frame = packed.reshape(1, 2, 2, 3, 8)[:, 0].permute(0, 3, 1, 2)  # 2 latent frames of 2 x 3 tokens
+    assert ours["condition"].shape == (1, 8, 1, 2, 3)
+    assert np.array_equal(ours["condition"][:, :, 0], first_frame.numpy())
 
 
 def test_exports_from_before_the_conditioning_recipe_still_condition(pipelines: TinyExports, tmp_path: Path) -> None:
