@@ -522,6 +522,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "sigmas": "linspace",
         "mu": "video_tokens",
         "rope_interpolation_scale": {"frame_rate": 25},
+        # a VAE with timestep conditioning (0.9.1+) decodes at __call__'s default decode_timestep (no decode noise)
+        "decode_timestep": 0.0,
     },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
     # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
@@ -645,6 +647,7 @@ def _export_pipeline_parts(
         precision=options.precision,
         providers=_validation_providers(options.precision),
         frames_in_batch=recipe.get("decoder") == "frames_in_batch",
+        decode_timestep=recipe.get("decode_timestep") if vae.config.get("timestep_conditioning") else None,
         seed=options.seed,
     )
     submodels["vae_decoder"] = spec

@@ -36,15 +36,26 @@ class VaeDecoder(torch.nn.Module):
     """``latents [1, z, F, H, W] -> video [1, 3, frames, height, width]`` in [-1, 1], as the pipeline decodes.
 
     ``frames_in_batch``: the VAE decodes frames folded into the batch and takes ``num_frames`` (SVD's temporal
-    decoder); the graph keeps the same ``[1, z, F, H, W]`` contract either way.
+    decoder); the graph keeps the same ``[1, z, F, H, W]`` contract either way. ``decode_timestep``: a VAE with
+    timestep conditioning (LTX 0.9.1+) decodes at this timestep, as the pipeline passes it; at the pipeline's default
+    0 its decode-noise mix ``(1 - s) * latents + s * noise`` (s defaults to the timestep) leaves the latents as they
+    are, so no noise enters the graph.
     """
 
-    def __init__(self, vae: torch.nn.Module, frames_in_batch: bool = False) -> None:
+    def __init__(
+        self, vae: torch.nn.Module, frames_in_batch: bool = False, decode_timestep: float | None = None
+    ) -> None:
         super().__init__()
         self.vae = vae
         self.frames_in_batch = frames_in_batch
+        if decode_timestep not in (None, 0.0):
+            raise ValueError("only the pipelines' default decode_timestep 0 is exported (no decode noise mixed in)")
+        self.decode_timestep = decode_timestep
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.decode_timestep is not None:
+            timestep = torch.full((latents.shape[0],), self.decode_timestep, dtype=latents.dtype)
+            return self.vae.decode(latents, timestep, return_dict=False)[0]
         if not self.frames_in_batch:
             return self.vae.decode(latents, return_dict=False)[0]
         frames = latents[0].permute(1, 0, 2, 3)  # [F, z, H, W]
@@ -194,11 +205,13 @@ def export_vae_decoder(
     precision: str,
     providers: list[str],
     frames_in_batch: bool = False,
+    decode_timestep: float | None = None,
     seed: int = 0,
 ) -> tuple[ExportSpec, dict[str, Any], list[str]]:
-    """The decoder at ``latent_shape``, validated on random latents; returns (spec, artifact entry, files)."""
+    """The decoder at ``latent_shape`` (:class:`VaeDecoder`), validated on random latents; returns (spec, artifact
+    entry, files)."""
     return _export_fixed(
-        VaeDecoder(vae, frames_in_batch),
+        VaeDecoder(vae, frames_in_batch, decode_timestep),
         "vae_decoder",
         {LATENT_INPUT: lambda generator: torch.randn(*latent_shape, generator=generator)},
         VIDEO_OUTPUT,

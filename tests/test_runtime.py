@@ -100,10 +100,17 @@ def conditioning(pipelines: TinyExports) -> Path:
 
 
 def _pipeline_run(
-    name: str, image: Path, cond: dict[str, np.ndarray], latents: np.ndarray, strengths: list[float], video: dict
+    name: str,
+    image: Path,
+    cond: dict[str, np.ndarray],
+    latents: np.ndarray,
+    strengths: list[float],
+    video: dict,
+    model: str | None = None,
 ) -> tuple:
-    """The same generation through the diffusers pipeline with DyMoS enabled."""
-    pipe = load_pipeline(_model_spec(name))
+    """The same generation through the diffusers pipeline with DyMoS enabled (``model``: a pipeline folder of
+    ``name``'s kind instead of ``name`` itself)."""
+    pipe = load_pipeline(model or _model_spec(name))
     batch = len(strengths)
     kwargs = dict(
         height=video["height"],
@@ -704,6 +711,37 @@ def test_cogvideox15_export_decodes_what_the_pipeline_decodes(pipelines: TinyExp
     assert (video["latent_frames"], video["decoded_latent_frames"], video["frames"]) == (6, 5, 17)
     assert export.submodel("vae_decoder").inputs[0]["shape"][2] == 5
     assert export.manifest["pipeline"]["recipe"]["constant_inputs"] == {"ofs": 2.0}
+
+
+def test_ltx_vae_with_timestep_conditioning_decodes_as_the_pipeline(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """LTX 0.9.1+'s VAE decodes at a timestep: its decoder graph is exported at the pipeline's default decode
+    timestep (0, where no decode noise is mixed in), and the runtime's video equals the pipeline's."""
+    import diffusers
+
+    pipe = load_pipeline("tiny-pipeline:ltx")
+    config = {k: v for k, v in dict(pipe.vae.config).items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKLLTXVideo(**{**config, "timestep_conditioning": True}).eval()
+    vae.load_state_dict(pipe.vae.state_dict(), strict=False)  # the shared weights; the time embedder stays seeded
+    pipe.register_modules(vae=vae)
+    folder = tmp_path / "ltx-timestep-vae"
+    pipe.save_pretrained(folder)
+    exported = run_export(ExportOptions(model=str(folder), out=tmp_path / "out"), log=_quiet).directory
+    export = ExportDir.open(exported)
+    assert export.manifest["pipeline"]["recipe"]["decode_timestep"] == 0.0
+    conditioning = _prepare(exported, tmp_path_factory)
+    cond = load_conditioning(str(conditioning))
+    video = export.manifest["pipeline"]["video"]
+    latents = np.random.default_rng(3).standard_normal((1, 8, 3, 4, 4), dtype=np.float32)
+    schedule = StrengthSchedule(first_steps=2)
+    request_ = RunRequest(strength=[2.5], steps=STEPS, guidance_scale=5.0, latents=latents, schedule=schedule)
+    result = sample(export, cond, request_)
+    image = conditioning.parent / "input.png"
+    ref_latents, ref_frames = _pipeline_run("ltx", image, cond, latents, [2.5], video, model=str(folder))
+    np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
+    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
 
 
 def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -> None:
