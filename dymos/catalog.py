@@ -8,4 +8,14 @@ DEFAULT_MODEL = "tiny:wan21"  # the probe's default: a bare denoiser
 SHIPPED_MODELS = {"sprites": "sprites-wan"}
 DEFAULT_EXPORT_MODEL = "sprites"  # `make export` / `dymos run`: the shipped pipeline the runtime drives
 # Tiny random-weight pipelines (`tiny-pipeline:<name>`, built by dymos.tiny.build_tiny_pipeline).
-TINY_PIPELINES = ("wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "ltx")
+TINY_PIPELINES = (
+    "wan22",
+    "wan21",
+    "wan22-a14b",
+    "wan22-ti2v",
+    "cogvideox",
+    "cogvideox15",
+    "svd",
+    "ltx",
+    "hunyuanvideo",
+)

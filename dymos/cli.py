@@ -309,6 +309,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "guidance_scale_2 from the manifest, else --guidance",
     )
     p.add_argument(
+        "--embedded-guidance",
+        type=float,
+        default=None,
+        help="the guidance-embedding value of models that have one (HunyuanVideo's guidance_scale; --guidance is "
+        "its true CFG scale); default: the pipeline's (1)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -400,6 +407,7 @@ def _run_run(args: argparse.Namespace) -> int:
         steps=steps,
         guidance_scale=guidance,
         guidance_scale_2=args.guidance_2,
+        embedded_guidance=args.embedded_guidance,
         seed=args.seed,
         schedule=schedule,
     )
@@ -413,6 +421,7 @@ def _run_run(args: argparse.Namespace) -> int:
     print(
         f"{denoiser.name}: {steps} steps, guidance {guidance:g}"
         + ("" if args.guidance_2 is None else f" (low-noise expert {args.guidance_2:g})")
+        + ("" if args.embedded_guidance is None else f", embedded guidance {args.embedded_guidance:g}")
         + f", strength {args.strength} ({schedule.describe()}), seed {args.seed}"
     )
     result = sample(

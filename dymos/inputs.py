@@ -68,7 +68,7 @@ def _hunyuanvideo(cfg: dict[str, Any], batch: int, frames: int, height: int, wid
     mask[:, -2:] = 0  # padded prompt tokens: exercises the model's own key mask
     return {
         "hidden_states": _randn(g, batch, cfg["in_channels"], frames, height, width),
-        "timestep": torch.full((batch,), 500, dtype=torch.long),
+        "timestep": torch.full((batch,), 500.0),  # the pipeline passes float32 flow-matching timesteps
         "encoder_hidden_states": _randn(g, batch, text, cfg["text_embed_dim"]),
         "encoder_attention_mask": mask,
         "pooled_projections": _randn(g, batch, cfg["pooled_projection_dim"]),

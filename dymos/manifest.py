@@ -28,6 +28,7 @@ CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states", "prompt_attenti
 GUIDED_INPUTS = {
     "encoder_hidden_states": ("prompt_embeds", "negative_prompt_embeds"),
     "encoder_attention_mask": ("prompt_attention_mask", "negative_prompt_attention_mask"),
+    "pooled_projections": ("pooled_prompt_embeds", "negative_pooled_prompt_embeds"),
 }
 
 

@@ -42,6 +42,12 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
     pipelines whose denoiser takes the text's attention mask (LTX), the masks too (``[1, tokens]`` int64; all ones
     for the seeded embeddings of pipelines without a text encoder)."""
     masked = _takes_text_mask(pipe)
+    pooled_dim = _pooled_dim(pipe)
+    if pipe.text_encoder is not None and pooled_dim:
+        raise ValueError(
+            f"{type(pipe).__name__} encodes prompts together with the image (LLaVA) and a CLIP text encoder: dymos "
+            "prepare does not run that yet; pass embeddings of your own in the conditioning file"
+        )
     if pipe.text_encoder is not None:
         encoded = pipe.encode_prompt(
             prompt, negative_prompt, do_classifier_free_guidance=True, max_sequence_length=text_shape[0]
@@ -61,10 +67,18 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
     }
     if masked:
         out.update({key: torch.ones(1, text_shape[0], dtype=torch.long) for key in TEXT_MASK_ENTRIES})
+    if pooled_dim:  # HunyuanVideo's CLIP pooled embeddings
+        out["pooled_prompt_embeds"] = _tiny_prompt_embedding(f"pooled:{prompt}", (1, pooled_dim))
+        out["negative_pooled_prompt_embeds"] = _tiny_prompt_embedding(f"pooled:{negative_prompt}", (1, pooled_dim))
     return out
 
 
 TEXT_MASK_ENTRIES = ("prompt_attention_mask", "negative_prompt_attention_mask")
+
+
+def _pooled_dim(pipe: Any) -> int | None:
+    """The width of the pooled prompt embedding the denoiser takes (HunyuanVideo), or None."""
+    return (getattr(pipe, "transformer", None) and pipe.transformer.config.get("pooled_projection_dim")) or None
 
 
 def _takes_text_mask(pipe: Any) -> bool:
@@ -98,12 +112,13 @@ def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Ten
     return prepared[1]  # (latents, condition) or, with expand_timesteps, (latents, condition, first_frame_mask)
 
 
-def _wan_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Wan: mask channels + VAE latents of [image, zeros...] (:func:`wan_condition`) and the prompt embeddings."""
+def _deterministic_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Wan and HunyuanVideo: the condition, which draws nothing (:data:`CONDITION_FUNCTIONS`), the prompt embeddings
+    and, for Wan 2.1, the CLIP image context."""
     height, width = request["height"], request["width"]
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
     out = {
-        "condition": wan_condition(pipe, pixels, request["num_frames"]),
+        "condition": CONDITION_FUNCTIONS[type(pipe).__name__](pipe, pixels, request["num_frames"]),
         **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
     }
     if getattr(pipe, "image_encoder", None) is not None and pipe.transformer.config.get("image_dim"):
@@ -178,6 +193,22 @@ def ltx_condition(pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch
     return pipe._normalize_latents(latents.to(pixels.dtype), pipe.vae.latents_mean, pipe.vae.latents_std)
 
 
+def hunyuan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """HunyuanVideo-I2V's (token replace) condition for preprocessed ``pixels [1, 3, H, W]``: the VAE mode of the
+    image times the scaling factor, ``[1, C, 1, h, w]``, the first latent frame of every step, by the pipeline's own
+    ``prepare_latents`` (handed zero latents, so it draws nothing)."""
+    height, width = pixels.shape[-2:]
+    temporal, spatial = pipeline_compression(pipe)
+    channels = int(pipe.vae.config.latent_channels)
+    shape = (1, channels, (num_frames - 1) // temporal + 1, height // spatial, width // spatial)
+    _, image_latents = pipe.prepare_latents(
+        pixels, 1, channels, height, width, num_frames, torch.float32, pixels.device, None,
+        latents=torch.zeros(shape, dtype=pixels.dtype),
+        image_condition_type=pipe.transformer.config.image_condition_type,
+    )  # fmt: skip
+    return image_latents
+
+
 def condition_noise_shapes(pipe: Any, height: int, width: int) -> dict[str, tuple[int, ...]]:
     """The inputs a pipeline's condition function takes after ``(pipe, pixels, num_frames)``, with their shapes:
     the random draws it would make (``noise``: standard normal) and SVD's ``noise_aug_strength``."""
@@ -196,6 +227,7 @@ CONDITION_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "CogVideoXImageToVideoPipeline": cogvideox_condition,
     "StableVideoDiffusionPipeline": svd_condition,
     "LTXImageToVideoPipeline": ltx_condition,
+    "HunyuanVideoImageToVideoPipeline": hunyuan_condition,
 }
 
 
@@ -239,10 +271,11 @@ def _svd_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
 
 
 _CONDITIONERS = {
-    "WanImageToVideoPipeline": _wan_conditioning,
+    "WanImageToVideoPipeline": _deterministic_conditioning,
     "CogVideoXImageToVideoPipeline": _posterior_conditioning,
     "StableVideoDiffusionPipeline": _svd_conditioning,
     "LTXImageToVideoPipeline": _posterior_conditioning,
+    "HunyuanVideoImageToVideoPipeline": _deterministic_conditioning,
 }
 
 

@@ -298,6 +298,17 @@ _TINY_LTX_VAE = {
     "encoder_causal": True,
     "decoder_causal": False,
 }
+# The real HunyuanVideo-I2V scheduler (shared/configs/hunyuanvideo-i2v.json); the pipeline passes its own sigmas.
+HUNYUAN_SCHEDULER = {"class": "FlowMatchEulerDiscreteScheduler", "config": {"shift": 7.0}}
+# HunyuanVideo's VAE form (8x spatial, 4x temporal, the real scaling factor) at toy widths, with the 4 latent
+# channels of the tiny token-replace transformer.
+_TINY_HUNYUAN_VAE = {
+    "latent_channels": 4,
+    "block_out_channels": [8, 8, 8, 8],
+    "layers_per_block": 1,
+    "norm_num_groups": 4,
+    "scaling_factor": 0.476986,
+}
 # The real SVD-XT scheduler (shared/configs/svd-xt.json).
 SVD_SCHEDULER = {
     "class": "EulerDiscreteScheduler",
@@ -439,8 +450,9 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text
     encoder and tokenizer), ``cogvideox15`` (the same in CogVideoX 1.5 form: temporal patching, the ``ofs``
     embedding, inverted image-latent scaling), ``svd`` (``StableVideoDiffusionPipeline`` with a tiny random CLIP
-    image encoder) or ``ltx`` (``LTXImageToVideoPipeline`` with LTX-Video 0.9.0's VAE form and scheduler; prompts
-    are embeddings with attention masks)."""
+    image encoder), ``ltx`` (``LTXImageToVideoPipeline`` with LTX-Video 0.9.0's VAE form and scheduler; prompts
+    are embeddings with attention masks) or ``hunyuanvideo`` (``HunyuanVideoImageToVideoPipeline``, token-replace
+    I2V with the guidance embedding; prompts are embeddings with attention masks and pooled embeddings)."""
     import diffusers
 
     if name not in TINY_PIPELINES:
@@ -487,6 +499,18 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             text_encoder=None,
             tokenizer=None,
             transformer=transformer,
+        )
+    elif name == "hunyuanvideo":
+        scheduler = getattr(diffusers, HUNYUAN_SCHEDULER["class"]).from_config(HUNYUAN_SCHEDULER["config"])
+        pipe = diffusers.HunyuanVideoImageToVideoPipeline(
+            text_encoder=None,
+            tokenizer=None,
+            transformer=transformer,
+            vae=diffusers.AutoencoderKLHunyuanVideo(**_TINY_HUNYUAN_VAE).eval(),
+            scheduler=scheduler,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            image_processor=None,
         )
     elif name == "svd":
         from transformers import CLIPImageProcessor

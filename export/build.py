@@ -299,7 +299,9 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                 pipe, family, cases, staging, options, log, submodels, submodel_artifacts
             )
             files += pipeline_entry.pop("files")
-            pipeline_entry["defaults"] = defaults.get("generation", {})  # e.g. the guidance a shipped model wants
+            # the recipe's (the pipeline's own), then a shipped model's (e.g. the guidance it was trained for)
+            generation = {**(recipe or {}).get("defaults", {}), **defaults.get("generation", {})}
+            pipeline_entry["defaults"] = generation
         manifest = {
             "model": {
                 "source": canonical_model(options.model),
@@ -519,11 +521,29 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "unconditional": "empty_prompt",
         "condition": "first_frame",
         "timestep": "zero_on_first_frame",
-        "sigmas": "linspace",
+        "sigmas": "linspace(1, 1/N, N)",
         "mu": "video_tokens",
         "rope_interpolation_scale": {"frame_rate": 25},
         # a VAE with timestep conditioning (0.9.1+) decodes at __call__'s default decode_timestep (no decode noise)
         "decode_timestep": 0.0,
+    },
+    # HunyuanVideo-I2V (token replace): the image's VAE latent (its mode, times the scaling factor) is the first latent
+    # frame, which the model itself modulates at t = 0; the initial latents are noise * 0.999 + the image latent *
+    # (1 - 0.999) on every frame; guidance is true CFG (two forwards) plus the guidance embedding (an input fed
+    # guidance * 1000); prompts are LLaVA embeddings with attention masks and CLIP pooled embeddings, one per half.
+    # The latent-concat variant (33-channel checkpoints) decodes four frames fewer and is not driven yet.
+    "HunyuanVideoImageToVideoPipeline": {
+        "latent_layout": "BCFHW",
+        "channels_key": "latent_channels",
+        "normalization": "scaling_factor",
+        "unconditional": "empty_prompt",
+        "condition": "first_frame",
+        "initial_latents": {"noise_weight": 0.999},
+        "sigmas": "linspace(1, 0, N+1)[:-1]",
+        "embedded_guidance": {"input": "guidance", "scale": 1000.0, "default": 1.0},
+        "requires_transformer_config": {"image_condition_type": "token_replace"},
+        # the pipeline's own defaults: true CFG off (a guidance-distilled checkpoint), guidance embedding 1
+        "defaults": {"guidance_scale": 1.0},
     },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
     # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
@@ -544,12 +564,17 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
 
 def pipeline_recipe(pipe: Any) -> dict[str, Any] | None:
     """The runtime recipe of ``pipe``'s class with the overrides of the config flags it sets (``when_config``), or
-    None for a class the runtime does not drive. Unset keys mean the common case: ``condition`` "concat" (the
-    condition is concatenated to the latents on the channel axis) and ``timestep`` "per_item"."""
+    None for a class (or a variant: ``requires_transformer_config``) the runtime does not drive. Unset keys mean the
+    common case: ``condition`` "concat" (the condition is concatenated to the latents on the channel axis) and
+    ``timestep`` "per_item"."""
     base = RUNTIME_PIPELINES.get(type(pipe).__name__)
     if base is None:
         return None
-    recipe = {k: v for k, v in base.items() if k != "when_config"}
+    transformer = getattr(pipe, "transformer", None)
+    for key, value in base.get("requires_transformer_config", {}).items():
+        if transformer is None or transformer.config.get(key) != value:
+            return None
+    recipe = {k: v for k, v in base.items() if k not in ("when_config", "requires_transformer_config")}
     for flag, overrides in base.get("when_config", {}).items():
         if pipe.config.get(flag):
             recipe.update(overrides)
@@ -621,7 +646,10 @@ def _export_pipeline_parts(
     }
     recipe = pipeline_recipe(pipe)
     if recipe is None:
-        log(f"[pipeline] {pipeline_class}: the torch-free runtime does not drive it yet; denoiser only")
+        log(
+            f"[pipeline] {pipeline_class}: the torch-free runtime does not drive it (or this variant) yet; "
+            "denoiser only"
+        )
         return entry
     entry["runtime_supported"] = True
     if "denoiser_2" in submodels:  # run_export exported the low-noise expert (see _experts)
@@ -683,7 +711,7 @@ def _export_pipeline_parts(
     entry.update(
         recipe={
             "latent_input": FAMILIES[family].latent_arg,
-            **{k: v for k, v in recipe.items() if k not in ("channels_key", "constant_inputs")},
+            **{k: v for k, v in recipe.items() if k not in ("channels_key", "constant_inputs", "defaults")},
             "constant_inputs": constants,
         },
         vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},

@@ -43,12 +43,15 @@ class RunRequest:
     strength; a batch of one strength (``batch=N``) draws from ``seed, seed+1, ...``; ``seeds`` gives one seed per
     video explicitly. ``latents`` overrides the seeded initial noise
     (``[B, z, F, H, W]``), e.g. to reproduce a diffusers run exactly. ``guidance_scale_2``: the low-noise expert's
-    guidance of a two-expert export (Wan 2.2 A14B); None means ``guidance_scale``."""
+    guidance of a two-expert export (Wan 2.2 A14B); None means ``guidance_scale``. ``embedded_guidance``: the value of a
+    guidance-embedding input (HunyuanVideo's ``guidance_scale``; ``guidance_scale`` here is always the CFG scale,
+    HunyuanVideo's ``true_cfg_scale``); None means the recipe's default."""
 
     strength: float | Sequence[float] = 0.0
     steps: int = 20
     guidance_scale: float = 5.0
     guidance_scale_2: float | None = None
+    embedded_guidance: float | None = None
     seed: int = 0
     schedule: StrengthSchedule = field(default_factory=StrengthSchedule)
     batch: int | None = None
@@ -78,6 +81,13 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
             raise RunError("guidance_scale_2 is the low-noise expert's guidance; this export has one denoiser")
         if not np.isfinite(request.guidance_scale_2):
             raise RunError("guidance_scale_2 must be finite")
+    if request.embedded_guidance is not None:
+        if "embedded_guidance" not in pipeline.get("recipe", {}):
+            raise RunError(
+                "embedded_guidance is for models with a guidance embedding (HunyuanVideo); this one has none"
+            )
+        if not np.isfinite(request.embedded_guidance):
+            raise RunError("embedded_guidance must be finite")
     try:
         strengths = list(validate_strength(request.strength))
     except (TypeError, ValueError) as err:
@@ -198,9 +208,13 @@ def sample(
     _set_timesteps(scheduler, request.steps, pipeline)
     timesteps = scheduler.timesteps
     latents = latents * np.float32(scheduler.init_noise_sigma)  # as the pipelines scale their initial noise
+    initial = recipe.get("initial_latents")
+    if initial is not None:  # HunyuanVideo-I2V: a trace of the image latent in every frame of the noise
+        weight = np.float32(initial["noise_weight"])
+        latents = latents * weight + per_item_condition(cond["condition"], batch) * (np.float32(1) - weight)
 
     def per_item(array: np.ndarray) -> np.ndarray:
-        return np.repeat(array.astype(np.float32), batch, axis=0)
+        return per_item_condition(array, batch)
 
     # Per half of the CFG batch: what is concatenated to the latents and what the text/image input sees.
     condition = {
@@ -217,6 +231,10 @@ def sample(
     extras = {k: per_item(v) for k, v in cond.items() if k in dtypes and k not in standard}  # e.g. added_time_ids
     for name, value in recipe.get("constant_inputs", {}).items():  # e.g. CogVideoX 1.5's ofs
         extras[name] = np.full((batch,), value, dtype=np.float32)
+    embedded = recipe.get("embedded_guidance")
+    if embedded is not None:  # HunyuanVideo: guidance * 1000 in float32, as the pipeline forms it
+        value = embedded["default"] if request.embedded_guidance is None else request.embedded_guidance
+        extras[embedded["input"]] = np.full((batch,), np.float32(value) * np.float32(embedded["scale"]), np.float32)
     timestep_rank = len(next(t for t in spec.inputs if t["name"] == "timestep")["shape"])
 
     def guidance_array(scale: float) -> np.ndarray | np.float32:
@@ -294,13 +312,25 @@ def sample(
     return RunResult(latents, np.stack(decoded), step_seconds, engine_seconds, fed)
 
 
+def per_item_condition(array: np.ndarray, batch: int) -> np.ndarray:
+    """One conditioning item repeated over the batch, float32."""
+    return np.repeat(array.astype(np.float32), batch, axis=0)
+
+
+# The sigma schedules pipelines hand their scheduler (recipe ``sigmas``), for N steps.
+SIGMA_SCHEDULES = {
+    "linspace(1, 1/N, N)": lambda n: np.linspace(1.0, 1 / n, n),  # LTX
+    "linspace(1, 0, N+1)[:-1]": lambda n: np.linspace(1.0, 0.0, n + 1)[:-1],  # HunyuanVideo
+}
+
+
 def _set_timesteps(scheduler: object, steps: int, pipeline: dict) -> None:
-    """``set_timesteps`` as the pipeline calls it: N steps, or (recipe ``sigmas: linspace``; LTX) the sigmas
-    ``linspace(1, 1/N, N)`` with (``mu: video_tokens``) the dynamic shift from the video's latent token count."""
+    """``set_timesteps`` as the pipeline calls it: N steps, or the pipeline's own sigmas (recipe ``sigmas``, see
+    :data:`SIGMA_SCHEDULES`) with (``mu: video_tokens``; LTX) the dynamic shift from the video's latent token count."""
     recipe, config = pipeline["recipe"], pipeline["scheduler"]["config"]
     kwargs: dict = {}
-    if recipe.get("sigmas") == "linspace":
-        kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
+    if recipe.get("sigmas") is not None:
+        kwargs["sigmas"] = SIGMA_SCHEDULES[recipe["sigmas"]](steps)
     if recipe.get("mu") == "video_tokens":
         video = pipeline["video"]
         kwargs["mu"] = calculate_shift(

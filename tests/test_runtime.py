@@ -130,6 +130,16 @@ def _pipeline_run(
             **{k: torch.from_numpy(cond[k]).long().repeat(batch, 1) for k in TEXT_MASK_ENTRIES},
             guidance_scale=5.0,
         )
+    elif name == "hunyuanvideo":  # CFG is its true CFG; its guidance embedding keeps the runtime's default, 1
+        kwargs.update(
+            image=Image.open(image).convert("RGB"),
+            **{k: torch.from_numpy(cond[k]).repeat(batch, 1, 1) for k in ("prompt_embeds", "negative_prompt_embeds")},
+            **{k: torch.from_numpy(cond[k]).long().repeat(batch, 1) for k in TEXT_MASK_ENTRIES},
+            pooled_prompt_embeds=torch.from_numpy(cond["pooled_prompt_embeds"]).repeat(batch, 1),
+            negative_pooled_prompt_embeds=torch.from_numpy(cond["negative_pooled_prompt_embeds"]).repeat(batch, 1),
+            true_cfg_scale=5.0,
+            guidance_scale=1.0,
+        )
     else:
         kwargs.update(
             image=Image.open(image).convert("RGB"),
@@ -150,7 +160,9 @@ def _pipeline_run(
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
 
 
-RUNTIME_PIPELINES = ["wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "ltx", "sprites"]
+RUNTIME_PIPELINES = [
+    *("wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "ltx", "hunyuanvideo", "sprites")
+]
 
 
 @pytest.mark.parametrize("name", RUNTIME_PIPELINES)
@@ -181,9 +193,10 @@ def test_runtime_matches_the_diffusers_pipeline(pipelines: TinyExports, name: st
     result = sample(export, cond, request_)
     assert result.strengths == [strengths] * first_steps + [[0.0] * len(strengths)] * (STEPS - first_steps)
     image = conditioning.parent / "input.png"
-    if name.startswith("cogvideox") and len(strengths) > 1:
-        # diffusers' CogVideoX I2V cannot batch one image (it wants one image per item and draws a separate image
-        # latent for each): compare every item of the runtime's mixed batch with its own single-item pipeline run.
+    if name.startswith(("cogvideox", "hunyuanvideo")) and len(strengths) > 1:
+        # diffusers' CogVideoX and HunyuanVideo I2V cannot batch one image (CogVideoX wants one image per item and
+        # draws a separate image latent for each; HunyuanVideo concatenates its one image latent to the batch's
+        # latents): compare every item of the runtime's mixed batch with its own single-item pipeline run.
         runs = [_pipeline_run(name, image, cond, latents[i : i + 1], [s], video) for i, s in enumerate(strengths)]
         ref_latents, ref_frames = (np.concatenate(parts) for parts in zip(*runs))
     else:
@@ -238,6 +251,7 @@ TORCH_FREE = {
     "cogvideox15": ("a red ball bounces", None),
     "svd": ("", "prompt_embeds"),
     "ltx": ("", None),  # no text encoder: the stored empty prompt with its attention masks
+    "hunyuanvideo": ("", None),  # the same, with the pooled embeddings
 }
 
 
@@ -286,7 +300,7 @@ def test_conditions_on_an_image_with_torch_unimportable(pipelines: TinyExports, 
         assert "image (1, 1," in out.stdout  # one projected CLIP embedding
 
 
-@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-ti2v"])
+@pytest.mark.parametrize("name", ["wan22", "wan21", "wan22-ti2v", "hunyuanvideo"])
 def test_image_conditioning_without_torch_equals_prepare(pipelines: TinyExports, name: str) -> None:
     """The exported condition encoder on the runtime's image preprocessing gives what the pipeline's own
     ``prepare_latents`` gives (``dymos prepare``); for Wan 2.1 the exported CLIP image encoder on the runtime's
@@ -651,6 +665,7 @@ def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_pa
         ({"strength": float("nan")}, "finite"),
         ({"strength": [1.0, 2.0], "batch": 3}, "2 strengths for a batch of 3"),
         ({"strength": [1.0] * 5}, "outside the exported range"),
+        ({"embedded_guidance": 6.0}, "has none"),  # Wan has no guidance embedding
     ],
 )
 def test_bad_requests_fail_fast(exported: Path, conditioning: Path, request_kwargs: dict, message: str) -> None:
@@ -742,6 +757,25 @@ def test_ltx_vae_with_timestep_conditioning_decodes_as_the_pipeline(
     ref_latents, ref_frames = _pipeline_run("ltx", image, cond, latents, [2.5], video, model=str(folder))
     np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
     assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+
+
+def test_hunyuanvideo_embedded_guidance_is_fed_and_matters(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
+    """HunyuanVideo's guidance embedding is an input the loop feeds (guidance * 1000): another value changes the
+    video; the CLI takes it as --embedded-guidance; the export's defaults keep true CFG off, as the pipeline does."""
+    from dymos.cli import main
+
+    exported = pipelines.export("hunyuanvideo")
+    export = ExportDir.open(exported)
+    assert export.manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0}
+    cond = load_conditioning(str(pipelines.conditioning("hunyuanvideo")))
+    runs = [sample(export, cond, RunRequest(steps=2, embedded_guidance=g)).latents for g in (None, 1.0, 6.0)]
+    assert np.array_equal(runs[0], runs[1]) and np.abs(runs[2] - runs[0]).max() > 1e-4
+    with pytest.raises(RunError, match="finite"):
+        sample(export, cond, RunRequest(embedded_guidance=float("inf")))
+    image = str(pipelines.conditioning("hunyuanvideo").parent / "input.png")
+    argv = ["run", "--export", str(exported), "--image", image, "--steps", "2", "--embedded-guidance", "6"]
+    assert main([*argv, *IN_PROCESS, "--out", str(tmp_path / "hy.gif")]) == 0
+    assert "guidance 1, embedded guidance 6" in capsys.readouterr().out
 
 
 def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -> None:
