@@ -143,4 +143,8 @@ def example_inputs(
     text = inputs["encoder_hidden_states"]
     if text_tokens is not None and text_tokens != text.shape[1]:
         inputs["encoder_hidden_states"] = _randn(generator, batch, text_tokens, text.shape[2])
+        if "encoder_attention_mask" in inputs:  # a padded prompt, as a tokenizer padding to the length gives
+            mask = torch.ones(batch, text_tokens, dtype=torch.long)
+            mask[:, text_tokens // 2 :] = 0
+            inputs["encoder_attention_mask"] = mask
     return inputs

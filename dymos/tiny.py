@@ -450,8 +450,8 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     (``CogVideoXImageToVideoPipeline``, CogVideoX 1.0 I2V at its 64x64, 9-frame sample size, with a tiny T5 text
     encoder and tokenizer), ``cogvideox15`` (the same in CogVideoX 1.5 form: temporal patching, the ``ofs``
     embedding, inverted image-latent scaling), ``svd`` (``StableVideoDiffusionPipeline`` with a tiny random CLIP
-    image encoder), ``ltx`` (``LTXImageToVideoPipeline`` with LTX-Video 0.9.0's VAE form and scheduler; prompts
-    are embeddings with attention masks) or ``hunyuanvideo`` (``HunyuanVideoImageToVideoPipeline``, token-replace
+    image encoder), ``ltx`` (``LTXImageToVideoPipeline`` with LTX-Video 0.9.0's VAE form and scheduler, and a tiny
+    T5 text encoder and tokenizer) or ``hunyuanvideo`` (``HunyuanVideoImageToVideoPipeline``, token-replace
     I2V with the guidance embedding; prompts are embeddings with attention masks and pooled embeddings)."""
     import diffusers
 
@@ -496,9 +496,8 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
         pipe = diffusers.LTXImageToVideoPipeline(
             scheduler=scheduler,
             vae=vae,
-            text_encoder=None,
-            tokenizer=None,
             transformer=transformer,
+            **_tiny_text_encoder(int(transformer.config.caption_channels), umt5=False),
         )
     elif name == "hunyuanvideo":
         scheduler = getattr(diffusers, HUNYUAN_SCHEDULER["class"]).from_config(HUNYUAN_SCHEDULER["config"])

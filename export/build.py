@@ -526,6 +526,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "rope_interpolation_scale": {"frame_rate": 25},
         # a VAE with timestep conditioning (0.9.1+) decodes at __call__'s default decode_timestep (no decode noise)
         "decode_timestep": 0.0,
+        # T5 over the padding without a mask, prompts as given; the tokenizer's attention mask goes to the denoiser
+        "text_encoder": {"masked": False, "clean": None, "attention_mask": True},
     },
     # HunyuanVideo-I2V (token replace): the image's VAE latent (its mode, times the scaling factor) is the first latent
     # frame, which the model itself modulates at t = 0; the initial latents are noise * 0.999 + the image latent *

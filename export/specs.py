@@ -138,6 +138,7 @@ FAMILY_EXPORTS: dict[str, FamilyExport] = {
             spatial_compression=32,
             packed_latents=True,
             per_token_inputs=("timestep",),
+            text_tokens_from_pipeline=True,
         ),
         FamilyExport(
             "svd",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dymos.images import clip_pixels, load_image, preprocess_image
-from dymos.manifest import NOISE_INPUT, NOISE_SCALE_INPUT, denoiser_input_of
+from dymos.manifest import GUIDED_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT, denoiser_input_of
 
 from .artifacts import ExportDir
 from .backends import Backend, open_backend
@@ -29,6 +29,8 @@ IMAGE_CONTEXT = "encoder_hidden_states_image"  # the denoiser input Wan 2.1's im
 # The conditioning draws come from their own stream of the run's seed, independent of the initial latents'
 # ``default_rng(seed)``.
 CONDITIONING_STREAM = 1
+# A prompt embedding's conditioning entry -> its attention mask's (the same guidance half).
+MASK_ENTRY_OF = dict(zip(GUIDED_INPUTS["encoder_hidden_states"], GUIDED_INPUTS["encoder_attention_mask"]))
 
 
 class ConditioningUnavailable(ValueError):
@@ -104,6 +106,11 @@ def supports_prompts(export: ExportDir) -> bool:
 def tokenize_prompt(export: ExportDir, prompt: str) -> np.ndarray:
     """``[1, max_length]`` int64 token ids of ``prompt``: the pipeline's cleaning, then the exported fast tokenizer
     (``tokenizer.json``) truncated and padded to the export's text length, as the pipeline calls its tokenizer."""
+    return _tokenize(export, prompt)[0]
+
+
+def _tokenize(export: ExportDir, prompt: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tokenize_prompt`'s ids and the tokenizer's attention mask (``[1, max_length]`` int64 each)."""
     from tokenizers import Tokenizer
 
     if not supports_prompts(export):
@@ -117,15 +124,34 @@ def tokenize_prompt(export: ExportDir, prompt: str) -> np.ndarray:
     encoding = tokenizer.encode(_clean_wan_prompt(prompt) if settings["clean"] == "wan" else prompt)
     ids = np.asarray(encoding.ids, dtype=np.int64)[None]
     masked = settings.get("masked", True)  # the graph derives its attention mask from the padding (Wan)
-    if masked and not np.array_equal(np.asarray(encoding.attention_mask) == 1, ids[0] != settings["pad_id"]):
+    mask = np.asarray(encoding.attention_mask, dtype=np.int64)[None]
+    if masked and not np.array_equal(mask[0] == 1, ids[0] != settings["pad_id"]):
         raise ValueError(f"the prompt contains the pad token {settings['pad_token']!r} itself: remove it")
-    return ids
+    return ids, mask
 
 
 def prompt_embeddings(export: ExportDir, prompt: str, *, encoder: Backend | None = None) -> np.ndarray:
     """``[1, max_length, width]`` float32 embeddings of ``prompt`` (:func:`tokenize_prompt`, then the exported text
     encoder graph), as the pipeline's ``encode_prompt`` gives them."""
     return _run_encoder(export, "text_encoder", encoder, tokenize_prompt(export, prompt))
+
+
+def _encode_prompts(export: ExportDir, prompts: dict[str, str]) -> dict[str, np.ndarray]:
+    """The conditioning entries of the non-empty prompts (``{"prompt_embeds": text, "negative_prompt_embeds":
+    text}``) through the exported tokenizer and text encoder, with the tokenizer's attention masks where the
+    denoiser takes them (LTX: ``prompt_attention_mask`` / ``negative_prompt_attention_mask``)."""
+    out: dict[str, np.ndarray] = {}
+    if not any(prompts.values()):
+        return out
+    encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # one for both
+    with_mask = export.manifest["pipeline"].get("text_encoder", {}).get("attention_mask", False)
+    for key, text in prompts.items():
+        if text:
+            ids, mask = _tokenize(export, text)
+            out[key] = _run_encoder(export, "text_encoder", encoder, ids)
+            if with_mask:
+                out[MASK_ENTRY_OF[key]] = mask
+    return out
 
 
 def condition(
@@ -193,12 +219,7 @@ def image_conditioning(
     else:
         with np.load(export.path(pipeline["empty_prompt"]["file"]), allow_pickle=False) as stored:
             out.update({k: stored[k] for k in stored.files})  # the embeddings (and LTX's attention masks)
-        prompts = {"prompt_embeds": prompt, "negative_prompt_embeds": negative_prompt}
-        if any(prompts.values()):
-            text_encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # one for both
-            for key, text in prompts.items():
-                if text:
-                    out[key] = prompt_embeddings(export, text, encoder=text_encoder)
+        out.update(_encode_prompts(export, {"prompt_embeds": prompt, "negative_prompt_embeds": negative_prompt}))
     if recipe.get("added_time_ids"):
         out["added_time_ids"] = micro.time_ids()
     return out

@@ -250,7 +250,7 @@ TORCH_FREE = {
     "cogvideox": ("a red ball bounces", None),
     "cogvideox15": ("a red ball bounces", None),
     "svd": ("", "prompt_embeds"),
-    "ltx": ("", None),  # no text encoder: the stored empty prompt with its attention masks
+    "ltx": ("a red ball bounces", None),  # its T5 with the tokenizer's attention masks
     "hunyuanvideo": ("", None),  # the same, with the pooled embeddings
 }
 
@@ -384,9 +384,22 @@ def test_drawn_conditioning_equals_the_pipeline_code_on_the_same_noise(pipelines
                 np.testing.assert_allclose(texts[key], embeddings.numpy(), atol=1e-5, rtol=0)
         elif name == "ltx":
             reference = ltx_condition(pipe, pixels.float(), video["frames"], noise.float())
-            # no text encoder: the stored empty prompt's embeddings, with its attention masks
+            # the stored empty prompt's embeddings and the prompts' through the exported T5, with attention masks
             assert set(ours) == {"condition", "prompt_embeds", "negative_prompt_embeds", *TEXT_MASK_ENTRIES}
-            assert all(ours[key].shape == (1, text_shape(export.manifest)[0]) for key in TEXT_MASK_ENTRIES)
+            prompts = {"prompt": "a red ball bounces", "negative_prompt": "static"}
+            texts = image_conditioning(export, image_path, **prompts)
+            expected = pipe.encode_prompt(**prompts, max_sequence_length=text_shape(export.manifest)[0])
+            keys = (
+                "prompt_embeds",
+                "prompt_attention_mask",
+                "negative_prompt_embeds",
+                "negative_prompt_attention_mask",
+            )
+            for key, value in zip(keys, expected):
+                if key in TEXT_MASK_ENTRIES:
+                    assert np.array_equal(texts[key], value.long().numpy()), key
+                else:
+                    np.testing.assert_allclose(texts[key], value.numpy(), atol=1e-5, rtol=0)
         else:
             aug = torch.tensor([micro.noise_aug_strength])
             reference = svd_condition(pipe, pixels.float(), video["frames"], noise.float(), aug)
