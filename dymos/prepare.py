@@ -320,9 +320,11 @@ def prepare_conditioning(
 
 def text_shape(manifest: dict[str, Any]) -> tuple[int, int]:
     """(tokens, width) of the exported denoiser's text input (SVD's holds image embeddings; only the text
-    pipelines use the shape)."""
-    text = next(t for t in manifest["submodels"]["denoiser"]["inputs"] if t["name"] == "encoder_hidden_states")
-    return int(text["shape"][1]), int(text["shape"][2])
+    pipelines use the shape); a dynamic text length (HunyuanVideo) gives the export's own (its ``opt``)."""
+    denoiser = manifest["submodels"]["denoiser"]
+    text = next(t for t in denoiser["inputs"] if t["name"] == "encoder_hidden_states")
+    tokens = text["shape"][1]
+    return int(denoiser["dims"][tokens]["opt"] if isinstance(tokens, str) else tokens), int(text["shape"][2])
 
 
 def prepare(

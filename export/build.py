@@ -174,16 +174,19 @@ def parity_cases(
     seed: int,
     text_tokens: int | None = None,
 ) -> list[ParityCase]:
-    """Strength 0, one non-zero strength, a mixed per-item batch, and a batch/frame count other than the export's.
+    """Strength 0, one non-zero strength, a mixed per-item batch, and a batch/frame count (and, where the text length
+    is dynamic, a text length) other than the export's.
 
     ``height``/``width`` are the latent sizes and ``text_tokens`` the text length the spec was built with (None: the
     family default).
     """
     family = spec.family
     batch, frames = spec.dims["batch"].opt, spec.dims["frames"].opt
-    sizes = {"height": height, "width": width, "text_tokens": text_tokens}
+    sizes = {"height": height, "width": width}
 
-    def make(name: str, b: int, f: int, strengths: list[float], case_seed: int) -> ParityCase:
+    def make(
+        name: str, b: int, f: int, strengths: list[float], case_seed: int, text: int | None = text_tokens
+    ) -> ParityCase:
         tensors, _ = sample_inputs(
             family,
             config,
@@ -192,6 +195,7 @@ def parity_cases(
             seed=case_seed,
             dtype=dtype,
             zero_timestep_first_frame=spec.zero_timestep_first_frame,
+            text_tokens=text,
             **sizes,
         )
         return ParityCase(name, {**tensors, STRENGTH_INPUT: torch.tensor(strengths, dtype=torch.float32)})
@@ -207,7 +211,9 @@ def parity_cases(
     p_t = spec.multiples.get("frames", 1)
     other_frames = frames + p_t if spec.dims["frames"].max >= frames + p_t else frames
     other = ([2.0, 0.0, -0.5, 1.0] * other_batch)[:other_batch]
-    cases.append(make("other_batch_and_frames", other_batch, other_frames, other, seed + 2))
+    text = spec.dims.get("text")
+    other_text = text.opt + 2 if text is not None and text.max >= text.opt + 2 else text_tokens
+    cases.append(make("other_batch_and_frames", other_batch, other_frames, other, seed + 2, other_text))
     return cases
 
 

@@ -71,6 +71,8 @@ class FamilyExport:
     # The text length is the pipeline's (its __call__'s max_sequence_length) when it has a text encoder; else the
     # family sample's. False where the model fixes it (CogVideoX's max_text_seq_length).
     text_tokens_from_pipeline: bool = False
+    # The longest text a dynamic ``text`` dim takes (its profile's max), where the pipeline's prompts vary in length.
+    max_text_tokens: int | None = None
     # When the frame count must be fixed at export: always (flag None) or when a config flag is set, and why.
     static_frames_when: str | None = None
     static_frames_reason: str | None = None
@@ -118,13 +120,16 @@ FAMILY_EXPORTS: dict[str, FamilyExport] = {
             {
                 "hidden_states": {0: "batch", 2: "frames"},
                 "timestep": {0: "batch"},
-                "encoder_hidden_states": {0: "batch"},
-                "encoder_attention_mask": {0: "batch"},
+                "encoder_hidden_states": {0: "batch", 1: "text"},
+                "encoder_attention_mask": {0: "batch", 1: "text"},
                 "pooled_projections": {0: "batch"},
                 "guidance": {0: "batch"},
             },
             temporal_compression=4,
             spatial_compression=8,
+            # HunyuanVideo-I2V's prompt embeddings: image tokens + text (396 at the pipeline's defaults), and its
+            # negative prompt's have another length (image tokens interleaved by 2: 540)
+            max_text_tokens=1024,
         ),
         FamilyExport(
             "ltx",
@@ -297,7 +302,8 @@ def build_spec(
     }
     for dim, size in sizes.items():
         if dim not in ranges:
-            ranges[dim] = DimRange(2, size, 2 * size)
+            longest = family_export.max_text_tokens if dim == "text" else None
+            ranges[dim] = DimRange(2, size, max(2 * size, longest or 0))
     multiples = {"frames": p_t, "height": p_s, "width": p_s}
     multiples = {d: m for d, m in multiples.items() if d in ranges and m > 1}
     for dim, m in multiples.items():  # keep every bound a multiple of the patch size

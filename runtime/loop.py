@@ -9,7 +9,8 @@ latent frames CogVideoX 1.5 drops. What differs is data from the manifest's ``pi
 ``pipeline.video`` (latent axis order, normalisation, constant inputs such as CogVideoX 1.5's ``ofs``, decoded
 latent frames), not a code path per model; Wan 2.2 TI2V's ``first_frame`` recipe puts the condition in place of the
 first latent frame instead of concatenating it, by the pipeline's mask blend. Cond and
-uncond passes are batched into one engine call when the export's batch range allows. Two-expert exports (Wan 2.2
+uncond passes are batched into one engine call when the export's batch range allows and their inputs have one
+shape. Two-expert exports (Wan 2.2
 A14B) switch to the low-noise expert's graph below the manifest's ``pipeline.experts.boundary_timestep``, with
 ``guidance_scale_2`` there, as the pipeline does.
 """
@@ -246,7 +247,10 @@ def sample(
 
     guidance = request.guidance_scale > 1.0  # as the pipelines decide CFG: on the first scale only
     max_batch = spec.dims.get("batch", {}).get("max", batch)
-    batched_cfg = guidance and 2 * batch <= max_batch
+    # one engine call for both halves where the batch range allows and their inputs have one shape (HunyuanVideo's
+    # negative prompt may have another length than its prompt)
+    same_shapes = all(context["cond"][name].shape == context["uncond"][name].shape for name in guided)
+    batched_cfg = guidance and 2 * batch <= max_batch and same_shapes
     denoiser = denoiser or open_backend(export, "denoiser")
     decoder = decoder or open_backend(export, "vae_decoder")
     if stock is True:
@@ -276,9 +280,10 @@ def sample(
         return {k: np.asarray(v, dtype=dtypes[k], order="C") for k, v in values.items() if k in dtypes}
 
     # Fail on a shape the engine cannot take before any heavy work.
-    first_halves = ("cond", "uncond") if batched_cfg else ("cond",)
+    calls = [("cond", "uncond")] if batched_cfg else [("cond",), ("uncond",)] if guidance else [("cond",)]
     for _, engine, _, _ in experts:
-        engine.spec.check_feed(feed(latents, float(timesteps[0]), first_halves, np.zeros(batch, np.float32)))
+        for halves in calls:
+            engine.spec.check_feed(feed(latents, float(timesteps[0]), halves, np.zeros(batch, np.float32)))
 
     step_seconds, engine_seconds, fed = [], [], []
     for i, t in enumerate(timesteps):

@@ -791,6 +791,29 @@ def test_hunyuanvideo_embedded_guidance_is_fed_and_matters(pipelines: TinyExport
     assert "guidance 1, embedded guidance 6" in capsys.readouterr().out
 
 
+def test_hunyuanvideo_negative_prompt_of_another_length(pipelines: TinyExports) -> None:
+    """The real HunyuanVideo-I2V pipeline encodes its negative prompt at another length than its prompt (540 vs 396
+    tokens): the graph's text length is dynamic, the loop runs the two guidance halves as separate engine calls, and
+    the result equals the pipeline's on the same embeddings."""
+    export = ExportDir.open(pipelines.export("hunyuanvideo"))
+    text = next(t for t in export.submodel("denoiser").inputs if t["name"] == "encoder_hidden_states")
+    assert text["shape"][1] == "text" and export.submodel("denoiser").dims["text"]["max"] >= 540
+    conditioning = pipelines.conditioning("hunyuanvideo")
+    cond = load_conditioning(str(conditioning))
+    cond["negative_prompt_embeds"] = np.random.default_rng(7).standard_normal((1, 9, 16), dtype=np.float32)
+    cond["negative_prompt_attention_mask"] = (np.arange(9) < 7).astype(np.int64)[None]
+    assert cond["negative_prompt_embeds"].shape[1] != cond["prompt_embeds"].shape[1]
+    video = export.manifest["pipeline"]["video"]
+    latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
+    schedule = StrengthSchedule(first_steps=2)
+    request_ = RunRequest(strength=[2.5], steps=STEPS, guidance_scale=5.0, latents=latents, schedule=schedule)
+    result = sample(export, cond, request_)
+    image = conditioning.parent / "input.png"
+    ref_latents, ref_frames = _pipeline_run("hunyuanvideo", image, cond, latents, [2.5], video)
+    np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
+    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+
+
 def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -> None:
     """Wan 2.2 TI2V (``expand_timesteps``): the condition is the image's one latent frame, which stands in for the
     first latent frame, and the denoiser graph takes one timestep per item (per-token inside); the loop test above
