@@ -23,7 +23,7 @@ MANIFEST_NAME = "manifest.json"
 NOISE_INPUT = "noise"
 NOISE_SCALE_INPUT = "noise_aug_strength"
 # Conditioning entries (``dymos prepare``'s .npz keys) -> the denoiser input they feed, where the names differ.
-CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states", "prompt_attention_mask": "encoder_attention_mask"}
+CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
 # Denoiser inputs that differ between the guidance halves: input -> (conditional entry, unconditional entry).
 GUIDED_INPUTS = {
     "encoder_hidden_states": ("prompt_embeds", "negative_prompt_embeds"),

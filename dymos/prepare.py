@@ -37,6 +37,9 @@ def _tiny_prompt_embedding(prompt: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+TEXT_MASK_ENTRIES = ("prompt_attention_mask", "negative_prompt_attention_mask")
+
+
 def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tuple[int, int]) -> dict:
     """Prompt and negative-prompt embeddings, ``[1, tokens, width]`` each, as the pipeline computes them; for
     pipelines whose denoiser takes the text's attention mask (LTX), the masks too (``[1, tokens]`` int64; all ones
@@ -73,15 +76,14 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
     return out
 
 
-TEXT_MASK_ENTRIES = ("prompt_attention_mask", "negative_prompt_attention_mask")
-
-
 def _pooled_dim(pipe: Any) -> int | None:
     """The width of the pooled prompt embedding the denoiser takes (HunyuanVideo), or None."""
     return (getattr(pipe, "transformer", None) and pipe.transformer.config.get("pooled_projection_dim")) or None
 
 
 def _takes_text_mask(pipe: Any) -> bool:
+    """Whether the pipeline feeds its denoiser the prompt's attention mask (LTX, HunyuanVideo): then ``__call__``
+    takes ``prompt_attention_mask`` beside ``prompt_embeds``."""
     import inspect
 
     return "prompt_attention_mask" in inspect.signature(type(pipe).__call__).parameters

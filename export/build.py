@@ -550,6 +550,8 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "sigmas": "linspace(1, 0, N+1)[:-1]",
         "embedded_guidance": {"input": "guidance", "scale": 1000.0, "default": 1.0},
         "requires_transformer_config": {"image_condition_type": "token_replace"},
+        # its real prompts are encoded together with the image (LLaVA): no image-independent empty prompt to store
+        "prompts_with_image": True,
         # the pipeline's own defaults: true CFG off (a guidance-distilled checkpoint), guidance embedding 1
         "defaults": {"guidance_scale": 1.0},
     },
@@ -601,9 +603,9 @@ def pipeline_fixed_kwargs(pipe: Any, recipe: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline_text_tokens(pipe: Any, family: str) -> int | None:
     """The text length a pipeline with a text encoder feeds its denoiser, where the family leaves it to the pipeline
-    (Wan): the default ``max_sequence_length`` of its ``__call__`` (512), so exported prompts are not truncated to
-    the family sample's length. None: the family sample's (bare denoisers, pipelines without a text encoder such as
-    the shipped model, families whose model fixes the length)."""
+    (Wan, LTX): the default ``max_sequence_length`` of its ``__call__`` (512; 128), so exported prompts are not
+    truncated to the family sample's length. None: the family sample's (bare denoisers, pipelines without a text
+    encoder such as the shipped model, families whose model fixes the length)."""
     import inspect
 
     if pipe is None or getattr(pipe, "text_encoder", None) is None:
@@ -716,10 +718,17 @@ def _export_pipeline_parts(
     else:
         scaling = {"scaling_factor": float(vae.config.scaling_factor)}
     constants = {k: v for k, v in recipe.get("constant_inputs", {}).items() if k in cases[0].inputs}
+    # what applies to this model: a guidance embedding only where the graph has its input (HunyuanVideo without
+    # guidance_embeds has none), a decode timestep only where the VAE takes one
+    inapplicable = {"channels_key", "constant_inputs", "defaults"}
+    if recipe.get("embedded_guidance", {}).get("input") not in cases[0].inputs:
+        inapplicable.add("embedded_guidance")
+    if not vae.config.get("timestep_conditioning"):
+        inapplicable.add("decode_timestep")
     entry.update(
         recipe={
             "latent_input": FAMILIES[family].latent_arg,
-            **{k: v for k, v in recipe.items() if k not in ("channels_key", "constant_inputs", "defaults")},
+            **{k: v for k, v in recipe.items() if k not in inapplicable},
             "constant_inputs": constants,
         },
         vae={"latent_channels": channels, **scaling, "scale_factor_temporal": t, "scale_factor_spatial": s},
@@ -731,15 +740,14 @@ def _export_pipeline_parts(
 
 def _latent_statistics(vae: Any) -> dict[str, Any]:
     """A VAE's per-channel latent mean and std, from its config (Wan) or its weights (LTX's buffers), and the
-    scaling factor the pipeline divides by where the VAE has one (LTX: ``latents * std / scaling_factor + mean``)."""
+    scaling factor the pipeline divides by, ``latents * std / scaling_factor + mean`` (1 where the VAE has none:
+    Wan's)."""
     buffers = dict(vae.named_buffers())
     stats = {
         key: [float(v) for v in (buffers[key] if key in buffers else vae.config[key])]
         for key in ("latents_mean", "latents_std")
     }
-    if "scaling_factor" in vae.config:
-        stats["scaling_factor"] = float(vae.config.scaling_factor)
-    return stats
+    return {**stats, "scaling_factor": float(vae.config.get("scaling_factor", 1.0))}
 
 
 EMPTY_PROMPT_FILE = "empty_prompt.npz"
@@ -832,6 +840,12 @@ def _export_image_conditioning(
             "pad_token": str(tokenizer.pad_token),
             **text_recipe,
         }
+    if not stores_empty_prompt(pipe, recipe):
+        log(
+            f"[prompts] {type(pipe).__name__} encodes prompts together with the image: no stored empty prompt; "
+            "conditioning files carry the prompt embeddings"
+        )
+        return files
     with torch.no_grad():
         embeddings = text_embeddings(pipe, "", "", (int(text.shape[1]), int(text.shape[2])))
     buffer = io.BytesIO()
@@ -842,6 +856,13 @@ def _export_image_conditioning(
 
 
 TOKENIZER_FILE = "tokenizer.json"
+
+
+def stores_empty_prompt(pipe: Any, recipe: dict[str, Any]) -> bool:
+    """Whether the export can store the empty prompt's embeddings for conditioning without torch: not where a real
+    text encoder encodes prompts together with the image (HunyuanVideo-I2V's LLaVA); pipelines without a text
+    encoder store their seeded stand-ins."""
+    return not (recipe.get("prompts_with_image") and getattr(pipe, "text_encoder", None) is not None)
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

@@ -203,7 +203,8 @@ class ExportSpec:
             },
         }
         if self.zero_timestep_first_frame:
-            entry["timestep"] = "per item in, per token inside the graph: 0 on the first latent frame, t elsewhere"
+            # one per item in; per token inside the graph: 0 on the first latent frame, t elsewhere
+            entry["timestep"] = "zero_on_first_frame"
         return entry
 
 

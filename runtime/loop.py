@@ -1,18 +1,24 @@
 """The torch-free sampling loop: seeded latents, conditioning, guidance, the DyMoS strength schedule fed every
 step as the runtime tensor (per item, so one batch can mix strengths), scheduler steps, VAE decode.
 
-The loop of ``WanImageToVideoPipeline.__call__`` and ``CogVideoXImageToVideoPipeline.__call__`` (1.0, 1.5): the
-denoiser input is ``concat([latents, condition])`` on the channel axis (Wan: mask + first-frame latents; CogVideoX:
-the padded image latents), classifier-free guidance is ``uncond + g * (cond - uncond)``, and latents are
-un-normalised (Wan: ``latents_mean/std``; CogVideoX: ``1 / scaling_factor``) before decoding, without the padding
-latent frames CogVideoX 1.5 drops. What differs is data from the manifest's ``pipeline.recipe`` and
-``pipeline.video`` (latent axis order, normalisation, constant inputs such as CogVideoX 1.5's ``ofs``, decoded
-latent frames), not a code path per model; Wan 2.2 TI2V's ``first_frame`` recipe puts the condition in place of the
-first latent frame instead of concatenating it, by the pipeline's mask blend. Cond and
-uncond passes are batched into one engine call when the export's batch range allows and their inputs have one
-shape. Two-expert exports (Wan 2.2
-A14B) switch to the low-noise expert's graph below the manifest's ``pipeline.experts.boundary_timestep``, with
-``guidance_scale_2`` there, as the pipeline does.
+One loop for the ``__call__`` of every pipeline the export records as runtime-driven (Wan 2.1/2.2 I2V and TI2V,
+CogVideoX 1.0/1.5, LTX-Video, HunyuanVideo-I2V, SVD): classifier-free guidance is ``uncond + g * (cond - uncond)``
+(SVD: a per-frame ramp), and latents are un-normalised (``latents * std / scaling_factor + mean``, or
+``1 / scaling_factor``) before decoding. What differs is data from the manifest's ``pipeline.recipe`` and
+``pipeline.video``, not a code path per model:
+
+- how the condition enters (``condition``): concatenated on the channel axis (Wan I2V's mask + image latents,
+  CogVideoX's padded image latents, SVD's), or in place of the first latent frame by the pipeline's mask blend
+  (``first_frame``: Wan 2.2 TI2V, LTX, HunyuanVideo), and a trace of it in the initial noise (``initial_latents``:
+  HunyuanVideo);
+- how ``set_timesteps`` is called (``sigmas``, ``mu``: LTX's and HunyuanVideo's own sigmas, LTX's token-count shift);
+- which denoiser inputs differ per guidance half (:data:`dymos.manifest.GUIDED_INPUTS`: text, its mask, pooled text),
+  which are constants (CogVideoX 1.5's ``ofs``) and which carry a guidance embedding (HunyuanVideo's ``guidance``);
+- the latent axis order, the normalisation and the decoded latent frames (CogVideoX 1.5 drops its padding).
+
+Cond and uncond passes are batched into one engine call when the export's batch range allows and their inputs have
+one shape. Two-expert exports (Wan 2.2 A14B) switch to the low-noise expert's graph below the manifest's
+``pipeline.experts.boundary_timestep``, with ``guidance_scale_2`` there, as the pipeline does.
 """
 
 from __future__ import annotations
@@ -142,7 +148,8 @@ def _latent_channels(pipeline: dict) -> int:
 
 class _LatentCondition:
     """How the condition enters the denoiser input: concatenated on the channel axis (Wan I2V's mask + image
-    latents, CogVideoX's and SVD's image latents), or, for a ``first_frame`` recipe (Wan 2.2 TI2V), in place of the
+    latents, CogVideoX's and SVD's image latents), or, for a ``first_frame`` recipe (Wan 2.2 TI2V, LTX, HunyuanVideo),
+    in place of the
     first latent frame by the pipeline's own blend ``(1 - mask) * condition + mask * latents`` (mask 0 on the first
     frame), which it also applies to the final latents."""
 
@@ -335,6 +342,10 @@ def _set_timesteps(scheduler: object, steps: int, pipeline: dict) -> None:
     recipe, config = pipeline["recipe"], pipeline["scheduler"]["config"]
     kwargs: dict = {}
     if recipe.get("sigmas") is not None:
+        if recipe["sigmas"] not in SIGMA_SCHEDULES:
+            raise RunError(
+                f"unknown sigma schedule {recipe['sigmas']!r} in the manifest; known: {list(SIGMA_SCHEDULES)}"
+            )
         kwargs["sigmas"] = SIGMA_SCHEDULES[recipe["sigmas"]](steps)
     if recipe.get("mu") == "video_tokens":
         video = pipeline["video"]
@@ -359,9 +370,7 @@ def _unnormalise(latents: np.ndarray, pipeline: dict) -> np.ndarray:
     if pipeline["recipe"]["normalization"] == "mean_std":
         mean = np.asarray(vae["latents_mean"], np.float32).reshape(1, -1, 1, 1, 1)
         std = np.asarray(vae["latents_std"], np.float32).reshape(1, -1, 1, 1, 1)
-        if "scaling_factor" in vae:  # LTX
-            return latents * std / np.float32(vae["scaling_factor"]) + mean
-        return latents * std + mean
+        return latents * std / np.float32(vae.get("scaling_factor", 1.0)) + mean  # Wan: 1 (exports before: absent)
     return latents / np.float32(vae["scaling_factor"])
 
 

@@ -257,8 +257,10 @@ def test_wan_pipelines_with_a_text_encoder_export_their_prompt_length() -> None:
 
 @pytest.mark.parametrize("batch,frames,height,width", [(1, 3, 8, 8), (3, 5, 4, 6)])
 def test_ti2v_per_token_timesteps_equal_the_pipelines(batch: int, frames: int, height: int, width: int) -> None:
-    """The graph's per-token timesteps (Wan 2.2 TI2V) are bit-equal to what ``WanImageToVideoPipeline`` with
-    ``expand_timesteps`` computes: the first-frame mask, patch-strided, times the scheduler's int64 timestep."""
+    """The per-token timesteps the graph forms (Wan 2.2 TI2V, LTX; the function the wrapper calls) are bit-equal to
+    what ``WanImageToVideoPipeline`` with ``expand_timesteps`` computes: the first-frame mask, patch-strided, times
+    the scheduler's int64 timestep. (That the wrapper feeds them at the right token grid is checked end to end by the
+    runtime == pipeline tests of tests/test_runtime.py.)"""
     from dymos.export.wrapper import first_frame_zero_timesteps
 
     t = torch.tensor(937)  # UniPC's timesteps are int64
@@ -267,3 +269,17 @@ def test_ti2v_per_token_timesteps_equal_the_pipelines(batch: int, frames: int, h
     expected = (first_frame_mask[0][0][:, ::2, ::2] * t).flatten().unsqueeze(0).expand(batch, -1)
     ours = first_frame_zero_timesteps(torch.full((batch,), float(t)), frames, (height // 2) * (width // 2))
     assert ours.dtype == expected.dtype and torch.equal(ours, expected)
+
+
+def test_pipelines_that_encode_prompts_with_the_image_store_no_empty_prompt() -> None:
+    """HunyuanVideo-I2V's real text encoder (LLaVA) encodes even the empty prompt together with the image, so the
+    export stores no image-independent empty prompt for it (its conditioning files carry the embeddings); the tiny
+    pipeline without a text encoder stores its seeded stand-ins, and other pipelines store theirs."""
+    from types import SimpleNamespace
+
+    from dymos.export.build import RUNTIME_PIPELINES, stores_empty_prompt
+
+    hunyuan = RUNTIME_PIPELINES["HunyuanVideoImageToVideoPipeline"]
+    assert not stores_empty_prompt(SimpleNamespace(text_encoder=object()), hunyuan)
+    assert stores_empty_prompt(SimpleNamespace(text_encoder=None), hunyuan)
+    assert stores_empty_prompt(SimpleNamespace(text_encoder=object()), RUNTIME_PIPELINES["WanImageToVideoPipeline"])

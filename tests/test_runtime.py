@@ -107,9 +107,10 @@ def _pipeline_run(
     strengths: list[float],
     video: dict,
     model: str | None = None,
+    embedded_guidance: float = 1.0,
 ) -> tuple:
     """The same generation through the diffusers pipeline with DyMoS enabled (``model``: a pipeline folder of
-    ``name``'s kind instead of ``name`` itself)."""
+    ``name``'s kind instead of ``name`` itself; ``embedded_guidance``: HunyuanVideo's ``guidance_scale``)."""
     pipe = load_pipeline(model or _model_spec(name))
     batch = len(strengths)
     kwargs = dict(
@@ -138,7 +139,7 @@ def _pipeline_run(
             pooled_prompt_embeds=torch.from_numpy(cond["pooled_prompt_embeds"]).repeat(batch, 1),
             negative_pooled_prompt_embeds=torch.from_numpy(cond["negative_pooled_prompt_embeds"]).repeat(batch, 1),
             true_cfg_scale=5.0,
-            guidance_scale=1.0,
+            guidance_scale=embedded_guidance,
         )
     else:
         kwargs.update(
@@ -326,8 +327,8 @@ def test_image_conditioning_without_torch_equals_prepare(pipelines: TinyExports,
     ours = image_conditioning(export, image_path)
     assert set(ours) == set(reference)
     np.testing.assert_allclose(ours["condition"], reference["condition"], atol=1e-5, rtol=0)  # fp32 graph vs torch
-    for key in ("prompt_embeds", "negative_prompt_embeds"):
-        assert np.array_equal(ours[key], reference[key])
+    for key in set(reference) - {"condition", "encoder_hidden_states_image"}:  # embeddings, masks, pooled
+        assert np.array_equal(ours[key], reference[key]), key
     if name == "wan21":  # 48x80 input: the processor resizes the short edge and centre-crops
         clip = pipe.image_processor(images=load_image(image_path), return_tensors="np")["pixel_values"]
         assert np.array_equal(clip_pixels(load_image(image_path), export.manifest["pipeline"]["image_processor"]), clip)
@@ -742,11 +743,14 @@ def test_cogvideox15_export_decodes_what_the_pipeline_decodes(pipelines: TinyExp
 
 
 def test_ltx_vae_with_timestep_conditioning_decodes_as_the_pipeline(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    pipelines: TinyExports, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """LTX 0.9.1+'s VAE decodes at a timestep: its decoder graph is exported at the pipeline's default decode
-    timestep (0, where no decode noise is mixed in), and the runtime's video equals the pipeline's."""
+    timestep (0, where no decode noise is mixed in; the recipe says so only for such a VAE), and the runtime's video
+    equals the pipeline's."""
     import diffusers
+
+    assert "decode_timestep" not in ExportDir.open(pipelines.export("ltx")).manifest["pipeline"]["recipe"]
 
     pipe = load_pipeline("tiny-pipeline:ltx")
     config = {k: v for k, v in dict(pipe.vae.config).items() if not k.startswith("_")}
@@ -773,16 +777,33 @@ def test_ltx_vae_with_timestep_conditioning_decodes_as_the_pipeline(
 
 
 def test_hunyuanvideo_embedded_guidance_is_fed_and_matters(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
-    """HunyuanVideo's guidance embedding is an input the loop feeds (guidance * 1000): another value changes the
-    video; the CLI takes it as --embedded-guidance; the export's defaults keep true CFG off, as the pipeline does."""
+    """HunyuanVideo's guidance embedding is an input the loop feeds (guidance * 1000): at another value than the
+    default the video changes and still equals the pipeline's at that ``guidance_scale``; the CLI takes it as
+    --embedded-guidance; the export's defaults keep true CFG off, as the pipeline does."""
     from dymos.cli import main
 
     exported = pipelines.export("hunyuanvideo")
     export = ExportDir.open(exported)
     assert export.manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0}
-    cond = load_conditioning(str(pipelines.conditioning("hunyuanvideo")))
-    runs = [sample(export, cond, RunRequest(steps=2, embedded_guidance=g)).latents for g in (None, 1.0, 6.0)]
-    assert np.array_equal(runs[0], runs[1]) and np.abs(runs[2] - runs[0]).max() > 1e-4
+    conditioning = pipelines.conditioning("hunyuanvideo")
+    cond = load_conditioning(str(conditioning))
+    latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
+    schedule = StrengthSchedule(first_steps=2)
+    runs = {
+        g: sample(
+            export,
+            cond,
+            RunRequest(strength=2.5, steps=STEPS, guidance_scale=5.0, embedded_guidance=g, latents=latents,
+                       schedule=schedule),
+        )
+        for g in (None, 6.0)
+    }  # fmt: skip
+    assert np.abs(runs[6.0].latents - runs[None].latents).max() > 1e-4
+    video = export.manifest["pipeline"]["video"]
+    image = conditioning.parent / "input.png"
+    ref_latents, ref_frames = _pipeline_run("hunyuanvideo", image, cond, latents, [2.5], video, embedded_guidance=6.0)
+    np.testing.assert_allclose(runs[6.0].latents, ref_latents, atol=LATENT_ATOL, rtol=0)
+    assert np.abs(runs[6.0].frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
     with pytest.raises(RunError, match="finite"):
         sample(export, cond, RunRequest(embedded_guidance=float("inf")))
     image = str(pipelines.conditioning("hunyuanvideo").parent / "input.png")
@@ -823,7 +844,7 @@ def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -
     assert (recipe["condition"], recipe["timestep"]) == ("first_frame", "zero_on_first_frame")
     assert export.submodel("condition_encoder").outputs[0]["shape"] == [1, 8, 1, 8, 8]  # z=8, one frame, 128 px / 16
     denoiser = export.manifest["submodels"]["denoiser"]
-    assert "0 on the first latent frame" in denoiser["timestep"]
+    assert denoiser["timestep"] == "zero_on_first_frame"
     inputs = {t["name"]: t["shape"] for t in denoiser["inputs"]}
     assert inputs["timestep"] == ["batch"] and inputs["hidden_states"][1] == 8  # no mask or condition channels
 
