@@ -22,7 +22,7 @@ from dymos.manifest import ManifestError
 from dymos.models import load_pipeline
 from dymos.prepare import TEXT_MASK_ENTRIES, prepare
 from dymos.runtime.artifacts import ExportDir, FeedError
-from dymos.runtime.loop import RunError, RunRequest, load_conditioning, sample
+from dymos.runtime.loop import RunError, RunRequest, RunResult, load_conditioning, sample
 from dymos.schedule import StrengthSchedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +159,35 @@ def _pipeline_run(
         f, h, w = video["latent_frames"], video["latent_height"], video["latent_width"]
         latent_out = latent_out.reshape(batch, f, h, w, -1).permute(0, 4, 1, 2, 3)
     return latent_out.numpy(), (np.asarray(frames) * 255).round().astype(np.uint8)
+
+
+def _assert_one_run_equals_the_pipeline(
+    name: str,
+    export: ExportDir,
+    cond: dict[str, np.ndarray],
+    image: Path,
+    latents: np.ndarray,
+    *,
+    model: str | None = None,
+    embedded_guidance: float | None = None,
+) -> RunResult:
+    """One video at s = 2.5 (DyMoS on for 2 of the steps, CFG 5), the runtime against the pipeline on the same
+    latents and conditioning: final latents and frames within the stated tolerances."""
+    request_ = RunRequest(
+        strength=[2.5],
+        steps=STEPS,
+        guidance_scale=5.0,
+        embedded_guidance=embedded_guidance,
+        latents=latents,
+        schedule=StrengthSchedule(first_steps=2),
+    )
+    result = sample(export, cond, request_)
+    video = export.manifest["pipeline"]["video"]
+    guidance = {} if embedded_guidance is None else {"embedded_guidance": embedded_guidance}
+    ref_latents, ref_frames = _pipeline_run(name, image, cond, latents, [2.5], video, model=model, **guidance)
+    np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
+    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+    return result
 
 
 RUNTIME_PIPELINES = [
@@ -765,15 +794,9 @@ def test_ltx_vae_with_timestep_conditioning_decodes_as_the_pipeline(
     assert export.manifest["pipeline"]["recipe"]["decode_timestep"] == 0.0
     conditioning = _prepare(exported, tmp_path_factory)
     cond = load_conditioning(str(conditioning))
-    video = export.manifest["pipeline"]["video"]
     latents = np.random.default_rng(3).standard_normal((1, 8, 3, 4, 4), dtype=np.float32)
-    schedule = StrengthSchedule(first_steps=2)
-    request_ = RunRequest(strength=[2.5], steps=STEPS, guidance_scale=5.0, latents=latents, schedule=schedule)
-    result = sample(export, cond, request_)
     image = conditioning.parent / "input.png"
-    ref_latents, ref_frames = _pipeline_run("ltx", image, cond, latents, [2.5], video, model=str(folder))
-    np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
-    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+    _assert_one_run_equals_the_pipeline("ltx", export, cond, image, latents, model=str(folder))
 
 
 def test_hunyuanvideo_embedded_guidance_is_fed_and_matters(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
@@ -788,22 +811,11 @@ def test_hunyuanvideo_embedded_guidance_is_fed_and_matters(pipelines: TinyExport
     conditioning = pipelines.conditioning("hunyuanvideo")
     cond = load_conditioning(str(conditioning))
     latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
-    schedule = StrengthSchedule(first_steps=2)
-    runs = {
-        g: sample(
-            export,
-            cond,
-            RunRequest(strength=2.5, steps=STEPS, guidance_scale=5.0, embedded_guidance=g, latents=latents,
-                       schedule=schedule),
-        )
-        for g in (None, 6.0)
-    }  # fmt: skip
-    assert np.abs(runs[6.0].latents - runs[None].latents).max() > 1e-4
-    video = export.manifest["pipeline"]["video"]
     image = conditioning.parent / "input.png"
-    ref_latents, ref_frames = _pipeline_run("hunyuanvideo", image, cond, latents, [2.5], video, embedded_guidance=6.0)
-    np.testing.assert_allclose(runs[6.0].latents, ref_latents, atol=LATENT_ATOL, rtol=0)
-    assert np.abs(runs[6.0].frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+    at_6 = _assert_one_run_equals_the_pipeline("hunyuanvideo", export, cond, image, latents, embedded_guidance=6.0)
+    schedule = StrengthSchedule(first_steps=2)
+    request_ = RunRequest(strength=2.5, steps=STEPS, guidance_scale=5.0, latents=latents, schedule=schedule)
+    assert np.abs(at_6.latents - sample(export, cond, request_).latents).max() > 1e-4  # vs the default, 1
     with pytest.raises(RunError, match="finite"):
         sample(export, cond, RunRequest(embedded_guidance=float("inf")))
     image = str(pipelines.conditioning("hunyuanvideo").parent / "input.png")
@@ -824,15 +836,8 @@ def test_hunyuanvideo_negative_prompt_of_another_length(pipelines: TinyExports) 
     cond["negative_prompt_embeds"] = np.random.default_rng(7).standard_normal((1, 9, 16), dtype=np.float32)
     cond["negative_prompt_attention_mask"] = (np.arange(9) < 7).astype(np.int64)[None]
     assert cond["negative_prompt_embeds"].shape[1] != cond["prompt_embeds"].shape[1]
-    video = export.manifest["pipeline"]["video"]
     latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
-    schedule = StrengthSchedule(first_steps=2)
-    request_ = RunRequest(strength=[2.5], steps=STEPS, guidance_scale=5.0, latents=latents, schedule=schedule)
-    result = sample(export, cond, request_)
-    image = conditioning.parent / "input.png"
-    ref_latents, ref_frames = _pipeline_run("hunyuanvideo", image, cond, latents, [2.5], video)
-    np.testing.assert_allclose(result.latents, ref_latents, atol=LATENT_ATOL, rtol=0)
-    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+    _assert_one_run_equals_the_pipeline("hunyuanvideo", export, cond, conditioning.parent / "input.png", latents)
 
 
 def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -> None:
