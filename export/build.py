@@ -301,9 +301,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             files += expert_files
         pipeline_entry = None
         if pipe is not None:
-            pipeline_entry = _export_pipeline_parts(
-                pipe, family, cases, staging, options, log, submodels, submodel_artifacts
-            )
+            sink = GraphSink(staging, options, log, submodels, submodel_artifacts)
+            pipeline_entry = _export_pipeline_parts(pipe, family, cases, sink)
             files += pipeline_entry.pop("files")
             # the recipe's (the pipeline's own), then a shipped model's (e.g. the guidance it was trained for)
             generation = {**(recipe or {}).get("defaults", {}), **defaults.get("generation", {})}
@@ -631,16 +630,32 @@ def decoded_latent_frames(pipe: Any, latent_frames: int, requested_frames: int |
     return latent_frames - patch_t + 1
 
 
-def _export_pipeline_parts(
-    pipe: Any,
-    family: str,
-    cases: list[ParityCase],
-    staging: Path,
-    options: ExportOptions,
-    log: Callable[[str], None],
-    submodels: dict[str, ExportSpec],
-    submodel_artifacts: dict[str, Any],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GraphSink:
+    """Where the fixed-shape graphs around the denoiser go (the VAE decoder, the encoders): the staging directory, the
+    options they are exported with, the log, and the manifest's per-submodel specs and artifact entries they are
+    recorded in."""
+
+    staging: Path
+    options: ExportOptions
+    log: Callable[[str], None]
+    submodels: dict[str, ExportSpec]
+    artifacts: dict[str, Any]
+
+    def graph_options(self) -> dict[str, Any]:
+        """The keyword arguments every ``export/vae.py`` export takes."""
+        precision = self.options.precision
+        return {"precision": precision, "providers": _validation_providers(precision), "seed": self.options.seed}
+
+    def record(self, submodel: str, exported: tuple[ExportSpec, dict[str, Any], list[str]]) -> list[str]:
+        """Record one exported graph (spec, artifact entry, files) under ``submodel``; returns its files."""
+        spec, artifact, files = exported
+        self.submodels[submodel], self.artifacts[submodel] = spec, artifact
+        self.log(f"[{submodel}] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
+        return files
+
+
+def _export_pipeline_parts(pipe: Any, family: str, cases: list[ParityCase], sink: GraphSink) -> dict[str, Any]:
     """The parts of a pipeline the runtime needs besides the denoiser(s): the VAE decoder graph, the scheduler, the
     VAE scaling, the expert switch of two-expert pipelines, and the graphs for conditioning without torch
     (:func:`_export_image_conditioning`); or, for pipelines the runtime does not drive, why not
@@ -656,13 +671,13 @@ def _export_pipeline_parts(
     }
     recipe = pipeline_recipe(pipe)
     if recipe is None:
-        log(
+        sink.log(
             f"[pipeline] {pipeline_class}: the torch-free runtime does not drive it (or this variant) yet; "
             "denoiser only"
         )
         return entry
     entry["runtime_supported"] = True
-    if "denoiser_2" in submodels:  # run_export exported the low-noise expert (see _experts)
+    if "denoiser_2" in sink.submodels:  # run_export exported the low-noise expert (see _experts)
         entry["experts"] = {
             "high_noise": "denoiser",
             "low_noise": "denoiser_2",
@@ -674,24 +689,19 @@ def _export_pipeline_parts(
     axes = dict(zip(recipe["latent_layout"], latent.shape))
     frames, height, width = axes["F"], axes["H"], axes["W"]
     t, s = pipeline_compression(pipe)
-    decoded = decoded_latent_frames(pipe, frames, options.frames)
+    decoded = decoded_latent_frames(pipe, frames, sink.options.frames)
     vae = pipe.vae
     channels = int(vae.config[recipe["channels_key"]])
-    log(f"[vae] exporting the VAE decoder at latent {channels}x{decoded}x{height}x{width}")
-    spec, artifact, vae_files = export_vae_decoder(
+    sink.log(f"[vae_decoder] exporting the VAE decoder at latent {channels}x{decoded}x{height}x{width}")
+    exported = export_vae_decoder(
         vae,
         (1, channels, decoded, height, width),
-        staging,
-        precision=options.precision,
-        providers=_validation_providers(options.precision),
+        sink.staging,
         frames_in_batch=recipe.get("decoder") == "frames_in_batch",
         decode_timestep=recipe.get("decode_timestep") if vae.config.get("timestep_conditioning") else None,
-        seed=options.seed,
+        **sink.graph_options(),
     )
-    submodels["vae_decoder"] = spec
-    submodel_artifacts["vae_decoder"] = artifact
-    log(f"[vae] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
-    files = list(vae_files)
+    files = sink.record("vae_decoder", exported)
     video = {
         "latent_frames": frames,  # what the denoiser runs on
         "decoded_latent_frames": decoded,  # the last ones of them, what the VAE decodes (CogVideoX 1.5: one fewer)
@@ -708,11 +718,11 @@ def _export_pipeline_parts(
         fed = denoiser_input_of(image_encoder["fills"])
         image_encoder = image_encoder if fed in cases[0].inputs else None  # Wan 2.2 takes no image context
     if image_encoder is None or getattr(pipe, "image_encoder", None) is not None:
-        files += _export_image_conditioning(
-            pipe, recipe, video, cases, staging, options, log, submodels, submodel_artifacts, entry, image_encoder
-        )
+        files += _export_image_conditioning(pipe, recipe, video, cases, sink, entry, image_encoder)
     else:
-        log(f"[condition_encoder] {pipeline_class} has no image encoder: conditioning through `dymos prepare` only")
+        sink.log(
+            f"[condition_encoder] {pipeline_class} has no image encoder: conditioning through `dymos prepare` only"
+        )
     if recipe["normalization"] == "mean_std":
         scaling = _latent_statistics(vae)
     else:
@@ -758,11 +768,7 @@ def _export_image_conditioning(
     recipe: dict[str, Any],
     video: dict[str, int],
     cases: list[ParityCase],
-    staging: Path,
-    options: ExportOptions,
-    log: Callable[[str], None],
-    submodels: dict[str, ExportSpec],
-    submodel_artifacts: dict[str, Any],
+    sink: GraphSink,
     entry: dict[str, Any],
     image_encoder: dict[str, Any] | None,
 ) -> list[str]:
@@ -780,18 +786,7 @@ def _export_image_conditioning(
 
     from .vae import export_condition_encoder, export_image_encoder, export_text_encoder
 
-    graph_options = {
-        "precision": options.precision,
-        "providers": _validation_providers(options.precision),
-        "seed": options.seed,
-    }
-
-    def record(submodel: str, exported: tuple[ExportSpec, dict[str, Any], list[str]]) -> list[str]:
-        spec, artifact, graph_files = exported
-        submodels[submodel], submodel_artifacts[submodel] = spec, artifact
-        log(f"[{submodel}] validated, max|err| {artifact['onnx']['validated']['max_abs_err']:.2e}")
-        return graph_files
-
+    graph_options, log, record, staging = sink.graph_options(), sink.log, sink.record, sink.staging
     log(f"[condition_encoder] exporting at {video['frames']}x{video['height']}x{video['width']}")
     shape = (video["frames"], video["height"], video["width"])
     files = record("condition_encoder", export_condition_encoder(pipe, shape, staging, **graph_options))
