@@ -120,10 +120,12 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
     return strengths, batch
 
 
-def _latent_sizes(pipeline: dict, channels: int) -> tuple[int, ...]:
-    """One item's latent shape in the recipe's axis order, for ``channels`` channels."""
+def _latent_sizes(pipeline: dict, channels: int, frames: int | None = None) -> tuple[int, ...]:
+    """One item's latent shape in the recipe's axis order, for ``channels`` channels (and ``frames`` latent frames;
+    default: the video's)."""
     video = pipeline["video"]
-    sizes = {"C": channels, "F": video["latent_frames"], "H": video["latent_height"], "W": video["latent_width"]}
+    frames = video["latent_frames"] if frames is None else frames
+    sizes = {"C": channels, "F": frames, "H": video["latent_height"], "W": video["latent_width"]}
     return tuple(sizes[axis] for axis in pipeline["recipe"]["latent_layout"][1:])
 
 
@@ -132,9 +134,7 @@ def _condition_shape(export: ExportDir) -> tuple[int, ...]:
     condition (Wan 2.2 TI2V) one latent frame."""
     pipeline = export.manifest["pipeline"]
     if pipeline["recipe"].get("condition") == "first_frame":
-        return _latent_sizes(
-            {**pipeline, "video": {**pipeline["video"], "latent_frames": 1}}, _latent_channels(pipeline)
-        )
+        return _latent_sizes(pipeline, _latent_channels(pipeline), frames=1)
     layout = pipeline["recipe"]["latent_layout"]
     spec = export.submodel("denoiser")
     latent_input = next(t for t in spec.inputs if t["name"] == pipeline["recipe"]["latent_input"])
@@ -216,19 +216,19 @@ def sample(
     _set_timesteps(scheduler, request.steps, pipeline)
     timesteps = scheduler.timesteps
     latents = latents * np.float32(scheduler.init_noise_sigma)  # as the pipelines scale their initial noise
-    initial = recipe.get("initial_latents")
-    if initial is not None:  # HunyuanVideo-I2V: a trace of the image latent in every frame of the noise
-        weight = np.float32(initial["noise_weight"])
-        latents = latents * weight + per_item_condition(cond["condition"], batch) * (np.float32(1) - weight)
 
     def per_item(array: np.ndarray) -> np.ndarray:
-        return per_item_condition(array, batch)
+        return np.repeat(array.astype(np.float32), batch, axis=0)
 
     # Per half of the CFG batch: what is concatenated to the latents and what the text/image input sees.
     condition = {
         "cond": per_item(cond["condition"]),
         "uncond": per_item(cond.get("negative_condition", cond["condition"])),
     }
+    initial = recipe.get("initial_latents")
+    if initial is not None:  # HunyuanVideo-I2V: a trace of the image latent in every frame of the noise
+        weight = np.float32(initial["noise_weight"])
+        latents = latents * weight + condition["cond"] * (np.float32(1) - weight)
     # Per half: the text (and, for LTX, its attention mask).
     guided = {name: entries for name, entries in GUIDED_INPUTS.items() if name in dtypes}
     context = {
@@ -322,11 +322,6 @@ def sample(
         out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=np.float32)})["video"]
         decoded.append(to_frames(out[0]))
     return RunResult(latents, np.stack(decoded), step_seconds, engine_seconds, fed)
-
-
-def per_item_condition(array: np.ndarray, batch: int) -> np.ndarray:
-    """One conditioning item repeated over the batch, float32."""
-    return np.repeat(array.astype(np.float32), batch, axis=0)
 
 
 # The sigma schedules pipelines hand their scheduler (recipe ``sigmas``), for N steps.
