@@ -151,7 +151,10 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
         raise ModelNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
     index = json.loads((folder / "model_index.json").read_text())
     absent = {name: None for name, entry in index.items() if isinstance(entry, list) and not (folder / name).is_dir()}
-    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, **{**absent, **components})
+    # the folder's own class, not the generic DiffusionPipeline: diffusers 0.42's generic loader ignores component
+    # objects passed to it (it loads them from disk instead), which would silently drop ``components``
+    pipeline_class = getattr(diffusers, index.get("_class_name", ""), None) or diffusers.DiffusionPipeline
+    pipe = pipeline_class.from_pretrained(folder, torch_dtype=dtype, **{**absent, **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -34,3 +34,17 @@ def test_hub_loads_a_local_pipeline_folder(tmp_path: Path) -> None:
     out = pipe(**call_kwargs("ltx")).frames
     assert torch.isfinite(torch.as_tensor(out)).all()
     pipe.dymos.disable()
+
+
+def test_hub_pipeline_uses_a_component_passed_in() -> None:
+    """A component object given to ``dymos_pipeline`` (e.g. another checkpoint's transformer) is the one the
+    pipeline runs, not the folder's (diffusers' generic loader reloads it from disk)."""
+    import diffusers
+
+    from dymos.models import shipped_path
+
+    config = diffusers.WanTransformer3DModel.load_config(shipped_path("sprites") / "transformer")
+    transformer = diffusers.WanTransformer3DModel.from_config(config)
+    pipe = torch.hub.load(str(ROOT), "dymos_pipeline", source="local", transformer=transformer)
+    assert pipe.transformer is transformer
+    pipe.dymos.disable()
