@@ -39,3 +39,41 @@ def test_bench_runtime_reports_every_thread_setup(tmp_path: Path) -> None:
     for setup in rows["thread_setups"].values():
         for key in ("dymos_vs_strength0", "runtime_vs_diffusers", "runtime_overhead_share_of_step"):
             assert math.isfinite(setup[key]) and setup[key] > 0
+
+
+def test_sdedit_probe_from_pure_noise_is_the_pipelines_own_generation() -> None:
+    """tools/sdedit_probe.py's loop, started at sigma 1, is the diffusers pipeline's generation (same noise, same
+    steps): only its starting latents differ, so its other rows measure the model, not a different sampler."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from sdedit_probe import FRAMES, SIZE, sample_from
+
+    from dymos.models import load_pipeline
+    from dymos.prepare import prepare_conditioning
+    from dymos.sprites import make_clip
+
+    pipe = load_pipeline("sprites")
+    clip = make_clip(1, 3)
+    image = Image.fromarray(clip[0])
+    text = prepare_conditioning(pipe, image, height=SIZE, width=SIZE, num_frames=FRAMES, text_shape=(16, 16))
+    embeds = torch.from_numpy(text["prompt_embeds"])
+    ours = sample_from(pipe, clip, 1.0, steps=4, seed=5, prompt_embeds=embeds)
+    frames = pipe(
+        image=image,
+        prompt_embeds=embeds,
+        height=SIZE,
+        width=SIZE,
+        num_frames=FRAMES,
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(5),
+        output_type="np",
+    ).frames[0]
+    theirs = (np.asarray(frames) * 255).round().astype(np.int16)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours.astype(np.int16) - theirs).max() <= 1  # float rounding of the [-1, 1] -> uint8 mapping
+    noised = sample_from(pipe, clip, 0.5, steps=4, seed=5, prompt_embeds=embeds)
+    assert np.abs(noised.astype(np.int16) - theirs).max() > 1  # a later start is a different video
