@@ -77,3 +77,36 @@ def test_sdedit_probe_from_pure_noise_is_the_pipelines_own_generation() -> None:
     assert np.abs(ours.astype(np.int16) - theirs).max() <= 1  # float rounding of the [-1, 1] -> uint8 mapping
     noised = sample_from(pipe, clip, 0.5, steps=4, seed=5, prompt_embeds=embeds)
     assert np.abs(noised.astype(np.int16) - theirs).max() > 1  # a later start is a different video
+
+
+def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_path: Path, capsys) -> None:
+    """A few steps of each stage of tools/train_tiny.py (the shipped model's recipe, tiny counts): the folder it
+    writes loads with plain ``from_pretrained``, and a pilot that reuses the VAE takes the encoded clips from the
+    cache instead of encoding again."""
+    import diffusers
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    common = ["--clips", "4", "--steps", "2", "--batch", "2", "--warmup", "1", "--checkpoint-every", "1"]
+    common += ["--no-compile", "--threads", "1", "--latents-cache", str(tmp_path / "latents.pt")]
+    first = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--vae-steps", "1", "--vae-batch", "1"]
+    assert train_tiny.main(common + first) == 0
+    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
+        tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
+    )
+    assert pipe.transformer.config.num_layers == train_tiny.TRANSFORMER_CONFIG["num_layers"]
+    log = json.loads((tmp_path / "out" / "train_log.json").read_text())
+    assert [row["step"] for row in log["log"] if row["stage"] == "transformer"] == [0, 1]
+    assert (tmp_path / "work" / "transformer-step1").is_dir()
+    capsys.readouterr()
+    again = [
+        "--out",
+        str(tmp_path / "again"),
+        "--work",
+        str(tmp_path / "work2"),
+        "--vae-from",
+        str(tmp_path / "work" / "vae"),
+    ]
+    assert train_tiny.main(common + again) == 0
+    assert "encoded latents from" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import sys
@@ -133,6 +134,30 @@ def encode_pool(vae: torch.nn.Module, pool: np.ndarray, batch: int = 32) -> tupl
         condition = torch.cat([x[:, :, :1], torch.zeros_like(x[:, :, 1:])], dim=2)
         conditions.append(vae.encode(condition).latent_dist.mode())
     return torch.cat(latents), torch.cat(conditions)
+
+
+def cached_encode(vae: torch.nn.Module, pool: np.ndarray, cache: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``encode_pool``, kept in ``cache`` under a key of the VAE's weights and the clips, so pilots that reuse a VAE
+    (``--vae-from``) skip the encoding (minutes for 12,000 clips). A cache for other weights or clips is rebuilt."""
+    if cache is None:
+        return encode_pool(vae, pool)
+    digest = hashlib.sha256(pool.tobytes())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    key = digest.hexdigest()
+    if cache.is_file():
+        stored = torch.load(cache)
+        if stored.get("key") == key:
+            log(f"encoded latents from {cache}")
+            return stored["latents"], stored["conditions"]
+        log(f"{cache} holds another VAE's or pool's latents; encoding again")
+    latents, conditions = encode_pool(vae, pool)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.name + ".partial")
+    torch.save({"key": key, "latents": latents, "conditions": conditions}, partial)
+    partial.replace(cache)  # atomic: an interrupted save leaves no cache that loads
+    return latents, conditions
 
 
 def normalize(latents: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -251,8 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a trained VAE folder (e.g. build/train_tiny/vae) to reuse instead of training one",
     )
+    parser.add_argument(
+        "--latents-cache",
+        default=None,
+        help="file keeping the encoded clips (keyed by VAE weights and clips), for pilots that reuse a VAE",
+    )
     parser.add_argument("--patch", type=int, default=2, choices=(2, 4), help="the transformer's spatial patch size")
-    parser.add_argument("--steps", type=int, default=4500, help="transformer steps")
+    parser.add_argument("--steps", type=int, default=4200, help="transformer steps (the cosine schedule's length)")
     parser.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the transformer"
     )
@@ -260,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the transformer"
     )
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--checkpoint-every", type=int, default=500)
@@ -291,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log("training the VAE")
         vae = train_vae(pool, args, log_rows)
-    latents, conditions = encode_pool(vae, pool)
+    latents, conditions = cached_encode(vae, pool, Path(args.latents_cache) if args.latents_cache else None)
     mean = latents.mean(dim=(0, 2, 3, 4))
     std = latents.std(dim=(0, 2, 3, 4))
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
