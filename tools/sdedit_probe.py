@@ -30,6 +30,14 @@ SIZE, FRAMES = 32, 9
 FIELDS = ("shape", "lost", "motion", "psnr0")
 
 
+def start_step(scheduler, steps: int, sigma0: float) -> tuple[int, float]:
+    """The step of a ``steps``-step schedule whose noise level is nearest ``sigma0``, and that level (this sets the
+    scheduler's timesteps)."""
+    scheduler.set_timesteps(steps)
+    start = int((scheduler.sigmas[:-1] - sigma0).abs().argmin())
+    return start, float(scheduler.sigmas[start])
+
+
 @torch.no_grad()
 def sample_from(
     pipe, clip: np.ndarray, sigma0: float, steps: int, seed: int, prompt_embeds: torch.Tensor
@@ -45,10 +53,8 @@ def sample_from(
         video[:, :, 0], 1, clean.shape[1], SIZE, SIZE, FRAMES, torch.float32, torch.device("cpu"), None, latents=clean
     )
     scheduler = pipe.scheduler
-    scheduler.set_timesteps(steps)
-    start = int((scheduler.sigmas[:-1] - sigma0).abs().argmin())
+    start, sigma = start_step(scheduler, steps, sigma0)
     scheduler.set_begin_index(start)
-    sigma = float(scheduler.sigmas[start])
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
     latents = (1 - sigma) * clean + sigma * noise
     for t in scheduler.timesteps[start:]:
@@ -89,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     clips = [make_clip(1, index) for index in range(args.clips)]
     rows = {"VAE round trip": [video_metrics(round_trip(pipe, clip), clip[0]) for clip in clips]}
     for sigma0 in (float(s) for s in args.sigmas.split(",")):
-        rows[f"from sigma {sigma0:g}"] = [
+        actual = start_step(pipe.scheduler, args.steps, sigma0)[1]
+        rows[f"from sigma {actual:.3f} (step nearest {sigma0:g})"] = [
             video_metrics(sample_from(pipe, clip, sigma0, args.steps, index, embeds), clip[0])
             for index, clip in enumerate(clips)
         ]
