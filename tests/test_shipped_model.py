@@ -137,17 +137,9 @@ PINNED: dict = {
 def vae_round_trip(pipe, clips: int = CLIPS) -> list:
     """The metrics of the held-out clips passed through the pipeline's VAE alone (its latent mode): the ceiling the
     model's videos can reach."""
-    from dymos.sprites import to_model_range
+    from dymos.sweep import vae_round_trip as round_trip
 
-    out = []
-    for index in range(clips):
-        clip = make_clip(1, index)
-        with torch.no_grad():
-            latents = pipe.vae.encode(torch.from_numpy(to_model_range(clip[None]))).latent_dist.mode()
-            decoded = pipe.vae.decode(latents).sample[0]
-        video = ((decoded.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-        out.append(video_metrics(video, clip[0]))
-    return out
+    return [video_metrics(round_trip(pipe.vae, clip), clip[0]) for clip in (make_clip(1, i) for i in range(clips))]
 
 
 def _mean_and_error(values) -> str:

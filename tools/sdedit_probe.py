@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dymos.metrics import video_metrics
 from dymos.models import load_pipeline
 from dymos.sprites import from_model_range, make_clip, to_model_range
+from dymos.sweep import vae_round_trip
 
 SIZE, FRAMES = 32, 9
 FIELDS = ("shape", "lost", "motion", "psnr0")
@@ -69,12 +70,6 @@ def sample_from(
     return from_model_range(decoded.numpy())
 
 
-@torch.no_grad()
-def round_trip(pipe, clip: np.ndarray) -> np.ndarray:
-    latents = pipe.vae.encode(torch.from_numpy(to_model_range(clip[None]))).latent_dist.mode()
-    return from_model_range(pipe.vae.decode(latents).sample[0].numpy())
-
-
 def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     text = prepare_conditioning(pipe, first, height=SIZE, width=SIZE, num_frames=FRAMES, text_shape=(16, 16))
     embeds = torch.from_numpy(text["prompt_embeds"])
     clips = [make_clip(1, index) for index in range(args.clips)]
-    rows = {"VAE round trip": [video_metrics(round_trip(pipe, clip), clip[0]) for clip in clips]}
+    rows = {"VAE round trip": [video_metrics(vae_round_trip(pipe.vae, clip), clip[0]) for clip in clips]}
     for sigma0 in (float(s) for s in args.sigmas.split(",")):
         actual = start_step(pipe.scheduler, args.steps, sigma0)[1]
         rows[f"from sigma {actual:.3f} (step nearest {sigma0:g})"] = [
