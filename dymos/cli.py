@@ -208,8 +208,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "prepare",
         help="encode an image and a prompt for `dymos run` (the torch side: pipeline encoders)",
         description=(
-            "Run the exported pipeline's own encoders once (prompt embeddings, image embeddings where the model takes "
-            "them, the VAE-encoded first frame) and save them to a .npz that `dymos run --cond` reads without torch. "
+            "Run the exported pipeline's own encoders once (prompt embeddings, with the image for HunyuanVideo-I2V's "
+            "LLaVA; image embeddings where the model takes them; the VAE-encoded first frame) and save them to a "
+            ".npz that `dymos run --cond` reads without torch. "
             "The image is resized to the export's height x width (aspect ratio not preserved), as the pipeline does."
         ),
     )
@@ -270,8 +271,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
             "and a video file. Without --cond, --image is encoded without torch by the export's condition encoder "
             "graph (CogVideoX's posterior sample and SVD's noise augmentation drawn from --seed) and its CLIP image "
             "encoder graph where the pipeline has one (Wan 2.1, SVD), and --prompt by its text encoder graph (Wan, "
-            "CogVideoX; the empty prompt's embeddings are stored); a prompt the export cannot encode goes through "
-            "`dymos prepare` (needs torch)."
+            "CogVideoX, LTX; the empty prompt's embeddings are stored) or HunyuanVideo-I2V's LLaVA and CLIP graphs "
+            "(with the image); a prompt the export cannot encode goes through `dymos prepare` (needs torch)."
         ),
     )
     p.add_argument(

@@ -24,6 +24,8 @@ NOISE_INPUT = "noise"
 NOISE_SCALE_INPUT = "noise_aug_strength"
 # Conditioning entries (``dymos prepare``'s .npz keys) -> the denoiser input they feed, where the names differ.
 CONDITIONING_INPUTS = {"prompt_embeds": "encoder_hidden_states"}
+# The manifest's pipeline entry of HunyuanVideo-I2V's prompt encoding (LLaVA + CLIP; dymos.runtime.llava_prompts).
+LLAVA_PROMPTS = "llava_prompts"
 # Denoiser inputs that differ between the guidance halves: input -> (conditional entry, unconditional entry).
 GUIDED_INPUTS = {
     "encoder_hidden_states": ("prompt_embeds", "negative_prompt_embeds"),

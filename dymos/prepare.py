@@ -48,8 +48,7 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
     pooled_dim = _pooled_dim(pipe)
     if pipe.text_encoder is not None and pooled_dim:
         raise ValueError(
-            f"{type(pipe).__name__} encodes prompts together with the image (LLaVA) and a CLIP text encoder: dymos "
-            "prepare does not run that yet; pass embeddings of your own in the conditioning file"
+            f"{type(pipe).__name__} encodes prompts together with the image (LLaVA): use llava_text_embeddings"
         )
     if pipe.text_encoder is not None:
         encoded = pipe.encode_prompt(
@@ -73,6 +72,57 @@ def text_embeddings(pipe: Any, prompt: str, negative_prompt: str, text_shape: tu
     if pooled_dim:  # HunyuanVideo's CLIP pooled embeddings
         out["pooled_prompt_embeds"] = _tiny_prompt_embedding(f"pooled:{prompt}", (1, pooled_dim))
         out["negative_pooled_prompt_embeds"] = _tiny_prompt_embedding(f"pooled:{negative_prompt}", (1, pooled_dim))
+    return out
+
+
+def llava_prompt_settings(pipe: Any) -> dict[str, Any]:
+    """How ``HunyuanVideoImageToVideoPipeline.__call__`` encodes prompts with LLaVA, read from its code's defaults:
+    the prompt template (``crop_start`` and the image placeholder's span included), ``max_sequence_length``, the
+    hidden layers skipped, CLIP's token count, and the image-token interleave: by image condition type for the
+    prompt (2 latent concat, 4 token replace, else 1, as ``__call__`` picks it) and ``encode_prompt``'s default for
+    the negative prompt, which ``__call__`` encodes without passing one. The export writes these into the manifest;
+    :func:`llava_text_embeddings` calls the pipeline with them."""
+    import inspect
+
+    def default(function: Any, name: str) -> Any:
+        return inspect.signature(function).parameters[name].default
+
+    call = type(pipe).__call__
+    template = dict(default(call, "prompt_template"))
+    if not template.get("crop_start"):
+        raise ValueError("the prompt template has no crop_start: its crop is not supported")
+    condition_type = pipe.transformer.config.get("image_condition_type")
+    return {
+        "template": template,
+        "max_sequence_length": int(default(call, "max_sequence_length")),
+        "skip_layers": int(default(type(pipe)._get_llama_prompt_embeds, "num_hidden_layers_to_skip")),
+        "pooled_max_length": int(default(type(pipe)._get_clip_prompt_embeds, "max_sequence_length")),
+        "image_embed_interleave": {"latent_concat": 2, "token_replace": 4}.get(condition_type, 1),
+        "negative_image_embed_interleave": int(default(type(pipe).encode_prompt, "image_embed_interleave")),
+    }
+
+
+def llava_text_embeddings(
+    pipe: Any, image: Any, prompt: str, negative_prompt: str, height: int, width: int
+) -> dict[str, torch.Tensor]:
+    """HunyuanVideo-I2V's prompt conditioning for ``image``, by the pipeline's ``encode_prompt`` as ``__call__``
+    runs it: the prompt with the image, the negative prompt with a black ``width`` x ``height`` image (each LLaVA
+    embeddings, their attention mask and CLIP's pooled embedding)."""
+    import PIL.Image
+
+    settings = llava_prompt_settings(pipe)
+    common = {"prompt_template": settings["template"], "max_sequence_length": settings["max_sequence_length"]}
+    black = PIL.Image.new("RGB", (width, height), 0)
+    out = {}
+    for prefix, picture, text, interleave in (
+        ("", image, prompt, settings["image_embed_interleave"]),
+        ("negative_", black, negative_prompt, settings["negative_image_embed_interleave"]),
+    ):
+        embeds, pooled, mask = pipe.encode_prompt(
+            image=picture, prompt=text, image_embed_interleave=interleave, device=torch.device("cpu"), **common
+        )
+        out.update({f"{prefix}prompt_embeds": embeds, f"{prefix}pooled_prompt_embeds": pooled})
+        out[f"{prefix}prompt_attention_mask"] = mask
     return out
 
 
@@ -116,13 +166,14 @@ def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Ten
 
 def _deterministic_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Wan and HunyuanVideo: the condition, which draws nothing (:data:`CONDITION_FUNCTIONS`), the prompt embeddings
-    and, for Wan 2.1, the CLIP image context."""
+    (HunyuanVideo's real encoders: LLaVA's, made with the image) and, for Wan 2.1, the CLIP image context."""
     height, width = request["height"], request["width"]
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
-    out = {
-        "condition": CONDITION_FUNCTIONS[type(pipe).__name__](pipe, pixels, request["num_frames"]),
-        **text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]),
-    }
+    out = {"condition": CONDITION_FUNCTIONS[type(pipe).__name__](pipe, pixels, request["num_frames"])}
+    if getattr(pipe, "text_encoder", None) is not None and _pooled_dim(pipe):  # HunyuanVideo's LLaVA, with the image
+        out.update(llava_text_embeddings(pipe, image, request["prompt"], request["negative_prompt"], height, width))
+    else:
+        out.update(text_embeddings(pipe, request["prompt"], request["negative_prompt"], request["text_shape"]))
     if getattr(pipe, "image_encoder", None) is not None and pipe.transformer.config.get("image_dim"):
         out["encoder_hidden_states_image"] = pipe.encode_image(image, torch.device("cpu"))
     return out

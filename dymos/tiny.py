@@ -440,6 +440,119 @@ def _tiny_text_encoder(text_dim: int, *, umt5: bool) -> dict[str, Any]:
     return {"text_encoder": model_class(config).eval(), "tokenizer": tokenizer}
 
 
+def _unigram_tokenizer(
+    special: list[str], words: list[str], *, lowercase: bool, post: tuple[str, list[tuple[str, int]]]
+) -> Any:
+    """A ``tokenizers`` unigram tokenizer over ``special`` tokens (ids 0.., matched whole), ``words`` (with and
+    without a leading ``\u2581``, so a word costs one token after a space or not), newlines and single characters
+    (any ASCII text tokenizes without <unk>); ``post`` = (single template, special tokens) adds BOS/EOS."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    pieces = [(token, 0.0) for token in special] + [("\n\n", -1.0), ("\n", -2.0), ("\u2581", -3.0)]
+    seen = {piece for piece, _ in pieces}
+    for word in words:
+        for piece in (word, "\u2581" + word):
+            if piece not in seen:
+                seen.add(piece)
+                pieces.append((piece, -1.0))
+    pieces += [
+        (c, -5.0) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'-&" if c not in seen
+    ]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=special.index("<unk>"), byte_fallback=False))
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in special])
+    if lowercase:
+        backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
+    backend.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="never")
+    backend.post_processor = processors.TemplateProcessing(single=post[0], special_tokens=post[1])
+    return backend
+
+
+def _tiny_llava_prompt_encoders(text_dim: int, pooled_dim: int) -> dict[str, Any]:
+    """HunyuanVideo-I2V's prompt encoders, tiny and random but of the real classes and shapes that matter: a
+    ``LlavaForConditionalGeneration`` (a 3-layer Llama of width ``text_dim``; a CLIP vision tower at the real
+    336 px in 14 px patches, so an image is the real 576 tokens the prompt template expects) with a Llama-3-style
+    tokenizer whose vocabulary holds the template's words (the template's system part is the real 103 tokens, the
+    image placeholder the real 6th), a ``CLIPImageProcessor`` at 336 px, and a CLIP text encoder of width
+    ``pooled_dim`` with a CLIP-style tokenizer (77 tokens, padded with the end token) for the pooled embedding."""
+    import re
+
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        PreTrainedTokenizerFast,
+    )
+
+    special = ["<|begin_of_text|>", "<|end_of_text|>", "<pad>", "<unk>"]
+    special += ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]
+    words = sorted(set(re.findall(r"[A-Za-z]+", DEFAULT_PROMPT_TEMPLATE["template"]))) + list(_TINY_WORDS)
+    backend = _unigram_tokenizer(
+        special, words, lowercase=False, post=("<|begin_of_text|> $A", [("<|begin_of_text|>", 0)])
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", pad_token="<pad>",
+        unk_token="<unk>", padding_side="right",
+    )  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=336, patch_size=14
+    )
+    language = LlamaConfig(
+        hidden_size=text_dim,
+        intermediate_size=2 * text_dim,
+        num_hidden_layers=3,  # hidden_states[-3] (the pipeline skips 2 layers) is then a real layer's output
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=backend.get_vocab_size(),
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=language,
+        image_token_index=backend.token_to_id("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    clip_special = ["<|startoftext|>", "<|endoftext|>", "<unk>"]
+    clip_backend = _unigram_tokenizer(
+        clip_special,
+        list(_TINY_WORDS),
+        lowercase=True,
+        post=("<|startoftext|> $A <|endoftext|>", [("<|startoftext|>", 0), ("<|endoftext|>", 1)]),
+    )
+    tokenizer_2 = PreTrainedTokenizerFast(
+        tokenizer_object=clip_backend, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>", unk_token="<unk>", model_max_length=77,
+    )  # fmt: skip
+    clip_text = CLIPTextConfig(
+        vocab_size=clip_backend.get_vocab_size(),
+        hidden_size=pooled_dim,
+        intermediate_size=2 * pooled_dim,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,  # the pooled token: the first end token, as the real CLIP's
+        pad_token_id=1,
+    )
+    return {
+        "text_encoder": LlavaForConditionalGeneration(config).eval(),
+        "tokenizer": tokenizer,
+        "text_encoder_2": CLIPTextModel(clip_text).eval(),
+        "tokenizer_2": tokenizer_2,
+        "image_processor": CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
+    }
+
+
 def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     """A tiny image-to-video pipeline with seeded random weights and the real checkpoint's scheduler config:
     ``wan22`` (``WanImageToVideoPipeline``, Wan 2.2 I2V layout, no image or text encoder: prompts are embeddings),
@@ -502,14 +615,12 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     elif name == "hunyuanvideo":
         scheduler = getattr(diffusers, HUNYUAN_SCHEDULER["class"]).from_config(HUNYUAN_SCHEDULER["config"])
         pipe = diffusers.HunyuanVideoImageToVideoPipeline(
-            text_encoder=None,
-            tokenizer=None,
             transformer=transformer,
             vae=diffusers.AutoencoderKLHunyuanVideo(**_TINY_HUNYUAN_VAE).eval(),
             scheduler=scheduler,
-            text_encoder_2=None,
-            tokenizer_2=None,
-            image_processor=None,
+            **_tiny_llava_prompt_encoders(
+                int(transformer.config.text_embed_dim), int(transformer.config.pooled_projection_dim)
+            ),
         )
     elif name == "svd":
         from transformers import CLIPImageProcessor

@@ -25,7 +25,14 @@ from dymos import __version__
 from dymos.attention import STRATEGIES
 from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.layouts import FAMILIES, layout_for, patch_sizes
-from dymos.manifest import STRENGTH_SEMANTICS, atomic_write_bytes, denoiser_input_of, file_entries, write_manifest
+from dymos.manifest import (
+    LLAVA_PROMPTS,
+    STRENGTH_SEMANTICS,
+    atomic_write_bytes,
+    denoiser_input_of,
+    file_entries,
+    write_manifest,
+)
 from dymos.models import (
     canonical_model,
     is_pipeline_spec,
@@ -835,12 +842,8 @@ def _export_image_conditioning(
             "pad_token": str(tokenizer.pad_token),
             **text_recipe,
         }
-    if not stores_empty_prompt(pipe, recipe):
-        log(
-            f"[prompts] {type(pipe).__name__} encodes prompts together with the image: no stored empty prompt; "
-            "conditioning files carry the prompt embeddings"
-        )
-        return files
+    if not stores_empty_prompt(pipe, recipe):  # HunyuanVideo-I2V: LLaVA encodes every prompt with the image
+        return files + _export_llava_prompt_encoders(pipe, sink, entry)
     with torch.no_grad():
         embeddings = text_embeddings(pipe, "", "", (int(text.shape[1]), int(text.shape[2])))
     buffer = io.BytesIO()
@@ -851,6 +854,82 @@ def _export_image_conditioning(
 
 
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_2_FILE = "tokenizer_2.json"
+
+
+def _export_llava_prompt_encoders(pipe: Any, sink: GraphSink, entry: dict[str, Any]) -> list[str]:
+    """HunyuanVideo-I2V's prompt encoders for conditioning without torch: LLaVA over the prompt template's tokens and
+    the image (``text_encoder``), CLIP's pooled text embedding (``text_encoder_2``), both tokenizers and, in the
+    pipeline ``entry``'s ``llava_prompts``, what the runtime needs to redo ``encode_prompt`` around the graphs: the
+    template and crop (:func:`dymos.prepare.llava_prompt_settings`), the token ids it uses, the LLaVA image
+    processor's settings. Returns the files written."""
+    from dymos.images import clip_pixel_shape, image_processor_settings
+    from dymos.prepare import llava_prompt_settings
+
+    from .vae import export_clip_pooled_text_encoder, export_llava_prompt_encoder
+
+    settings = llava_prompt_settings(pipe)
+    tokenizer, tokenizer_2 = pipe.tokenizer, pipe.tokenizer_2
+    for name, each in (("tokenizer", tokenizer), ("tokenizer_2", tokenizer_2)):
+        if getattr(each, "backend_tokenizer", None) is None:
+            raise ExportError(
+                f"{name} ({type(each).__name__}) is not a fast tokenizer: no tokenizer.json for the runtime"
+            )
+    template = settings["template"]
+    # the template's tokens with the one image placeholder expanded to the image's tokens
+    length = settings["max_sequence_length"] + template["crop_start"] + template["image_emb_len"] - 1
+    pixels = image_processor_settings(pipe.image_processor)
+    pad_id = int(pipe.text_encoder.config.pad_token_id)
+    sink.log(f"[text_encoder] exporting {type(pipe.text_encoder).__name__} at {length} tokens and the image")
+    exported = export_llava_prompt_encoder(
+        pipe.text_encoder,
+        length=length,
+        image_tokens=(template["image_emb_start"], template["image_emb_end"]),
+        pixel_shape=clip_pixel_shape(pixels),
+        pad_id=pad_id,
+        skip=settings["skip_layers"],
+        directory=sink.staging,
+        **sink.graph_options(),
+    )
+    files = sink.record("text_encoder", exported)
+    clip_length = settings["pooled_max_length"]
+    sink.log(f"[text_encoder_2] exporting {type(pipe.text_encoder_2).__name__} (pooled) at {clip_length} tokens")
+    exported = export_clip_pooled_text_encoder(
+        pipe.text_encoder_2,
+        length=clip_length,
+        bos_id=int(tokenizer_2.bos_token_id),
+        eos_id=int(tokenizer_2.eos_token_id),
+        pad_id=int(tokenizer_2.pad_token_id),
+        directory=sink.staging,
+        **sink.graph_options(),
+    )
+    files += sink.record("text_encoder_2", exported)
+    for file, each in ((TOKENIZER_FILE, tokenizer), (TOKENIZER_2_FILE, tokenizer_2)):
+        atomic_write_bytes(sink.staging / file, each.backend_tokenizer.to_str().encode())
+        files.append(file)
+
+    def tokenizer_entry(file: str, each: Any, max_length: int) -> dict[str, Any]:
+        return {
+            "file": file,
+            "max_length": max_length,
+            "pad_id": int(each.pad_token_id),
+            "pad_token": str(each.pad_token),
+            "padding_side": each.padding_side,
+            "truncation_side": each.truncation_side,
+        }
+
+    entry[LLAVA_PROMPTS] = {
+        **settings,
+        "tokenizer": tokenizer_entry(
+            TOKENIZER_FILE, tokenizer, settings["max_sequence_length"] + template["crop_start"]
+        ),
+        "tokenizer_2": tokenizer_entry(TOKENIZER_2_FILE, tokenizer_2, clip_length),
+        "image_token_id": int(pipe.text_encoder.config.image_token_index),
+        "expanded_pad_id": pad_id,  # the pad of the expanded ids (the LLaVA config's, which may differ)
+        "end_header_id": int(tokenizer.convert_tokens_to_ids("<|end_header_id|>")),
+        "image_processor": pixels,
+    }
+    return files
 
 
 def stores_empty_prompt(pipe: Any, recipe: dict[str, Any]) -> bool:

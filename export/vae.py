@@ -1,7 +1,8 @@
 """The fixed-shape graphs around the denoiser that the runtime needs so it runs without torch: the VAE decoder
 (latents -> frames), the condition encoder (the preprocessed input image, and the random draws the pipeline makes
 there, -> the condition it concatenates to the latents), the CLIP image encoder where the pipeline has one (Wan 2.1's
-image context, SVD's image embedding) and the T5 text encoder (Wan, CogVideoX).
+image context, SVD's image embedding), the T5 text encoder (Wan, CogVideoX, LTX) and HunyuanVideo-I2V's prompt
+encoders (LLaVA over the prompt template and the image; CLIP's pooled text embedding).
 
 Video VAEs encode and decode with per-frame causal caches (Python loops in diffusers), so both graphs are
 exported at the export's fixed video size; the manifest records the shapes and the runtime generates at them.
@@ -9,7 +10,8 @@ exported at the export's fixed video size; the manifest records the shapes and t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ PROMPT_OUTPUT = "prompt_embeds"
 IMAGE_PIXELS_INPUT = "pixel_values"
 IMAGE_CONTEXT_OUTPUT = "encoder_hidden_states_image"  # the denoiser input it feeds (Wan 2.1)
 IMAGE_EMBEDS_OUTPUT = "image_embeds"  # SVD's projected CLIP embedding, its denoiser's encoder_hidden_states
+HIDDEN_STATES_OUTPUT = "hidden_states"  # LLaVA's, before the pipeline crops them to the prompt embeddings
+POOLED_OUTPUT = "pooled_prompt_embeds"
 
 
 class VaeDecoder(torch.nn.Module):
@@ -120,6 +124,58 @@ class T5TextEncoder(torch.nn.Module):
         mask = (input_ids != self.pad_id).long()
         hidden = self.text_encoder(input_ids, mask).last_hidden_state
         return hidden * mask[..., None].to(hidden.dtype)
+
+
+class LlavaPromptEncoder(torch.nn.Module):
+    """``input_ids [1, L]`` (the prompt template's tokens with the image placeholder expanded to the image's tokens,
+    as diffusers' ``_expand_input_ids_with_image_tokens`` gives them) and ``pixel_values [1, 3, h, w]`` -> LLaVA's
+    hidden states ``[1, L, width]`` at the layer the pipeline takes (``hidden_states[-(skip + 1)]``), before the
+    pipeline's crop (done by the runtime). The attention mask (``input_ids != pad``) and position ids (the mask's
+    cumulative sum, 1 on padding) are made in-graph exactly as that function makes them."""
+
+    def __init__(self, text_encoder: torch.nn.Module, pad_id: int, skip: int) -> None:
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.pad_id = pad_id
+        self.skip = skip
+
+    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        mask = (input_ids != self.pad_id).long()
+        position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        output = self.text_encoder(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            pixel_values=pixel_values,
+            output_hidden_states=True,
+        )
+        return output.hidden_states[-(self.skip + 1)]
+
+
+class ClipPooledTextEncoder(torch.nn.Module):
+    """``input_ids [1, 77]`` -> CLIP's ``pooler_output [1, width]``, as HunyuanVideo's ``_get_clip_prompt_embeds``."""
+
+    def __init__(self, text_encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_encoder(input_ids, output_hidden_states=False).pooler_output
+
+
+@contextmanager
+def _without_llava_placeholder_check() -> Iterator[None]:
+    """transformers' LLaVA asserts, data-dependently, that the image placeholders number the image's features; the
+    ONNX exporter cannot translate that assert (``aten._is_all_true``). The export traces without it; the runtime
+    makes the ids itself, placeholders at the template's fixed positions, and checks their count before a run."""
+    import transformers.models.llava.modeling_llava as llava
+
+    original = llava.torch_compilable_check
+    llava.torch_compilable_check = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        llava.torch_compilable_check = original
 
 
 def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -300,18 +356,106 @@ def export_text_encoder(
         text_encoder.set_attn_implementation("eager")
     words = torch.tensor([i for i in range(int(text_encoder.config.vocab_size)) if i not in (pad_id, eos_id)])
 
-    def prompt_ids(generator: torch.Generator) -> torch.Tensor:
-        used = int(torch.randint(2, length, (1,), generator=generator))  # tokens before the padding, </s> included
-        ids = torch.full((1, length), pad_id, dtype=torch.long)
-        ids[0, : used - 1] = words[torch.randint(0, len(words), (used - 1,), generator=generator)]
-        ids[0, used - 1] = eos_id
-        return ids
-
     return _export_fixed(
         T5TextEncoder(text_encoder, pad_id, masked),
         "text_encoder",
-        {TOKENS_INPUT: prompt_ids},
+        {TOKENS_INPUT: lambda generator: _random_ids(generator, words, length, pad_id=pad_id, tail=(eos_id,))},
         PROMPT_OUTPUT,
+        directory,
+        precision=precision,
+        providers=providers,
+        seed=seed,
+    )
+
+
+def _random_ids(
+    generator: torch.Generator,
+    words: torch.Tensor,
+    length: int,
+    *,
+    pad_id: int,
+    start: tuple[int, ...] = (),
+    tail: tuple[int, ...] = (),
+    min_used: int = 0,
+) -> torch.Tensor:
+    """``[1, length]`` token ids as a tokenizer padding to ``length`` gives them: ``start``, a random number (at least
+    one, and ``min_used`` tokens in all) of random ``words``, ``tail`` (an end token), then ``pad_id``."""
+    fewest = max(len(start) + len(tail) + 1, min_used)
+    used = int(torch.randint(fewest, length, (1,), generator=generator))
+    ids = torch.full((1, length), pad_id, dtype=torch.long)
+    body = words[torch.randint(0, len(words), (used - len(start) - len(tail),), generator=generator)]
+    ids[0, :used] = torch.cat([torch.tensor(start, dtype=torch.long), body, torch.tensor(tail, dtype=torch.long)])
+    return ids
+
+
+def export_llava_prompt_encoder(
+    text_encoder: torch.nn.Module,
+    *,
+    length: int,
+    image_tokens: tuple[int, int],
+    pixel_shape: tuple[int, int],
+    pad_id: int,
+    skip: int,
+    directory: Path,
+    precision: str,
+    providers: list[str],
+    seed: int = 0,
+) -> tuple[ExportSpec, dict[str, Any], list[str]]:
+    """HunyuanVideo-I2V's LLaVA text encoder (:class:`LlavaPromptEncoder`) at ``length`` expanded tokens and the
+    image processor's ``pixel_shape``, validated on random template-like ids (the image placeholder over
+    ``image_tokens`` = [start, end), random words, padding) and random normalised pixels."""
+    image_token = int(text_encoder.config.image_token_index)
+    vocab = int(text_encoder.config.get_text_config().vocab_size)
+    words = torch.tensor([i for i in range(vocab) if i not in (pad_id, image_token)])
+    start, end = image_tokens
+    height, width = pixel_shape
+
+    def expanded_ids(generator: torch.Generator) -> torch.Tensor:
+        ids = _random_ids(generator, words, length, pad_id=pad_id, min_used=end + 1)
+        ids[0, start:end] = image_token
+        return ids
+
+    with _without_llava_placeholder_check():
+        return _export_fixed(
+            LlavaPromptEncoder(text_encoder, pad_id, skip),
+            "text_encoder",
+            {
+                TOKENS_INPUT: expanded_ids,
+                IMAGE_PIXELS_INPUT: lambda generator: torch.randn(1, 3, height, width, generator=generator),
+            },
+            HIDDEN_STATES_OUTPUT,
+            directory,
+            precision=precision,
+            providers=providers,
+            seed=seed,
+        )
+
+
+def export_clip_pooled_text_encoder(
+    text_encoder: torch.nn.Module,
+    *,
+    length: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+    directory: Path,
+    precision: str,
+    providers: list[str],
+    seed: int = 0,
+) -> tuple[ExportSpec, dict[str, Any], list[str]]:
+    """HunyuanVideo's CLIP text encoder (:class:`ClipPooledTextEncoder`) at ``length`` tokens, validated on random
+    prompts (start token, words, end token, padding)."""
+    vocab = int(text_encoder.config.vocab_size)
+    words = torch.tensor([i for i in range(vocab) if i not in (bos_id, eos_id, pad_id)])
+    return _export_fixed(
+        ClipPooledTextEncoder(text_encoder),
+        "text_encoder_2",
+        {
+            TOKENS_INPUT: lambda generator: _random_ids(
+                generator, words, length, pad_id=pad_id, start=(bos_id,), tail=(eos_id,)
+            )
+        },
+        POOLED_OUTPUT,
         directory,
         precision=precision,
         providers=providers,

@@ -2,7 +2,8 @@
 pipeline makes there — CogVideoX's posterior sample, SVD's noise augmentation — drawn here in numpy from the seed
 and fed as graph inputs) and the exported CLIP image encoder where the pipeline has one (Wan 2.1's image context,
 SVD's image embedding); the prompt through the exported tokenizer and text encoder where the pipeline has one
-(Wan, CogVideoX), else the empty prompt's embeddings the export stored. What differs per pipeline is the
+(Wan, CogVideoX, LTX; HunyuanVideo-I2V's LLaVA and CLIP with the image: ``llava_prompts``), else the empty prompt's
+embeddings the export stored. What differs per pipeline is the
 manifest's recipe: which entry the image encoder fills, what the unconditional pass sees (the empty prompt, or
 SVD's zeros) and whether SVD's added time ids are made.
 
@@ -18,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from dymos.images import clip_pixels, load_image, preprocess_image
-from dymos.manifest import GUIDED_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT, denoiser_input_of
+from dymos.manifest import GUIDED_INPUTS, LLAVA_PROMPTS, NOISE_INPUT, NOISE_SCALE_INPUT, denoiser_input_of
 
 from .artifacts import ExportDir
 from .backends import Backend, open_backend
+from .llava_prompts import LLAVA_ENCODER, POOLED_ENCODER, llava_prompt_conditioning
+from .text import fixed_length_tokenizer
 
 CONDITION_ENCODER = "condition_encoder"
 IMAGE_ENCODER = "image_encoder"
@@ -65,7 +68,7 @@ def supports_image_conditioning(export: ExportDir) -> bool:
     needs_image_encoder = _image_encoder_fills(export) is not None
     return (
         CONDITION_ENCODER in submodels
-        and (not takes_prompts(export) or bool(pipeline.get("empty_prompt")))
+        and (not takes_prompts(export) or bool(pipeline.get("empty_prompt")) or _has_llava(export))
         and (not needs_image_encoder or (IMAGE_ENCODER in submodels and "image_processor" in pipeline))
     )
 
@@ -98,9 +101,19 @@ def takes_prompts(export: ExportDir) -> bool:
 
 
 def supports_prompts(export: ExportDir) -> bool:
+    """Whether the export encodes prompts by itself: a T5 text encoder graph, or HunyuanVideo-I2V's LLaVA ones."""
+    return _has_t5(export) or _has_llava(export)
+
+
+def _has_t5(export: ExportDir) -> bool:
     return "text_encoder" in export.manifest.get("submodels", {}) and "text_encoder" in (
         export.manifest.get("pipeline") or {}
     )
+
+
+def _has_llava(export: ExportDir) -> bool:
+    pipeline, submodels = export.manifest.get("pipeline") or {}, export.manifest.get("submodels", {})
+    return LLAVA_PROMPTS in pipeline and LLAVA_ENCODER in submodels and POOLED_ENCODER in submodels
 
 
 def tokenize_prompt(export: ExportDir, prompt: str) -> np.ndarray:
@@ -111,16 +124,12 @@ def tokenize_prompt(export: ExportDir, prompt: str) -> np.ndarray:
 
 def _tokenize(export: ExportDir, prompt: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`tokenize_prompt`'s ids and the tokenizer's attention mask (``[1, max_length]`` int64 each)."""
-    from tokenizers import Tokenizer
-
-    if not supports_prompts(export):
+    if not _has_t5(export):
         raise ConditioningUnavailable(
-            f"{export.root} has no text encoder graph (the pipeline had none): encode prompts with `dymos prepare`"
+            f"{export.root} has no T5 text encoder graph (the pipeline had none): encode prompts with `dymos prepare`"
         )
     settings = export.manifest["pipeline"]["text_encoder"]
-    tokenizer = Tokenizer.from_file(str(export.path(settings["tokenizer"])))
-    tokenizer.enable_truncation(settings["max_length"])
-    tokenizer.enable_padding(length=settings["max_length"], pad_id=settings["pad_id"], pad_token=settings["pad_token"])
+    tokenizer = fixed_length_tokenizer(export.path(settings["tokenizer"]), settings)
     encoding = tokenizer.encode(_clean_wan_prompt(prompt) if settings["clean"] == "wan" else prompt)
     ids = np.asarray(encoding.ids, dtype=np.int64)[None]
     masked = settings.get("masked", True)  # the graph derives its attention mask from the padding (Wan)
@@ -143,7 +152,7 @@ def _encode_prompts(export: ExportDir, prompts: dict[str, str]) -> dict[str, np.
     out: dict[str, np.ndarray] = {}
     if not any(prompts.values()):
         return out
-    encoder = open_backend(export, "text_encoder") if supports_prompts(export) else None  # one for both
+    encoder = open_backend(export, "text_encoder") if _has_t5(export) else None  # one for both
     with_mask = export.manifest["pipeline"].get("text_encoder", {}).get("attention_mask", False)
     for key, text in prompts.items():
         if text:
@@ -196,7 +205,9 @@ def image_conditioning(
     ``condition`` (:func:`condition`); the CLIP image encoder's output where the export has one, into the entry
     the recipe names (Wan 2.1's ``encoder_hidden_states_image``, SVD's ``prompt_embeds``), its pixels prepared as
     the pipeline prepares them; ``prompt_embeds`` / ``negative_prompt_embeds`` from the stored empty prompt or the
-    exported text encoder; for SVD zeros for the unconditional pass and ``added_time_ids`` from ``micro``."""
+    exported text encoder (HunyuanVideo-I2V: from LLaVA with the image, masks and pooled embeddings beside them,
+    :func:`~dymos.runtime.llava_prompts.llava_prompt_conditioning`); for SVD zeros for the unconditional pass and
+    ``added_time_ids`` from ``micro``."""
     if not supports_image_conditioning(export):
         raise ConditioningUnavailable(
             f"{export.root} has no condition encoder graph (with the CLIP image encoder where the model needs one) "
@@ -216,6 +227,8 @@ def image_conditioning(
             raise ValueError(f"{pipeline['class']} takes no prompt: it conditions on the image alone")
         out["negative_condition"] = np.zeros_like(out["condition"])
         out["negative_prompt_embeds"] = np.zeros_like(out["prompt_embeds"])
+    elif _has_llava(export):  # HunyuanVideo-I2V: every prompt, the empty one too, is encoded with the image
+        out.update(llava_prompt_conditioning(export, image, prompt, negative_prompt))
     else:
         with np.load(export.path(pipeline["empty_prompt"]["file"]), allow_pickle=False) as stored:
             out.update({k: stored[k] for k in stored.files})  # the embeddings (and LTX's attention masks)

@@ -281,7 +281,7 @@ TORCH_FREE = {
     "cogvideox15": ("a red ball bounces", None),
     "svd": ("", "prompt_embeds"),
     "ltx": ("a red ball bounces", None),  # its T5 with the tokenizer's attention masks
-    "hunyuanvideo": ("", None),  # the same, with the pooled embeddings
+    "hunyuanvideo": ("a red ball bounces", None),  # LLaVA with the image, and CLIP's pooled embedding
 }
 
 
@@ -289,7 +289,8 @@ TORCH_FREE = {
 def test_conditions_on_an_image_with_torch_unimportable(pipelines: TinyExports, name: str, tmp_path: Path) -> None:
     """End to end from an image (and a prompt where the pipeline has a text encoder) without torch: the image
     preprocessing, the condition encoder with its numpy-drawn noise (CogVideoX, SVD), the CLIP image encoder (Wan
-    2.1, SVD), the tokenizer and text encoder (Wan 2.1, CogVideoX), the sampling loop and the decode; the CLI too."""
+    2.1, SVD), the tokenizer and text encoder (Wan 2.1, CogVideoX, LTX; HunyuanVideo's LLaVA and CLIP), the sampling
+    loop and the decode; the CLI too."""
     exported = pipelines.export(name)
     image = pipelines.conditioning(name).parent / "input.png"
     prompt, image_entry = TORCH_FREE[name]
@@ -356,8 +357,12 @@ def test_image_conditioning_without_torch_equals_prepare(pipelines: TinyExports,
     ours = image_conditioning(export, image_path)
     assert set(ours) == set(reference)
     np.testing.assert_allclose(ours["condition"], reference["condition"], atol=1e-5, rtol=0)  # fp32 graph vs torch
+    llava = "llava_prompts" in export.manifest["pipeline"]  # HunyuanVideo: even the empty prompt is a graph's output
     for key in set(reference) - {"condition", "encoder_hidden_states_image"}:  # embeddings, masks, pooled
-        assert np.array_equal(ours[key], reference[key]), key
+        if llava and ours[key].dtype == np.float32:
+            np.testing.assert_allclose(ours[key], reference[key], atol=1e-5, rtol=0, err_msg=key)
+        else:  # the stored empty prompt's embeddings, and every attention mask
+            assert np.array_equal(ours[key], reference[key]), key
     if name == "wan21":  # 48x80 input: the processor resizes the short edge and centre-crops
         clip = pipe.image_processor(images=load_image(image_path), return_tensors="np")["pixel_values"]
         assert np.array_equal(clip_pixels(load_image(image_path), export.manifest["pipeline"]["image_processor"]), clip)
@@ -838,6 +843,58 @@ def test_hunyuanvideo_negative_prompt_of_another_length(pipelines: TinyExports) 
     assert cond["negative_prompt_embeds"].shape[1] != cond["prompt_embeds"].shape[1]
     latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
     _assert_one_run_equals_the_pipeline("hunyuanvideo", export, cond, conditioning.parent / "input.png", latents)
+
+
+def test_hunyuanvideo_prompts_through_llava_equal_the_pipeline(pipelines: TinyExports, tmp_path: Path) -> None:
+    """HunyuanVideo-I2V's real prompt encoding without torch: the prompt in the pipeline's template through the
+    exported tokenizer, LLaVA (with the image's 576 tokens) and the pipeline's crop, CLIP's pooled embedding, the
+    negative prompt with a black image and another interleave (540 vs 396 tokens). The runtime's video from the
+    image and prompt strings equals the pipeline's from the same strings (true CFG, DyMoS at s = 2.5); a prompt
+    longer than the template's budget is cut as the pipeline cuts it; one holding the image placeholder is
+    refused."""
+    from dymos.images import load_image
+    from dymos.prepare import llava_text_embeddings
+    from dymos.runtime.conditioning import image_conditioning
+
+    export = ExportDir.open(pipelines.export("hunyuanvideo"))
+    assert {"text_encoder", "text_encoder_2"} <= set(export.manifest["submodels"])
+    image = pipelines.conditioning("hunyuanvideo").parent / "input.png"
+    video = export.manifest["pipeline"]["video"]
+    prompts = {"prompt": "a red ball bounces", "negative_prompt": "static"}
+    cond = image_conditioning(export, image, **prompts)
+    assert cond["prompt_embeds"].shape == (1, 396, 16) and cond["negative_prompt_embeds"].shape == (1, 540, 16)
+    latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
+    request_ = RunRequest(
+        strength=[2.5], steps=STEPS, guidance_scale=5.0, latents=latents, schedule=StrengthSchedule(first_steps=2)
+    )
+    result = sample(export, cond, request_)
+    pipe = load_pipeline("tiny-pipeline:hunyuanvideo")
+    kwargs = dict(
+        image=Image.open(image).convert("RGB"),
+        **prompts,
+        height=video["height"],
+        width=video["width"],
+        num_frames=video["frames"],
+        num_inference_steps=STEPS,
+        latents=torch.from_numpy(latents),
+        true_cfg_scale=5.0,
+        guidance_scale=1.0,
+    )
+    with dymos.enable(pipe, strength=2.5, first_steps=2):
+        ref_latents = pipe(**kwargs, output_type="latent").frames
+        ref_frames = pipe(**kwargs, output_type="np").frames
+    np.testing.assert_allclose(result.latents, ref_latents.numpy(), atol=LATENT_ATOL, rtol=0)
+    ref_frames = (np.asarray(ref_frames) * 255).round().astype(np.uint8)
+    assert np.abs(result.frames.astype(int) - ref_frames.astype(int)).max() <= FRAME_ATOL
+
+    long_prompt = "a red ball bounces over the green square " * 60  # past the 256 prompt tokens
+    ours = image_conditioning(export, image, prompt=long_prompt)
+    with torch.no_grad():
+        reference = llava_text_embeddings(pipe, load_image(image), long_prompt, "", video["height"], video["width"])
+    np.testing.assert_allclose(ours["prompt_embeds"], reference["prompt_embeds"].numpy(), atol=1e-5, rtol=0)
+    assert np.array_equal(ours["prompt_attention_mask"], reference["prompt_attention_mask"].numpy())
+    with pytest.raises(ValueError, match="image placeholder"):
+        image_conditioning(export, image, prompt="a red ball <image>")
 
 
 def test_ti2v_export_conditions_the_first_latent_frame(pipelines: TinyExports) -> None:
