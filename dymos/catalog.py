@@ -18,4 +18,5 @@ TINY_PIPELINES = (
     "svd",
     "ltx",
     "hunyuanvideo",
+    "hunyuanvideo-33ch",
 )

@@ -247,19 +247,26 @@ def ltx_condition(pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch
 
 
 def hunyuan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """HunyuanVideo-I2V's (token replace) condition for preprocessed ``pixels [1, 3, H, W]``: the VAE mode of the
-    image times the scaling factor, ``[1, C, 1, h, w]``, the first latent frame of every step, by the pipeline's own
-    ``prepare_latents`` (handed zero latents, so it draws nothing)."""
+    """HunyuanVideo-I2V's condition for preprocessed ``pixels [1, 3, H, W]``, by the pipeline's own ``prepare_latents``
+    (handed zero latents, so it draws nothing): the VAE mode of the image times the scaling factor. Token replace:
+    that latent, ``[1, C, 1, h, w]``, the first latent frame of every step. Latent concat: as ``__call__`` completes
+    it, the latent on the first frame and zeros on the others, then a mask channel (1 on the first frame),
+    ``[1, C + 1, F, h, w]``, concatenated to the latents."""
     height, width = pixels.shape[-2:]
     temporal, spatial = pipeline_compression(pipe)
     channels = int(pipe.vae.config.latent_channels)
     shape = (1, channels, (num_frames - 1) // temporal + 1, height // spatial, width // spatial)
+    condition_type = pipe.transformer.config.image_condition_type
     _, image_latents = pipe.prepare_latents(
         pixels, 1, channels, height, width, num_frames, torch.float32, pixels.device, None,
-        latents=torch.zeros(shape, dtype=pixels.dtype),
-        image_condition_type=pipe.transformer.config.image_condition_type,
+        latents=torch.zeros(shape, dtype=pixels.dtype), image_condition_type=condition_type,
     )  # fmt: skip
-    return image_latents
+    if condition_type != "latent_concat":
+        return image_latents
+    first = torch.zeros_like(image_latents[:, :1])
+    first[:, :, 0] = 1.0
+    image_latents = torch.cat([image_latents[:, :, :1], torch.zeros_like(image_latents[:, :, 1:])], dim=2)
+    return torch.cat([image_latents, first], dim=1)
 
 
 def condition_noise_shapes(pipe: Any, height: int, width: int) -> dict[str, tuple[int, ...]]:

@@ -309,6 +309,20 @@ _TINY_HUNYUAN_VAE = {
     "norm_num_groups": 4,
     "scaling_factor": 0.476986,
 }
+# HunyuanVideo-I2V-33ch's form: the image latent and a mask concatenated on channels, no guidance embedding.
+_TINY_HUNYUAN_33CH = TinyCase(
+    "hunyuanvideo-33ch",
+    "HunyuanVideoTransformer3DModel",
+    "hunyuanvideo",
+    {
+        **TINY_CASES["hunyuanvideo"].config,
+        "in_channels": 2 * _TINY_HUNYUAN_VAE["latent_channels"] + 1,  # latents, image latents, mask
+        "guidance_embeds": False,
+        "image_condition_type": "latent_concat",
+    },
+)
+# tiny pipelines whose transformer is another form of a family's tiny case
+_TINY_VARIANTS = {"wan22-ti2v": _TINY_WAN_TI2V, "hunyuanvideo-33ch": _TINY_HUNYUAN_33CH}
 # The real SVD-XT scheduler (shared/configs/svd-xt.json).
 SVD_SCHEDULER = {
     "class": "EulerDiscreteScheduler",
@@ -564,13 +578,14 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
     encoder and tokenizer), ``cogvideox15`` (the same in CogVideoX 1.5 form: temporal patching, the ``ofs``
     embedding, inverted image-latent scaling), ``svd`` (``StableVideoDiffusionPipeline`` with a tiny random CLIP
     image encoder), ``ltx`` (``LTXImageToVideoPipeline`` with LTX-Video 0.9.0's VAE form and scheduler, and a tiny
-    T5 text encoder and tokenizer) or ``hunyuanvideo`` (``HunyuanVideoImageToVideoPipeline``, token-replace
-    I2V with the guidance embedding; prompts are embeddings with attention masks and pooled embeddings)."""
+    T5 text encoder and tokenizer), ``hunyuanvideo`` (``HunyuanVideoImageToVideoPipeline``, token-replace
+    I2V with the guidance embedding, and tiny LLaVA + CLIP prompt encoders of the real classes) or
+    ``hunyuanvideo-33ch`` (the same in HunyuanVideo-I2V-33ch's latent-concat form, without guidance embedding)."""
     import diffusers
 
     if name not in TINY_PIPELINES:
         raise ValueError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(TINY_PIPELINES)}")
-    tiny_case = _TINY_WAN_TI2V if name == "wan22-ti2v" else TINY_CASES[name.removesuffix("-a14b")]
+    tiny_case = _TINY_VARIANTS.get(name) or TINY_CASES[name.removesuffix("-a14b")]
     transformer = tiny_case.build(seed=seed)
     torch.manual_seed(seed + 1)
     if name == "wan22":
@@ -612,7 +627,7 @@ def build_tiny_pipeline(name: str = "wan22", seed: int = 0) -> Any:
             transformer=transformer,
             **_tiny_text_encoder(int(transformer.config.caption_channels), umt5=False),
         )
-    elif name == "hunyuanvideo":
+    elif name.startswith("hunyuanvideo"):
         scheduler = getattr(diffusers, HUNYUAN_SCHEDULER["class"]).from_config(HUNYUAN_SCHEDULER["config"])
         pipe = diffusers.HunyuanVideoImageToVideoPipeline(
             transformer=transformer,

@@ -541,21 +541,27 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         # T5 over the padding without a mask, prompts as given; the tokenizer's attention mask goes to the denoiser
         "text_encoder": {"masked": False, "clean": None, "attention_mask": True},
     },
-    # HunyuanVideo-I2V (token replace): the image's VAE latent (its mode, times the scaling factor) is the first latent
-    # frame, which the model itself modulates at t = 0; the initial latents are noise * 0.999 + the image latent *
-    # (1 - 0.999) on every frame; guidance is true CFG (two forwards) plus the guidance embedding (an input fed
-    # guidance * 1000); prompts are LLaVA embeddings with attention masks and CLIP pooled embeddings, one per half.
-    # The latent-concat variant (33-channel checkpoints) decodes four frames fewer and is not driven yet.
+    # HunyuanVideo-I2V: the image's VAE latent (its mode, times the scaling factor) is, by the transformer's image
+    # condition type, the first latent frame, which the model itself modulates at t = 0 (token replace), or
+    # concatenated on channels on the first frame, zeros on the others, with a mask channel (latent concat, the
+    # 33-channel checkpoints, whose output drops its first latent frame and first 4 decoded frames: ``trim``); the
+    # initial latents are noise * 0.999 + the image latent * (1 - 0.999) on every frame; guidance is true CFG (two
+    # forwards) plus, where the model has one, the guidance embedding (an input fed guidance * 1000); prompts are
+    # LLaVA embeddings with attention masks and CLIP pooled embeddings, one per half.
     "HunyuanVideoImageToVideoPipeline": {
         "latent_layout": "BCFHW",
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
         "unconditional": "empty_prompt",
-        "condition": "first_frame",
         "initial_latents": {"noise_weight": 0.999},
         "sigmas": "linspace(1, 0, N+1)[:-1]",
         "embedded_guidance": {"input": "guidance", "scale": 1000.0, "default": 1.0},
-        "requires_transformer_config": {"image_condition_type": "token_replace"},
+        "transformer_variants": {
+            "image_condition_type": {
+                "token_replace": {"condition": "first_frame"},
+                "latent_concat": {"trim": {"latent_frames": 1, "video_frames": 4}},
+            }
+        },
         # its real prompts are encoded together with the image (LLaVA): no image-independent empty prompt to store
         "prompts_with_image": True,
         # the pipeline's own defaults: true CFG off (a guidance-distilled checkpoint), guidance embedding 1
@@ -579,18 +585,20 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
 
 
 def pipeline_recipe(pipe: Any) -> dict[str, Any] | None:
-    """The runtime recipe of ``pipe``'s class with the overrides of the config flags it sets (``when_config``), or
-    None for a class (or a variant: ``requires_transformer_config``) the runtime does not drive. Unset keys mean the
-    common case: ``condition`` "concat" (the condition is concatenated to the latents on the channel axis) and
-    ``timestep`` "per_item"."""
+    """The runtime recipe of ``pipe``'s class with the overrides of the config flags it sets (``when_config``) and
+    of its transformer's variant (``transformer_variants``: config key -> value -> overrides), or None for a class,
+    or a variant not listed, that the runtime does not drive. Unset keys mean the common case: ``condition``
+    "concat" (the condition is concatenated to the latents on the channel axis) and ``timestep`` "per_item"."""
     base = RUNTIME_PIPELINES.get(type(pipe).__name__)
     if base is None:
         return None
+    recipe = {k: v for k, v in base.items() if k not in ("when_config", "transformer_variants")}
     transformer = getattr(pipe, "transformer", None)
-    for key, value in base.get("requires_transformer_config", {}).items():
-        if transformer is None or transformer.config.get(key) != value:
+    for key, variants in base.get("transformer_variants", {}).items():
+        value = transformer.config.get(key) if transformer is not None else None
+        if value not in variants:
             return None
-    recipe = {k: v for k, v in base.items() if k not in ("when_config", "requires_transformer_config")}
+        recipe.update(variants[value])
     for flag, overrides in base.get("when_config", {}).items():
         if pipe.config.get(flag):
             recipe.update(overrides)

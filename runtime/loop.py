@@ -228,7 +228,7 @@ def sample(
     initial = recipe.get("initial_latents")
     if initial is not None:  # HunyuanVideo-I2V: a trace of the image latent in every frame of the noise
         weight = np.float32(initial["noise_weight"])
-        latents = latents * weight + condition["cond"] * (np.float32(1) - weight)
+        latents = latents * weight + _image_latent(condition["cond"], layout, latent_shape) * (np.float32(1) - weight)
     # Per half: the text (and, for LTX, its attention mask).
     guided = {name: entries for name, entries in GUIDED_INPUTS.items() if name in dtypes}
     context = {
@@ -321,7 +321,22 @@ def sample(
     for item in _unnormalise(latents, pipeline):
         out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=np.float32)})["video"]
         decoded.append(to_frames(out[0]))
-    return RunResult(latents, np.stack(decoded), step_seconds, engine_seconds, fed)
+    # what the pipeline returns (HunyuanVideo-I2V latent concat: without its first latent frame and 4 decoded frames)
+    trim = recipe.get("trim", {})
+    frame_axis = layout.index("F")
+    latents = latents[(slice(None),) * frame_axis + (slice(trim.get("latent_frames", 0), None),)]
+    frames = np.stack(decoded)[:, trim.get("video_frames", 0) :]
+    return RunResult(latents, frames, step_seconds, engine_seconds, fed)
+
+
+def _image_latent(condition: np.ndarray, layout: str, latent_shape: tuple[int, ...]) -> np.ndarray:
+    """The image's latent inside a condition, broadcastable over the latents: the condition's first latent frame and
+    first latent-channel count of channels (HunyuanVideo-I2V: all of a token-replace condition, the image part of
+    a latent-concat one, whose other frames are zeros and whose last channel is the mask)."""
+    index = [slice(None)] * len(layout)
+    index[layout.index("C")] = slice(0, latent_shape[layout.index("C")])
+    index[layout.index("F")] = slice(0, 1)
+    return condition[tuple(index)]
 
 
 # The sigma schedules pipelines hand their scheduler (recipe ``sigmas``), for N steps.

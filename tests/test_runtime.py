@@ -131,7 +131,7 @@ def _pipeline_run(
             **{k: torch.from_numpy(cond[k]).long().repeat(batch, 1) for k in TEXT_MASK_ENTRIES},
             guidance_scale=5.0,
         )
-    elif name == "hunyuanvideo":  # CFG is its true CFG; its guidance embedding keeps the runtime's default, 1
+    elif name.startswith("hunyuanvideo"):  # CFG is its true CFG; a guidance embedding keeps the runtime's default 1
         kwargs.update(
             image=Image.open(image).convert("RGB"),
             **{k: torch.from_numpy(cond[k]).repeat(batch, 1, 1) for k in ("prompt_embeds", "negative_prompt_embeds")},
@@ -191,7 +191,8 @@ def _assert_one_run_equals_the_pipeline(
 
 
 RUNTIME_PIPELINES = [
-    *("wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "ltx", "hunyuanvideo", "sprites")
+    *("wan22", "wan21", "wan22-a14b", "wan22-ti2v", "cogvideox", "cogvideox15", "svd", "ltx", "hunyuanvideo"),
+    *("hunyuanvideo-33ch", "sprites"),
 ]
 
 
