@@ -722,7 +722,7 @@ def _export_pipeline_parts(pipe: Any, family: str, cases: list[ParityCase], sink
         "decoded_latent_frames": decoded,  # the last ones of them, what the VAE decodes (CogVideoX 1.5: one fewer)
         "latent_height": height,
         "latent_width": width,
-        "frames": (decoded - 1) * t + 1,  # the pipeline's num_frames, and the video's length
+        "frames": (decoded - 1) * t + 1,  # the pipeline's num_frames: the video's length, less any recipe trim
         "height": height * s,
         "width": width * s,
     }
