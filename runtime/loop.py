@@ -318,9 +318,10 @@ def sample(
 
     latents = conditioned.final(latents, condition["cond"])
     decoded = []
+    latent_dtype = np.dtype(decoder.spec.inputs[0]["dtype"])  # an fp16 export decodes fp16 latents
     for item in _unnormalise(latents, pipeline):
-        out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=np.float32)})["video"]
-        decoded.append(to_frames(out[0]))
+        out = decoder.run({"latents": np.ascontiguousarray(item[None], dtype=latent_dtype)})["video"]
+        decoded.append(to_frames(out[0].astype(np.float32)))
     # what the pipeline returns (HunyuanVideo-I2V latent concat: without its first latent frame and 4 decoded frames)
     trim = recipe.get("trim", {})
     frame_axis = layout.index("F")
