@@ -79,6 +79,8 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
     pipeline = export.manifest.get("pipeline") or {}
     if not pipeline.get("runtime_supported"):
         raise RunError(f"{export.root} was not exported from a pipeline the runtime drives")
+    if export.manifest.get("export", {}).get("precision") == "bf16":
+        raise RunError("bf16 exports take bf16 inputs, which numpy cannot make: export fp32 or fp16 for the runtime")
     if not isinstance(request.steps, int) or request.steps <= 0:
         raise RunError(f"steps must be a positive integer, got {request.steps!r}")
     if not np.isfinite(request.guidance_scale):

@@ -247,7 +247,8 @@ def test_strength_changes_the_video(exported: Path, conditioning: Path) -> None:
 
 def test_fp16_pipeline_export_runs_the_whole_loop(exported: Path, conditioning: Path, tmp_path: Path) -> None:
     """An fp16 export takes fp16 inputs everywhere, the VAE decoder's latents included (it used to be fed float32
-    and failed after the whole sampling loop); its video stays within fp16's error of the fp32 export's."""
+    and failed after the whole sampling loop); its video stays within fp16's error of the fp32 export's. A bf16
+    export is refused before any work."""
     fp16 = ExportDir.open(
         run_export(ExportOptions(model="tiny-pipeline:wan22", out=tmp_path, precision="fp16"), log=_quiet).directory
     )
@@ -259,6 +260,10 @@ def test_fp16_pipeline_export_runs_the_whole_loop(exported: Path, conditioning: 
     # fp16 graphs vs fp32, 4 steps: measured 1.1e-3 and 1 grey level
     np.testing.assert_allclose(half.latents, full.latents, atol=1e-2, rtol=0)
     assert np.abs(half.frames.astype(int) - full.frames.astype(int)).max() <= 3
+    bf16 = ExportDir.open(exported)
+    bf16.manifest["export"]["precision"] = "bf16"  # numpy has no bf16: refused up front, not mid-run
+    with pytest.raises(RunError, match="bf16 exports"):
+        sample(bf16, cond, request_)
 
 
 def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning: Path, tmp_path: Path) -> None:
