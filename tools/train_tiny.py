@@ -189,7 +189,7 @@ def train_transformer(
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     forward = torch.compile(model) if args.compile else model  # same weights; fused kernels for the CPU
     rng = torch.Generator().manual_seed(args.seed + 3)
-    shift = float(WAN_SCHEDULER["config"]["flow_shift"])
+    shift = args.train_shift or float(WAN_SCHEDULER["config"]["flow_shift"])
     n, _, latent_frames, height, width = latents.shape
     mask = first_frame_mask(args.batch, latent_frames, VAE_CONFIG["scale_factor_temporal"], height, width)
     start = time.perf_counter()
@@ -288,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the transformer"
+    )
+    parser.add_argument(
+        "--train-shift",
+        type=float,
+        default=None,
+        help="flow shift of the training noise levels (default: the sampler's; higher leans to high noise)",
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
