@@ -287,6 +287,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "one (no torch), else by `dymos prepare` (needs torch)",
     )
     p.add_argument(
+        "--negative-prompt",
+        default="",
+        help="negative prompt for classifier-free guidance (when --cond is not given; encoded like --prompt)",
+    )
+    p.add_argument(
         "--strength", type=_floats, default=[2.0], help="motion strength, or one per video: 0,2,4 (default 2)"
     )
     p.add_argument(
@@ -366,17 +371,20 @@ def _run_run(args: argparse.Namespace) -> int:
     elif args.image is None:
         raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
     elif supports_image_conditioning(export) and (
-        not args.prompt or supports_prompts(export) or not takes_prompts(export)  # the last: a clear refusal
-    ):
-        # the exported condition (image, text) encoders: no torch
+        not (args.prompt or args.negative_prompt) or supports_prompts(export) or not takes_prompts(export)
+    ):  # the exported condition (image, text) encoders: no torch (the last case: a clear refusal there)
         micro = MicroConditioning(args.cond_fps, args.motion_bucket_id, args.noise_aug_strength)
-        cond = image_conditioning(export, args.image, prompt=args.prompt, seed=args.seed, micro=micro)
+        cond = image_conditioning(
+            export, args.image, prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, micro=micro
+        )
         if "negative_condition" in cond:  # SVD: no prompt, zeros for the unconditional pass
             text = "no prompt (the image alone)"
         elif args.prompt:
             text = f"the prompt {args.prompt!r} (exported text encoder)"
         else:
             text = "the empty prompt"
+        if args.negative_prompt:
+            text += f", negative prompt {args.negative_prompt!r}"
         print(f"conditioned on {args.image} with the exported condition encoder and {text}")
     else:
         from dymos.prepare import prepare
@@ -389,6 +397,7 @@ def _run_run(args: argparse.Namespace) -> int:
                 args.image,
                 args.prompt,
                 out,
+                negative_prompt=args.negative_prompt,
                 seed=args.seed,
                 fps=args.cond_fps,
                 motion_bucket_id=args.motion_bucket_id,

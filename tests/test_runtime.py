@@ -701,6 +701,24 @@ def test_dymos_run_with_an_image_on_the_shipped_model(pipelines: TinyExports, tm
     assert (tmp_path / "video_s0.gif").stat().st_size > 0 and (tmp_path / "video_s4.gif").stat().st_size > 0
 
 
+def test_dymos_run_takes_a_negative_prompt(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
+    """`dymos run --negative-prompt` reaches the unconditional pass (HunyuanVideo's true CFG, through its exported
+    LLaVA): the video differs from the one with the empty negative prompt."""
+    from dymos.cli import main
+
+    image = str(pipelines.conditioning("hunyuanvideo").parent / "input.png")
+    argv = ["run", "--export", str(pipelines.export("hunyuanvideo")), "--image", image, "--prompt", "a red ball"]
+    argv += ["--steps", "2", "--guidance", "3", *IN_PROCESS]
+    assert main([*argv, "--out", str(tmp_path / "plain.png")]) == 0
+    assert main([*argv, "--negative-prompt", "static", "--out", str(tmp_path / "negative.png")]) == 0
+    assert "the prompt 'a red ball' (exported text encoder), negative prompt 'static'" in capsys.readouterr().out
+    plain, negative = (
+        np.stack([np.asarray(Image.open(f)) for f in sorted(tmp_path.glob(f"{name}_*.png"))])
+        for name in ("plain", "negative")
+    )
+    assert plain.shape == negative.shape and np.abs(plain.astype(int) - negative.astype(int)).max() > 0
+
+
 def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_path: Path) -> None:
     from dymos.cli import main
 
