@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dymos.images import load_image
-from dymos.manifest import NOISE_INPUT, NOISE_SCALE_INPUT, atomic_write_bytes, load_manifest
+from dymos.manifest import GUIDED_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT, atomic_write_bytes, load_manifest
 from dymos.models import load_pipeline, pipeline_compression
 
 CONDITIONING_FORMAT = "dymos-conditioning-v1"
@@ -114,15 +114,16 @@ def llava_text_embeddings(
     common = {"prompt_template": settings["template"], "max_sequence_length": settings["max_sequence_length"]}
     black = PIL.Image.new("RGB", (width, height), 0)
     out = {}
-    for prefix, picture, text, interleave in (
-        ("", image, prompt, settings["image_embed_interleave"]),
-        ("negative_", black, negative_prompt, settings["negative_image_embed_interleave"]),
+    for half, picture, text, interleave in (
+        (0, image, prompt, settings["image_embed_interleave"]),
+        (1, black, negative_prompt, settings["negative_image_embed_interleave"]),
     ):
         embeds, pooled, mask = pipe.encode_prompt(
             image=picture, prompt=text, image_embed_interleave=interleave, device=torch.device("cpu"), **common
         )
-        out.update({f"{prefix}prompt_embeds": embeds, f"{prefix}pooled_prompt_embeds": pooled})
-        out[f"{prefix}prompt_attention_mask"] = mask
+        out[GUIDED_INPUTS["encoder_hidden_states"][half]] = embeds
+        out[GUIDED_INPUTS["encoder_attention_mask"][half]] = mask
+        out[GUIDED_INPUTS["pooled_projections"][half]] = pooled
     return out
 
 

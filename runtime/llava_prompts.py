@@ -8,6 +8,8 @@ image at the video's size and ``encode_prompt``'s default interleave, as ``__cal
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from dymos.images import clip_pixels
@@ -61,17 +63,18 @@ def crop(hidden: np.ndarray, ids: np.ndarray, mask: np.ndarray, settings: dict, 
     return np.concatenate([image, text])[None], np.concatenate([image_mask, text_mask])[None]
 
 
-def _tokenize(export: ExportDir, entry: dict, text: str) -> tuple[np.ndarray, np.ndarray]:
-    encoding = fixed_length_tokenizer(export.path(entry["file"]), entry).encode(text)
+def _tokenize(tokenizer: Any, text: str) -> tuple[np.ndarray, np.ndarray]:
+    encoding = tokenizer.encode(text)
     return np.asarray([encoding.ids], dtype=np.int64), np.asarray([encoding.attention_mask], dtype=np.int64)
 
 
 def llava_embeddings(
-    export: ExportDir, image: object, prompt: str, interleave: int, encoder: Backend
+    export: ExportDir, image: object, prompt: str, interleave: int, encoder: Backend, tokenizer: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One prompt with one PIL image -> (``[1, tokens, width]`` float32 embeddings, ``[1, tokens]`` int64 mask)."""
+    """One prompt with one PIL image -> (``[1, tokens, width]`` float32 embeddings, ``[1, tokens]`` int64 mask);
+    ``tokenizer``: the export's LLaVA tokenizer (:func:`fixed_length_tokenizer`)."""
     settings = export.manifest["pipeline"][LLAVA_PROMPTS]
-    ids, mask = _tokenize(export, settings["tokenizer"], settings["template"]["template"].format(prompt))
+    ids, mask = _tokenize(tokenizer, settings["template"]["template"].format(prompt))
     spec = export.submodel(LLAVA_ENCODER)
     pixel_dtype = np.dtype(spec.inputs[1]["dtype"])
     feed = {
@@ -82,10 +85,9 @@ def llava_embeddings(
     return crop(hidden, ids, mask, settings, interleave)
 
 
-def pooled_embedding(export: ExportDir, prompt: str, encoder: Backend) -> np.ndarray:
-    """CLIP's pooled embedding of ``prompt``, ``[1, width]`` float32."""
-    settings = export.manifest["pipeline"][LLAVA_PROMPTS]
-    ids, _ = _tokenize(export, settings["tokenizer_2"], prompt)
+def pooled_embedding(export: ExportDir, prompt: str, encoder: Backend, tokenizer: Any) -> np.ndarray:
+    """CLIP's pooled embedding of ``prompt``, ``[1, width]`` float32; ``tokenizer``: the export's CLIP one."""
+    ids, _ = _tokenize(tokenizer, prompt)
     spec = export.submodel(POOLED_ENCODER)
     return encoder.run({spec.inputs[0]["name"]: ids})[spec.outputs[0]["name"]].astype(np.float32)
 
@@ -108,14 +110,19 @@ def llava_prompt_conditioning(
     settings, video = pipeline[LLAVA_PROMPTS], pipeline["video"]
     encoder = encoder or open_backend(export, LLAVA_ENCODER)
     pooled_encoder = pooled_encoder or open_backend(export, POOLED_ENCODER)
+    # each tokenizer read once for both prompts (a real Llama tokenizer.json is megabytes)
+    tokenizer, tokenizer_2 = (
+        fixed_length_tokenizer(export.path(settings[key]["file"]), settings[key])
+        for key in ("tokenizer", "tokenizer_2")
+    )
     black = PIL.Image.new("RGB", (video["width"], video["height"]), 0)
     out: dict[str, np.ndarray] = {}
     for half, picture, text, interleave in (
         (0, image, prompt, settings["image_embed_interleave"]),
         (1, black, negative_prompt, settings["negative_image_embed_interleave"]),
     ):
-        embeds, mask = llava_embeddings(export, picture, text, interleave, encoder)
+        embeds, mask = llava_embeddings(export, picture, text, interleave, encoder, tokenizer)
         out[GUIDED_INPUTS["encoder_hidden_states"][half]] = embeds
         out[GUIDED_INPUTS["encoder_attention_mask"][half]] = mask
-        out[GUIDED_INPUTS["pooled_projections"][half]] = pooled_embedding(export, text, pooled_encoder)
+        out[GUIDED_INPUTS["pooled_projections"][half]] = pooled_embedding(export, text, pooled_encoder, tokenizer_2)
     return out
