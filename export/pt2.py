@@ -42,7 +42,7 @@ def check_parity(
             ref = reference(*args)
             out = artifact(*args)
             out = out[0] if isinstance(out, (tuple, list)) else out
-            rows.append({"name": case.name, **compare(ref.double().numpy(), out.double().numpy(), tol)})
+            rows.append({"name": case.name, **compare(ref.double().cpu().numpy(), out.double().cpu().numpy(), tol)})
     if not all(r["passed"] for r in rows):
         raise ParityError(f"{name} does not match PyTorch within {tol}: {rows}")
     return {"backend": name, "tolerance": tol, "cases": rows, "passed": True}

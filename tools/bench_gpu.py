@@ -1,0 +1,180 @@
+"""DyMoS cost on a CUDA GPU at production size, in PyTorch: one real-width transformer block, stock vs each strategy.
+
+Why this shape: the CPU benchmarks (``tools/bench.py``) measure the exported graphs on onnxruntime; a GPU user of
+``dymos.patch`` runs PyTorch's CUDA attention kernels instead, where the strategies differ most: the mask strategy
+takes the memory-efficient kernel and an ``[B, 1, L, L]`` mask, the split strategy a key-only mask, and the fold
+strategy no mask at all, so the flash / cuDNN kernels stay usable (head dim padded to a multiple of 8). The model
+is the real ``WanTransformer3DModel`` at the width of a real checkpoint config (default Wan 2.1 I2V 14B: 40 heads x
+128, FFN 13824) with one layer, random weights, bf16, batch 2 (classifier-free guidance), at the token counts of
+81-frame 480p and 720p videos. Per-layer cost ratios carry over to the full 40-layer model, whose other work
+(embeddings, VAE) DyMoS does not touch.
+
+Stock and every strategy are timed side by side in one process, round-robin with the order rotated per round
+(CUDA events, after warm-up); each round gives one ratio per strategy and the reported ratio is the median over
+rounds. Peak memory is CUDA's high-water mark of one forward above what the weights and inputs already hold.
+
+    python tools/bench_gpu.py [--config PATH] [--sizes 480p,720p] [--rounds 7] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT.parent / "shared" / "configs" / "wan2.1-i2v-14b-480p.json"
+STRENGTH = 2.0
+BATCH = 2
+# Latent (frames, height, width) of an 81-frame video (Wan VAE: 4x temporal, 8x spatial); patch (1, 2, 2).
+SIZES: dict[str, tuple[int, int, int]] = {"480p": (21, 60, 104), "720p": (21, 90, 160)}
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "stock": None,
+    "mask": {"strategy": "mask"},
+    "split": {"strategy": "split"},
+    "fold": {"strategy": "fold"},
+    "fold_pad8": {"strategy": "fold", "fold_pad_to": 8},
+}
+
+
+def _model(config_path: Path, layers: int) -> Any:
+    import diffusers
+    import torch
+
+    entry = json.loads(config_path.read_text())["denoiser"]
+    config = {**entry["config"], "num_layers": layers}
+    with torch.device("cuda"):
+        torch.manual_seed(0)
+        model = getattr(diffusers, entry["class"]).from_config(config)
+    return model.to(torch.bfloat16).eval(), config
+
+
+def _inputs(config: dict[str, Any], size: tuple[int, int, int]) -> dict[str, Any]:
+    import torch
+
+    from dymos.inputs import example_inputs
+
+    frames, height, width = size
+    inputs = example_inputs("wan", config, batch=BATCH, frames=frames, height=height, width=width)
+    return {
+        k: (v.to("cuda", torch.bfloat16) if v.is_floating_point() and k != "timestep" else v.to("cuda"))
+        if isinstance(v, torch.Tensor)
+        else v
+        for k, v in inputs.items()
+    }
+
+
+def _forward(model: Any, inputs: dict[str, Any], variant: dict[str, Any] | None) -> float:
+    """One forward under ``variant`` (None: stock); milliseconds by CUDA events."""
+    import contextlib
+
+    import torch
+
+    import dymos
+
+    ctx = contextlib.nullcontext() if variant is None else dymos.patch(model, [STRENGTH] * BATCH, **variant)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    with ctx, torch.no_grad():
+        torch.cuda.synchronize()
+        start.record()
+        model(**inputs)
+        end.record()
+        torch.cuda.synchronize()
+    return start.elapsed_time(end)
+
+
+def _peak_bytes(model: Any, inputs: dict[str, Any], variant: dict[str, Any] | None) -> int:
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    held = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    _forward(model, inputs, variant)
+    return torch.cuda.max_memory_allocated() - held
+
+
+def measure(model: Any, inputs: dict[str, Any], rounds: int, warmup: int = 2) -> dict[str, Any]:
+    names = list(VARIANTS)
+    for _ in range(warmup):
+        for name in names:
+            _forward(model, inputs, VARIANTS[name])
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            times[name].append(_forward(model, inputs, VARIANTS[name]))
+    peaks = {name: _peak_bytes(model, inputs, VARIANTS[name]) for name in names}
+    rows = {}
+    for name in names:
+        ratios = [t / s for t, s in zip(times[name], times["stock"])]
+        rows[name] = {
+            "median_ms": statistics.median(times[name]),
+            "ratio_vs_stock": statistics.median(ratios),
+            "peak_extra_gib": peaks[name] / 2**30,
+            "peak_ratio_vs_stock": peaks[name] / peaks["stock"],
+        }
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a shared/configs JSON (Wan family)")
+    parser.add_argument("--sizes", default="480p,720p", help=f"comma-separated, of {', '.join(SIZES)}")
+    parser.add_argument("--layers", type=int, default=1, help="transformer blocks (default 1)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed round-robin rounds (default 7)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("bench_gpu: no CUDA GPU (torch.cuda.is_available() is False); nothing measured", file=sys.stderr)
+        return 2
+    if not args.config.is_file():
+        print(f"bench_gpu: config not found: {args.config} (pass --config)", file=sys.stderr)
+        return 2
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
+    model, config = _model(args.config, args.layers)
+    heads, head_dim = config["num_attention_heads"], config["attention_head_dim"]
+    result: dict[str, Any] = {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": args.config.name,
+        "layers": args.layers,
+        "heads_x_dim": f"{heads}x{head_dim}",
+        "batch": BATCH,
+        "strength": STRENGTH,
+        "dtype": "bf16",
+        "rounds": args.rounds,
+        "sizes": {},
+    }
+    print(f"{result['gpu']}  torch {result['torch']}  {args.config.name}: {args.layers} layer(s), {heads}x{head_dim}")
+    for size in sizes:
+        frames, height, width = SIZES[size]
+        tokens = frames * (height // 2) * (width // 2)
+        rows = measure(model, _inputs(config, SIZES[size]), args.rounds)
+        result["sizes"][size] = {"tokens": tokens, "variants": rows}
+        print(f"\n{size}: L = {tokens} tokens, batch {BATCH}")
+        print(f"{'variant':<10} {'median ms':>10} {'x stock':>8} {'peak GiB':>9} {'x stock':>8}")
+        for name, row in rows.items():
+            print(
+                f"{name:<10} {row['median_ms']:>10.1f} {row['ratio_vs_stock']:>8.3f} "
+                f"{row['peak_extra_gib']:>9.2f} {row['peak_ratio_vs_stock']:>8.2f}"
+            )
+        torch.cuda.empty_cache()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
