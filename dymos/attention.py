@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-STRATEGIES: tuple[str, ...] = ("mask", "split", "fold")
+STRATEGIES: tuple[str, ...] = ("mask", "split", "fold")  # exportable: public ops only
+# PyTorch-eager only (``dymos.patch`` in a diffusers pipeline): they call attention kernels that also return the
+# log-sum-exp, which no exporter takes. ``merge`` costs what stock attention costs on a GPU (tools/bench_gpu.py).
+EAGER_STRATEGIES: tuple[str, ...] = ("merge",)
 REFERENCE_STRATEGY = "naive"  # explicit logits + softmax: selectable for tests and debugging, never fast
 DEFAULT_STRATEGY = "split"
 
@@ -144,10 +147,76 @@ def _fold_attention(q, k, v, s, span, attn_mask, scale, pad_to: int = 1):
     return out[..., :head_dim]
 
 
+# (dtype, head dim) where cuDNN's attention kernel refused the call: flash from then on.
+_CUDNN_REFUSED: set[tuple[torch.dtype, int]] = set()
+
+
+def _attention_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unmasked attention and each query's log-sum-exp of its logits (fp32 ``[B, H, Lq]``).
+
+    The kernels are those SDPA itself dispatches to, called directly because only they return the log-sum-exp:
+    flash on CPU; on CUDA cuDNN's (what stock SDPA runs for half precision on Hopper) or flash for half precision,
+    the memory-efficient kernel for fp32. CUDA's fused kernels want a head dim that is a multiple of 8: zero
+    channels are appended to q, k and v (they add nothing to the logits) and cut from the output.
+    """
+    head_dim = q.shape[-1]
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    if q.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, scale=scale)
+        return out, lse.float()
+    pad = (-head_dim) % 8
+    if pad:
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+    half = q.dtype in (torch.float16, torch.bfloat16)
+    out = lse = None
+    if half and (q.dtype, q.shape[-1]) not in _CUDNN_REFUSED:
+        try:
+            out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, scale=scale)[:2]
+        except RuntimeError:
+            _CUDNN_REFUSED.add((q.dtype, q.shape[-1]))
+    if out is None and half and q.shape[-1] <= 256:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, scale=scale)[:2]
+    elif out is None:
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, scale=scale)[:2]
+    lse = lse.reshape(*lse.shape[:2], -1)[..., : q.shape[-2]]  # cuDNN: [B, H, L, 1]; efficient: padded L
+    return out[..., :head_dim], lse.float()
+
+
+def _merge_attention(q, k, v, s, span, attn_mask, scale):
+    """Attention over the key blocks before, at and after the reference frame, merged by their log-sum-exps.
+
+    For a biased query every reference-frame logit moves by the same ``-s``, which is a shift of that block's
+    log-sum-exp alone, so the merge is exact with unmasked kernels over the very keys stock attention reads: no
+    mask, no extra channel. A model that passes its own mask (HunyuanVideo's padded text) takes ``split`` instead.
+    """
+    if attn_mask is not None:
+        return _split_attention(q, k, v, s, span, attn_mask, scale)
+    r, _ = reference_indicators(span, q.shape[-2], torch.float32, q.device)
+    length = k.shape[-2]
+    blocks = [(0, span.video_start), (span.video_start, span.biased_start), (span.biased_start, length)]
+    outs, lses = [], []
+    for index, (start, end) in enumerate(blocks):
+        if end <= start:
+            continue
+        out, lse = _attention_with_lse(q, k[:, :, start:end], v[:, :, start:end], scale)
+        if index == 1:  # the reference frame's keys: the bias on the rows it applies to
+            lse = lse - s.float()[:, None, None] * r[None, None, :]
+        outs.append(out)
+        lses.append(lse)
+    total = torch.logsumexp(torch.stack(lses), dim=0)
+    merged = torch.zeros((*q.shape[:-1], v.shape[-1]), dtype=torch.float32, device=q.device)
+    for out, lse in zip(outs, lses):
+        merged.addcmul_(out, torch.exp(lse - total)[..., None])
+    return merged.to(q.dtype)
+
+
 _IMPLEMENTATIONS = {
     "mask": _mask_attention,
     "split": _split_attention,
     "fold": _fold_attention,
+    "merge": _merge_attention,
     "naive": lambda q, k, v, s, span, attn_mask, scale: naive_attention(q, k, v, s, span, attn_mask, scale),
 }
 
@@ -177,7 +246,9 @@ def biased_attention(
 ) -> torch.Tensor:
     """Scaled-dot-product attention with the DyMoS bias, by the chosen exact strategy."""
     if strategy not in _IMPLEMENTATIONS:
-        raise ValueError(f"unknown DyMoS strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"unknown DyMoS strategy {strategy!r}; choose one of {', '.join((*STRATEGIES, *EAGER_STRATEGIES))}"
+        )
     s = expand_strength(strength, q.shape[0]).to(q.dtype)
     if strategy == "fold":
         return _fold_attention(q, k, v, s, span, attn_mask, scale, pad_to=fold_pad_to)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from dymos import __version__
-from dymos.attention import STRATEGIES
+from dymos.attention import EAGER_STRATEGIES, STRATEGIES
 from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.layouts import FAMILIES, layout_for, patch_sizes
 from dymos.manifest import (
@@ -235,6 +235,11 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     if options.precision not in PRECISIONS:
         raise ExportError(f"unknown precision {options.precision!r}; choose from {', '.join(PRECISIONS)}")
     strategy = options.strategy or default_strategy(options.opset)
+    if strategy in EAGER_STRATEGIES:
+        raise ExportError(
+            f"strategy {strategy!r} runs in PyTorch eager only (its kernels return a log-sum-exp that no exporter "
+            f"takes); choose from {', '.join(STRATEGIES)}"
+        )
     if strategy not in STRATEGIES:
         raise ExportError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if strategy == "split" and options.opset >= 23:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dymos.attention import STRATEGIES, ReferenceSpan, biased_attention, naive_attention, reference_indicators
+from dymos.attention import (
+    EAGER_STRATEGIES,
+    STRATEGIES,
+    ReferenceSpan,
+    biased_attention,
+    naive_attention,
+    reference_indicators,
+)
 from tests.conftest import FP32_ATOL
 
 # (name, sequence length, span): video only (Wan, LTX), text first (CogVideoX), text after (HunyuanVideo), and
@@ -17,6 +24,7 @@ SPANS = {
     "temporal": (5, ReferenceSpan(video_start=0, tokens_per_frame=1, video_tokens=5)),
 }
 STRENGTHS = (0.0, 0.5, 2.0, -1.0)
+ALL_STRATEGIES = (*STRATEGIES, *EAGER_STRATEGIES)
 
 
 def _qkv(batch: int, length: int, heads: int = 2, dim: int = 16, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -32,7 +40,7 @@ def _key_mask(batch: int, length: int, kind: str) -> torch.Tensor | None:
     return keep if kind == "bool" else torch.where(keep, 0.0, -1e4)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 @pytest.mark.parametrize("layout", sorted(SPANS))
 @pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
 def test_strategy_matches_naive(strategy: str, layout: str, mask_kind: str) -> None:
@@ -45,7 +53,7 @@ def test_strategy_matches_naive(strategy: str, layout: str, mask_kind: str) -> N
     torch.testing.assert_close(out, ref, atol=FP32_ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_mixed_batch_items_equal_single_runs(strategy: str) -> None:
     length, span = SPANS["text_after"]
     q, k, v = _qkv(4, length, seed=1)
@@ -68,7 +76,7 @@ def test_explicit_scale_is_honoured() -> None:
     length, span = SPANS["text_first"]
     q, k, v = _qkv(2, length)
     s = torch.tensor([2.0, 2.0])
-    for strategy in STRATEGIES:
+    for strategy in ALL_STRATEGIES:
         out = biased_attention(q, k, v, s, span, strategy, scale=0.3)
         torch.testing.assert_close(out, naive_attention(q, k, v, s, span, scale=0.3), atol=FP32_ATOL, rtol=0)
 

@@ -19,7 +19,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import dymos
-from dymos.attention import STRATEGIES
+from dymos.attention import EAGER_STRATEGIES, STRATEGIES
 from dymos.tiny import TINY_CASES, TinyCase
 from tests.conftest import FP32_ATOL
 
@@ -31,6 +31,7 @@ pytestmark = [
 CUDA = "cuda"
 STRENGTHS: tuple[Any, ...] = (0.5, 2.0, -1.0, [0.0, 0.5, 2.0, -1.0])  # each alone, then one mixed batch
 BATCH = 4
+ALL_STRATEGIES = (*STRATEGIES, *EAGER_STRATEGIES)
 # bf16 bound: the DyMoS output in bf16 may differ from the fp32 naive reference by at most this multiple of the
 # stock model's own bf16-vs-fp32 difference on the same inputs (bf16 rounding, not the method, sets the scale).
 BF16_ERROR_FACTOR = 2.0
@@ -73,7 +74,7 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_cuda_strength_zero_is_the_stock_model_bit_for_bit(case_name: str, strategy: str, dtype: torch.dtype) -> None:
     model, inputs = _on_gpu(TINY_CASES[case_name], dtype)
     stock = _run(model, inputs)
@@ -86,7 +87,7 @@ def test_cuda_strength_zero_is_the_stock_model_bit_for_bit(case_name: str, strat
     assert torch.equal(_run(model, inputs), stock)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_cuda_strategies_match_the_naive_reference_in_fp32(case_name: str, strategy: str) -> None:
     model, inputs = _on_gpu(TINY_CASES[case_name], torch.float32)
     for s in STRENGTHS:
@@ -97,7 +98,7 @@ def test_cuda_strategies_match_the_naive_reference_in_fp32(case_name: str, strat
         torch.testing.assert_close(out, reference, atol=FP32_ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_cuda_bf16_adds_no_error_beyond_bf16s_own(case_name: str, strategy: str) -> None:
     case = TINY_CASES[case_name]
     model32, inputs32 = _on_gpu(case, torch.float32)
@@ -116,13 +117,17 @@ def test_cuda_bf16_adds_no_error_beyond_bf16s_own(case_name: str, strategy: str)
 
 
 @pytest.mark.parametrize("name", ["wan21", "wan22"])
-def test_cuda_fold_runs_on_flash_attention_alone(name: str) -> None:
+def test_cuda_fold_and_merge_run_on_flash_attention_alone(name: str) -> None:
     """Flash attention takes no mask: only the fold strategy (bias folded into one padded q/k channel) runs there.
 
-    The tiny Wan's head dim (12) is raised to 16 so that the stock model itself is flash-eligible (multiple of 8).
+    The ``merge`` strategy calls the flash kernel itself. The tiny Wan's head dim (12) is raised to 16 so that the
+    stock model itself is flash-eligible (a multiple of 8).
     """
     case = TINY_CASES[name]
+    heads = case.config["num_attention_heads"]
     config = {**case.config, "attention_head_dim": 16}
+    if config["added_kv_proj_dim"] is not None:  # Wan 2.1's image-context projections take the model width
+        config["added_kv_proj_dim"] = heads * 16
     model16, inputs16 = _on_gpu(case, torch.bfloat16, config)
     model32, inputs32 = _on_gpu(case, torch.float32, config)
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
@@ -131,9 +136,12 @@ def test_cuda_fold_runs_on_flash_attention_alone(name: str) -> None:
     for s in STRENGTHS:
         with dymos.patch(model32, s, strategy="naive"):
             reference = _run(model32, inputs32)
-        with dymos.patch(model16, s, strategy="fold", fold_pad_to=8), sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-            err = _max_err(_run(model16, inputs16), reference)
-        assert err <= BF16_ERROR_FACTOR * stock_err, f"strength {s}: {err:.3e} vs stock's bf16 error {stock_err:.3e}"
+        for strategy, options in (("fold", {"fold_pad_to": 8}), ("merge", {})):
+            with dymos.patch(model16, s, strategy=strategy, **options), sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                err = _max_err(_run(model16, inputs16), reference)
+            assert err <= BF16_ERROR_FACTOR * stock_err, (
+                f"{strategy} at strength {s}: {err:.3e} vs stock's bf16 error {stock_err:.3e}"
+            )
     with dymos.patch(model16, 2.0, strategy="mask"), sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
         with pytest.raises(RuntimeError, match="No available kernel"):
             _run(model16, inputs16)
@@ -156,6 +164,9 @@ def test_cuda_aotinductor_package_keeps_the_strength_live(tmp_path: Path) -> Non
     wrapper = StrengthInputDenoiser(case.build().to(CUDA), spec, strategy=default_strategy(20)).eval()
     sample = next(c for c in cases if c.name == "mixed_batch")
     program = export_program(wrapper, spec, list(sample.inputs.values()))
+    tensors = {**program.state_dict, **program.constants}
+    off_gpu = sorted(n for n, t in tensors.items() if isinstance(t, torch.Tensor) and t.device.type != "cuda")
+    assert not off_gpu, f"the CUDA program holds tensors elsewhere: {off_gpu}"
     path = tmp_path / pt2.artifact_name("aoti")
     pt2.compile_aoti(program, path)
     report = pt2.check_parity("aoti", pt2.load_aoti(path), wrapper, cases, "fp32")

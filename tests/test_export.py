@@ -181,6 +181,7 @@ def test_torchscript_is_recorded_as_unavailable_where_the_model_does_not_trace(t
         ({"height": 60}, ExportError, "multiple of 16"),
         ({"formats": ("onnx", "tflite")}, ExportError, "unknown format"),
         ({"opset": 23, "strategy": "split"}, ExportError, "query-broadcast"),
+        ({"strategy": "merge"}, ExportError, "PyTorch eager only"),
         ({"precision": "int8"}, ExportError, "unknown precision"),
         pytest.param(
             {"precision": "bf16"},

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import dymos
-from dymos.attention import STRATEGIES
+from dymos.attention import EAGER_STRATEGIES, STRATEGIES
 from dymos.layouts import UnsupportedModelError
 from dymos.probe import attention_mass
 from dymos.tiny import TINY_CASES
@@ -28,7 +28,7 @@ def model_and_inputs(case_name: str) -> tuple[torch.nn.Module, dict]:
     return case.build(), case.inputs(batch=len(STRENGTHS))
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", (*STRATEGIES, *EAGER_STRATEGIES))
 def test_strength_zero_is_the_stock_model_bit_for_bit(model_and_inputs, strategy: str) -> None:
     model, inputs = model_and_inputs
     stock = _run(model, inputs)
@@ -44,7 +44,7 @@ def test_strength_zero_is_the_stock_model_bit_for_bit(model_and_inputs, strategy
     assert torch.equal(_run(model, inputs), stock)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", (*STRATEGIES, *EAGER_STRATEGIES))
 def test_strategies_match_the_naive_reference(model_and_inputs, strategy: str) -> None:
     model, inputs = model_and_inputs
     for s in (*STRENGTHS, STRENGTHS):  # each strength alone, then one mixed batch

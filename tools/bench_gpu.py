@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "split": {"strategy": "split"},
     "fold": {"strategy": "fold"},
     "fold_pad8": {"strategy": "fold", "fold_pad_to": 8},
+    "merge": {"strategy": "merge"},
 }
 
 
@@ -121,12 +122,82 @@ def measure(model: Any, inputs: dict[str, Any], rounds: int, warmup: int = 2) ->
     return rows
 
 
+def kernel_times(heads: int, head_dim: int, size: tuple[int, int, int], rounds: int) -> dict[str, Any]:
+    """One attention call at the size's shape (bf16, batch 2): SDPA under each backend, and each strategy.
+
+    Why: the block ratios above depend on which kernel each path reaches; this says which kernels there are and
+    what they cost on this GPU. A backend that refuses the shape is reported with its error, not timed.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from dymos import attention
+
+    frames, height, width = size
+    per_frame = (height // 2) * (width // 2)
+    length = frames * per_frame
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(BATCH, heads, length, head_dim, generator=g, device="cuda", dtype=torch.bfloat16) for _ in range(3)
+    )
+    s = torch.full((BATCH,), STRENGTH, device="cuda")
+    span = attention.ReferenceSpan(0, per_frame, length)
+
+    def sdpa(backend: Any) -> Any:
+        def run() -> Any:
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(q, k, v)
+
+        return run
+
+    calls = {
+        "sdpa_default": lambda: F.scaled_dot_product_attention(q, k, v),
+        "sdpa_cudnn": sdpa(SDPBackend.CUDNN_ATTENTION),
+        "sdpa_flash": sdpa(SDPBackend.FLASH_ATTENTION),
+        "sdpa_efficient": sdpa(SDPBackend.EFFICIENT_ATTENTION),
+        **{
+            f"dymos_{name}": (
+                lambda variant=variant: attention.biased_attention(
+                    q, k, v, s, span, variant["strategy"], fold_pad_to=variant.get("fold_pad_to", 1)
+                )
+            )
+            for name, variant in VARIANTS.items()
+            if variant is not None
+        },
+    }
+    rows: dict[str, Any] = {}
+    for name, call in calls.items():
+        try:
+            for _ in range(2):
+                call()
+            times = []
+            for _ in range(rounds):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                call()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            rows[name] = {"median_ms": statistics.median(times)}
+        except RuntimeError as err:
+            rows[name] = {"refused": str(err).splitlines()[0][:160]}
+        torch.cuda.empty_cache()
+    base = rows["sdpa_default"].get("median_ms")
+    for row in rows.values():
+        if base and "median_ms" in row:
+            row["ratio_vs_sdpa_default"] = row["median_ms"] / base
+    rows["merge_cudnn_refused"] = sorted(f"{dtype}/{dim}" for dtype, dim in attention._CUDNN_REFUSED)
+    return {"tokens": length, "kernels": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a shared/configs JSON (Wan family)")
     parser.add_argument("--sizes", default="480p,720p", help=f"comma-separated, of {', '.join(SIZES)}")
     parser.add_argument("--layers", type=int, default=1, help="transformer blocks (default 1)")
     parser.add_argument("--rounds", type=int, default=7, help="timed round-robin rounds (default 7)")
+    parser.add_argument("--kernels", action="store_true", help="also time single attention calls per kernel")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -171,6 +242,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['peak_extra_gib']:>9.2f} {row['peak_ratio_vs_stock']:>8.2f}"
             )
         torch.cuda.empty_cache()
+        if args.kernels:
+            kernels = kernel_times(heads, head_dim, SIZES[size], args.rounds)
+            result["sizes"][size]["attention_call"] = kernels
+            print(f"\n{size}: one attention call [{BATCH}, {heads}, {tokens}, {head_dim}] bf16")
+            for name, row in kernels["kernels"].items():
+                if name == "merge_cudnn_refused":
+                    print(f"merge: cuDNN refused for {row or 'nothing'}")
+                elif "median_ms" in row:
+                    print(f"{name:<16} {row['median_ms']:>9.2f} ms {row['ratio_vs_sdpa_default']:>7.3f}x")
+                else:
+                    print(f"{name:<16} refused: {row['refused']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
