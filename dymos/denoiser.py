@@ -16,7 +16,14 @@ from typing import Any
 
 import torch
 
-from dymos.attention import DEFAULT_STRATEGY, EAGER_STRATEGIES, REFERENCE_STRATEGY, STRATEGIES, biased_attention
+from dymos.attention import (
+    AUTO_STRATEGY,
+    DEFAULT_STRATEGY,
+    EAGER_STRATEGIES,
+    REFERENCE_STRATEGY,
+    STRATEGIES,
+    biased_attention,
+)
 from dymos.layouts import FamilyLayout, TokenGrid, layout_for, token_grid
 from dymos.processor import DyMoSAttnProcessor
 from dymos.schedule import per_item, validate_strength
@@ -51,8 +58,8 @@ class DyMoSDenoiser:
         fold_pad_to: int = 1,
         step_multiplier: StepMultiplier | None = None,
     ) -> None:
-        if strategy not in (*STRATEGIES, *EAGER_STRATEGIES, REFERENCE_STRATEGY):
-            choices = ", ".join((*STRATEGIES, *EAGER_STRATEGIES))
+        if strategy not in (AUTO_STRATEGY, *STRATEGIES, *EAGER_STRATEGIES, REFERENCE_STRATEGY):
+            choices = ", ".join((AUTO_STRATEGY, *STRATEGIES, *EAGER_STRATEGIES))
             raise ValueError(f"unknown DyMoS strategy {strategy!r}; choose one of {choices}")
         self.model = model
         self.layout: FamilyLayout = layout_for(model)

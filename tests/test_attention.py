@@ -12,6 +12,7 @@ from dymos.attention import (
     biased_attention,
     naive_attention,
     reference_indicators,
+    resolve_strategy,
 )
 from tests.conftest import FP32_ATOL
 
@@ -103,3 +104,14 @@ def test_unknown_strategy_is_an_error() -> None:
     q, k, v = _qkv(1, 24)
     with pytest.raises(ValueError, match="mask, split, fold"):
         biased_attention(q, k, v, torch.tensor([1.0]), SPANS["video_only"][1], "flash")
+
+
+def test_auto_is_split_on_cpu() -> None:
+    """``auto`` (the patch default) picks ``merge`` for CUDA tensors only (tests/test_cuda.py); on CPU it is split."""
+    length, span = SPANS["text_first"]
+    q, k, v = _qkv(2, length)
+    s = torch.tensor([2.0, 0.5])
+    assert resolve_strategy("auto", q) == "split" and resolve_strategy("fold", q) == "fold"
+    assert torch.equal(biased_attention(q, k, v, s, span, "auto"), biased_attention(q, k, v, s, span, "split"))
+    with pytest.raises(ValueError, match="unknown DyMoS strategy 'bogus'; choose one of auto, mask"):
+        biased_attention(q, k, v, s, span, "bogus")
