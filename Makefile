@@ -13,7 +13,7 @@ MODEL ?=
 OUT ?= build
 EXPORT_ARGS ?=
 
-.PHONY: help setup test test-slow test-gpu lint format export bench train sweep clean
+.PHONY: help setup test test-slow test-gpu lint format export bench bench-gpu train sweep clean
 
 help:
 	@echo "make setup      create $(VENV) (CPU torch; GPU=1 adds onnxruntime-gpu + TensorRT)"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint       ruff"
 	@echo "make export     export the default model (MODEL=<tiny:case|checkpoint dir>, EXPORT_ARGS=...)"
 	@echo "make bench      benchmarks (ratios measured side by side)"
+	@echo "make bench-gpu  DyMoS cost on a CUDA GPU in PyTorch (tools/bench_gpu.py; BENCH_GPU_ARGS=...)"
 	@echo "make train      retrain the shipped sprite model (60 min on 2 cores; TRAIN_ARGS=...)"
 	@echo "make sweep      the motion-slider sweep of the shipped model (exports it first; SWEEP_ARGS=...)"
 
@@ -61,6 +62,9 @@ BENCH_ARGS ?=
 bench: setup
 	$(PY) tools/bench.py $(BENCH_ARGS)
 	$(PY) tools/bench_runtime.py
+
+bench-gpu: setup
+	$(PY) tools/bench_gpu.py --kernels $(BENCH_GPU_ARGS)
 
 TRAIN_ARGS ?=
 SWEEP_ARGS ?=
