@@ -134,10 +134,11 @@ def _betas(config: Mapping[str, Any], scaled_linear_dtype: type[np.floating]) ->
     raise ValueError(f"beta_schedule={schedule!r} is not supported (linear, scaled_linear, squaredcos_cap_v2)")
 
 
-def _log32(x: np.floating) -> np.float32:
-    """float32 log of a schedule scalar, correctly rounded (torch's float32 log may be an ulp off)."""
+def _log32(x: np.floating | np.ndarray) -> np.float32 | np.ndarray:
+    """float32 log of schedule values, correctly rounded (torch's float32 log may be an ulp off)."""
     with np.errstate(divide="ignore"):
-        return np.float32(np.log(np.float64(x)))
+        logs = np.log(np.asarray(x, dtype=np.float64)).astype(np.float32)
+    return logs[()] if logs.ndim == 0 else logs
 
 
 def _expm1_32(x: np.floating) -> np.float32:
@@ -381,18 +382,22 @@ class UniPCMultistepScheduler(_Scheduler):
         self.timesteps = (s * n_train).astype(np.int64)
         last = s[-1] if c["final_sigmas_type"] == "sigma_min" else 0
         self.sigmas = np.concatenate([s, [last]]).astype(np.float32)
+        # log-SNR per sigma, log(alpha) - log(sigma) with alpha = 1 - sigma, each log correctly rounded to float32
+        # (see _log32), once per schedule instead of twice per sigma per update
+        with np.errstate(divide="ignore"):
+            self._lambdas = _log32(np.float32(1) - self.sigmas) - _log32(self.sigmas)
         self.num_inference_steps = len(self.timesteps)
         self._reset()
 
     def _lambda(self, index: int) -> np.float32:
-        """log-SNR of the flow sigma: log(alpha) - log(sigma) with alpha = 1 - sigma (float32, as diffusers)."""
-        sigma = self.sigmas[index]
-        return _log32(np.float32(1) - sigma) - _log32(sigma)
+        """log-SNR of the flow sigma (float32, as diffusers)."""
+        return self._lambdas[index]
 
     def _terms(
-        self, t: int, s0: int, history: list[int], order: int
-    ) -> tuple[list[np.float32], np.ndarray, np.ndarray, np.float32, np.float32]:
-        """rk ratios, the Vandermonde system (R, b), h*phi_1 and B(h) of one UniPC update from s0 to t."""
+        self, t: int, s0: int, history: list[int], order: int, system: bool = True
+    ) -> tuple[list[np.float32], np.ndarray | None, np.ndarray | None, np.float32, np.float32]:
+        """rk ratios, the Vandermonde system (R, b), h*phi_1 and B(h) of one UniPC update from s0 to t
+        (``system=False``: R and b are None, for updates that do not solve it)."""
         # Infinite or zero h occur at the ends of the schedule (sigma 0, or a repeated final sigma_min); the
         # non-finite terms they give are then unused or multiplied away, exactly as in diffusers.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -403,6 +408,8 @@ class UniPCMultistepScheduler(_Scheduler):
             h_phi_1 = _expm1_32(hh)
             h_phi_k = h_phi_1 / hh - np.float32(1)
             b_h = hh if self.config["solver_type"] == "bh1" else _expm1_32(hh)
+            if not system:
+                return rks, None, None, h_phi_1, b_h
             r_vec = np.array([*rks, 1.0], dtype=np.float32)
             rows, b = [], []
             factorial = 1
@@ -433,7 +440,8 @@ class UniPCMultistepScheduler(_Scheduler):
     def _predictor(self, x: np.ndarray, order: int) -> np.ndarray:
         i = self._step_index
         m0 = self._model_outputs[-1]
-        rks, r_mat, b, h_phi_1, b_h = self._terms(i + 1, i, [i - k for k in range(1, order)], order)
+        # order <= 2 predicts with the fixed rho 0.5: no system to solve
+        rks, r_mat, b, h_phi_1, b_h = self._terms(i + 1, i, [i - k for k in range(1, order)], order, order > 2)
         x_t = self._base_update(x, m0, i + 1, i, h_phi_1)
         if order > 1:
             if order == 2:
@@ -443,7 +451,7 @@ class UniPCMultistepScheduler(_Scheduler):
             res = self._weighted(rhos, self._differences(m0, rks))
             alpha_t = np.float32(1) - self.sigmas[i + 1]
             x_t = x_t - _like(alpha_t * b_h, res) * res
-        return x_t.astype(x.dtype)
+        return x_t.astype(x.dtype, copy=False)
 
     def _corrector(self, x0_now: np.ndarray, last_sample: np.ndarray, order: int) -> np.ndarray:
         i = self._step_index
@@ -456,7 +464,7 @@ class UniPCMultistepScheduler(_Scheduler):
         if order > 1:
             corr = self._weighted(rhos[:-1], self._differences(m0, rks)) + corr
         alpha_t = np.float32(1) - self.sigmas[i]
-        return (x_t - _like(alpha_t * b_h, corr) * corr).astype(x.dtype)
+        return (x_t - _like(alpha_t * b_h, corr) * corr).astype(x.dtype, copy=False)
 
     def step(
         self,
