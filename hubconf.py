@@ -6,7 +6,7 @@ Keyword-only builders; heavy imports happen inside them so listing entrypoints s
 dependencies = ["torch", "diffusers"]
 
 
-def dymos_denoiser(*, checkpoint: str = "tiny:wan21", strength: float = 0.0, strategy: str = "split", dtype=None):
+def dymos_denoiser(*, checkpoint: str = "tiny:wan21", strength: float = 0.0, strategy: str = "auto", dtype=None):
     """A denoiser with DyMoS installed: ``checkpoint`` is ``tiny:<case>`` or a local diffusers checkpoint dir.
 
     Returns the model; its DyMoS handle (strength knob, ``remove()``) is ``model.dymos``.
@@ -26,7 +26,7 @@ def dymos_pipeline(
     path: str = "sprites",
     strength: float = 2.0,
     fraction: float = 0.2,
-    strategy: str = "split",
+    strategy: str = "auto",
     dtype=None,
     **components,
 ):

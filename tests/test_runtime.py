@@ -21,7 +21,7 @@ from dymos.export.build import ExportOptions, run_export
 from dymos.manifest import ManifestError
 from dymos.models import load_pipeline
 from dymos.prepare import TEXT_MASK_ENTRIES, prepare
-from dymos.runtime.artifacts import ExportDir, FeedError
+from dymos.runtime.artifacts import ExportDir, FeedError, SubmodelSpec
 from dymos.runtime.loop import RunError, RunRequest, RunResult, load_conditioning, sample
 from dymos.schedule import StrengthSchedule
 
@@ -1104,3 +1104,27 @@ def test_tensorrt_backend_matches_onnxruntime(conditioning: Path, tmp_path: Path
     ort_result = sample(export, cond, request, denoiser=open_backend(export, prefer=("onnxruntime",)), stock=None)
     trt_result = sample(export, cond, request, denoiser=open_backend(export, prefer=("tensorrt",)), stock=None)
     np.testing.assert_allclose(trt_result.latents, ort_result.latents, atol=5e-2, rtol=0)  # fp16 engine vs fp32
+
+
+def test_feed_structure_is_checked_once_per_signature_and_the_strength_every_call() -> None:
+    spec = SubmodelSpec(
+        "denoiser",
+        [
+            {"name": "x", "dtype": "float32", "shape": ["batch", 4]},
+            {"name": "motion_strength", "dtype": "float32", "shape": ["batch"]},
+        ],
+        [],
+        {"batch": {"min": 1, "max": 2}},
+    )
+    feed = {"x": np.zeros((2, 4), np.float32), "motion_strength": np.zeros(2, np.float32)}
+    assert spec.check_feed(feed) == {"batch": 2}
+    spec.check_feed(feed)["batch"] = 5  # the sizes handed out are copies: the cache stays as checked
+    assert spec.check_feed(feed) == {"batch": 2} and len(spec._checked) == 1
+    with pytest.raises(FeedError, match="must be finite"):
+        spec.check_feed({**feed, "motion_strength": np.array([0.0, np.nan], np.float32)})
+    with pytest.raises(FeedError, match="dtype float64"):
+        spec.check_feed({**feed, "x": np.zeros((2, 4), np.float64)})
+    with pytest.raises(FeedError, match="outside the exported range"):
+        spec.check_feed({"x": np.zeros((3, 4), np.float32), "motion_strength": np.zeros(3, np.float32)})
+    with pytest.raises(FeedError, match="expected a numpy array"):
+        spec.check_feed({**feed, "x": [[0.0] * 4] * 2})
