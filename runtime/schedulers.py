@@ -141,9 +141,10 @@ def _log32(x: np.floating | np.ndarray) -> np.float32 | np.ndarray:
     return logs[()] if logs.ndim == 0 else logs
 
 
-def _expm1_32(x: np.floating) -> np.float32:
-    """float32 expm1 of a schedule scalar, correctly rounded (torch's may be an ulp off)."""
-    return np.float32(np.expm1(np.float64(x)))
+def _expm1_32(x: np.floating | np.ndarray) -> np.float32 | np.ndarray:
+    """float32 expm1 of schedule values, correctly rounded (torch's may be an ulp off)."""
+    values = np.expm1(np.asarray(x, dtype=np.float64)).astype(np.float32)
+    return values[()] if values.ndim == 0 else values
 
 
 def _like(value: Any, array: np.ndarray) -> np.generic:
@@ -384,41 +385,51 @@ class UniPCMultistepScheduler(_Scheduler):
         self.sigmas = np.concatenate([s, [last]]).astype(np.float32)
         # log-SNR per sigma, log(alpha) - log(sigma) with alpha = 1 - sigma, each log correctly rounded to float32
         # (see _log32), once per schedule instead of twice per sigma per update
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             self._lambdas = _log32(np.float32(1) - self.sigmas) - _log32(self.sigmas)
+        self._tables = self._update_tables()
         self.num_inference_steps = len(self.timesteps)
         self._reset()
 
-    def _lambda(self, index: int) -> np.float32:
-        """log-SNR of the flow sigma (float32, as diffusers)."""
-        return self._lambdas[index]
+    def _update_tables(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per order, the scalar terms of the UniPC update from ``s0`` to ``s0 + 1`` for every ``s0`` at once:
+        ``(rks [n, order-1], R [n, order, order], b [n, order], h*phi_1 [n], B(h) [n])``.
 
-    def _terms(
-        self, t: int, s0: int, history: list[int], order: int, system: bool = True
-    ) -> tuple[list[np.float32], np.ndarray | None, np.ndarray | None, np.float32, np.float32]:
-        """rk ratios, the Vandermonde system (R, b), h*phi_1 and B(h) of one UniPC update from s0 to t
-        (``system=False``: R and b are None, for updates that do not solve it)."""
-        # Infinite or zero h occur at the ends of the schedule (sigma 0, or a repeated final sigma_min); the
-        # non-finite terms they give are then unused or multiplied away, exactly as in diffusers.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam_s0 = self._lambda(s0)
-            h = self._lambda(t) - lam_s0
-            rks = [(self._lambda(si) - lam_s0) / h for si in history]
+        Every update of a step is one of these (the predictor from step i, the corrector from i - 1), so the schedule
+        is worked out in one vectorised pass per run instead of scalar by scalar twice a step; the float32
+        operations are diffusers' own, elementwise, so the values are the ones the scalar form gives. Infinite or
+        zero h at the ends of the schedule (sigma 0, a repeated final sigma_min) give non-finite terms that are then
+        unused or multiplied away, exactly as in diffusers; history before step 0 is NaN and never read.
+        """
+        lam = self._lambdas
+        n = len(lam) - 1
+        s0 = np.arange(n)
+        tables = {}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            h = lam[1:] - lam[:-1]
             hh = -h  # data prediction
             h_phi_1 = _expm1_32(hh)
-            h_phi_k = h_phi_1 / hh - np.float32(1)
             b_h = hh if self.config["solver_type"] == "bh1" else _expm1_32(hh)
-            if not system:
-                return rks, None, None, h_phi_1, b_h
-            r_vec = np.array([*rks, 1.0], dtype=np.float32)
-            rows, b = [], []
-            factorial = 1
-            for k in range(1, order + 1):
-                rows.append(r_vec ** (k - 1))
-                b.append(h_phi_k * factorial / b_h)
-                factorial *= k + 1
-                h_phi_k = h_phi_k / hh - 1 / factorial
-        return rks, np.stack(rows), np.array(b, dtype=np.float32), h_phi_1, b_h
+            for order in range(1, self.config["solver_order"] + 1):
+                columns = [
+                    np.where(s0 >= k, (lam[np.maximum(s0 - k, 0)] - lam[:-1]) / h, np.nan) for k in range(1, order)
+                ]
+                rks = np.stack(columns, axis=1) if columns else np.zeros((n, 0), dtype=np.float32)
+                r_vec = np.concatenate([rks, np.ones((n, 1), dtype=np.float32)], axis=1)
+                r_mat = np.stack([r_vec ** (k - 1) for k in range(1, order + 1)], axis=1)
+                h_phi_k = h_phi_1 / hh - np.float32(1)
+                b, factorial = [], 1
+                for k in range(1, order + 1):
+                    b.append(h_phi_k * factorial / b_h)
+                    factorial *= k + 1
+                    h_phi_k = h_phi_k / hh - 1 / factorial
+                tables[order] = (rks.astype(np.float32), r_mat, np.stack(b, axis=1), h_phi_1, b_h)
+        return tables
+
+    def _terms(self, s0: int, order: int) -> tuple[list[np.float32], np.ndarray, np.ndarray, np.float32, np.float32]:
+        """rk ratios, the Vandermonde system (R, b), h*phi_1 and B(h) of one UniPC update from s0 to s0 + 1."""
+        rks, r_mat, b, h_phi_1, b_h = self._tables[order]
+        return list(rks[s0]), r_mat[s0], b[s0], h_phi_1[s0], b_h[s0]
 
     def _base_update(self, x: np.ndarray, m0: np.ndarray, t: int, s0: int, h_phi_1: np.float32) -> np.ndarray:
         sigma_t, sigma_s0 = self.sigmas[t], self.sigmas[s0]
@@ -440,8 +451,7 @@ class UniPCMultistepScheduler(_Scheduler):
     def _predictor(self, x: np.ndarray, order: int) -> np.ndarray:
         i = self._step_index
         m0 = self._model_outputs[-1]
-        # order <= 2 predicts with the fixed rho 0.5: no system to solve
-        rks, r_mat, b, h_phi_1, b_h = self._terms(i + 1, i, [i - k for k in range(1, order)], order, order > 2)
+        rks, r_mat, b, h_phi_1, b_h = self._terms(i, order)
         x_t = self._base_update(x, m0, i + 1, i, h_phi_1)
         if order > 1:
             if order == 2:
@@ -456,7 +466,7 @@ class UniPCMultistepScheduler(_Scheduler):
     def _corrector(self, x0_now: np.ndarray, last_sample: np.ndarray, order: int) -> np.ndarray:
         i = self._step_index
         m0 = self._model_outputs[-1]
-        rks, r_mat, b, h_phi_1, b_h = self._terms(i, i - 1, [i - k - 1 for k in range(1, order)], order)
+        rks, r_mat, b, h_phi_1, b_h = self._terms(i - 1, order)
         x = last_sample
         x_t = self._base_update(x, m0, i, i - 1, h_phi_1)
         rhos = np.full(1, 0.5, dtype=x.dtype) if order == 1 else np.linalg.solve(r_mat, b).astype(x.dtype)
