@@ -144,6 +144,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="bias strategy (default: split for opset <= 22, fold for 23)",
     )
     p.add_argument(
+        "--fold-pad-to",
+        type=_positive_int,
+        default=None,
+        help="fold only: pad the head dim to a multiple of this (default: 8 with --formats ...trt, else 1)",
+    )
+    p.add_argument(
         "--opset", type=int, default=20, help="ONNX opset: <= 20 MatMul/Softmax form; 23 one Attention op (default 20)"
     )
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size to optimise for (default 1)")
@@ -186,6 +192,7 @@ def _run_export(args: argparse.Namespace) -> int:
         formats=args.formats,
         precision=args.precision,
         strategy=args.strategy,
+        fold_pad_to=args.fold_pad_to,
         opset=args.opset,
         batch=args.batch,
         max_batch=args.max_batch,

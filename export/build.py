@@ -69,6 +69,9 @@ class ExportOptions:
     formats: Sequence[str] = ("onnx",)
     precision: str = "fp32"
     strategy: str | None = None
+    # fold only: pad q/k to a multiple of this head dim (None: 8 when building TensorRT engines, else 1). On CUDA an
+    # odd head dim (129) misses every fast attention kernel (tools/bench_gpu.py: 1.98x per block vs 1.23x at 136).
+    fold_pad_to: int | None = None
     opset: int = 20
     batch: int = 1
     max_batch: int = 4
@@ -142,6 +145,16 @@ def latent_sizes(
             raise ExportError(f"{family} {label} must be a positive multiple of {step} pixels; got {value}")
         sizes.append(value // spatial)
     return latent_frames, sizes[0], sizes[1]
+
+
+def resolve_fold_pad_to(requested: int | None, formats: Sequence[str]) -> int:
+    """The fold strategy's head-dim multiple: as requested, else 8 for TensorRT builds (GPU kernels) and 1 for the
+    rest (on CPU the padding is pure extra work)."""
+    if requested is None:
+        return 8 if "trt" in formats else 1
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ExportError(f"fold_pad_to must be a positive integer, got {requested!r}")
+    return requested
 
 
 def _check_writable(directory: Path) -> None:
@@ -247,6 +260,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             "strategy 'split' passes a query-broadcast key mask, which the opset-23 ONNX Attention op rejects in "
             "onnxruntime and TensorRT; use --strategy fold or mask, or --opset 20"
         )
+    fold_pad_to = resolve_fold_pad_to(options.fold_pad_to, formats)
     _validation_providers(options.precision)  # fail before loading anything
     source = canonical_model(options.model)
     pipe = None
@@ -299,7 +313,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         submodel_artifacts: dict[str, Any] = {}
         files: list[str] = []
         with_stock = recipe is not None  # the runtime uses it
-        job = DenoiserJob(spec, strategy, cases, formats, options, with_stock)
+        job = DenoiserJob(spec, strategy, cases, formats, options, with_stock, fold_pad_to)
         artifacts, parity, denoiser_files = _export_denoiser("denoiser", model, job, staging, log)
         files += denoiser_files
         for name, expert in experts.items():
@@ -334,6 +348,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
                 "shape": ["batch"],
                 "semantics": STRENGTH_SEMANTICS,
                 "strategy": strategy,
+                **({"fold_pad_to": fold_pad_to} if strategy == "fold" else {}),
                 "zero_is_stock": True,
                 "default_schedule_fraction": DEFAULT_FRACTION,
             },
@@ -377,6 +392,7 @@ class DenoiserJob:
     formats: Sequence[str]
     options: ExportOptions
     with_stock: bool  # also a stock graph sharing the weights, for the runtime's strength-0 steps
+    fold_pad_to: int = 1
 
 
 def _export_denoiser(
@@ -391,7 +407,7 @@ def _export_denoiser(
     suffix = "" if submodel == "denoiser" else f"_{submodel}"
     providers = _validation_providers(options.precision)
     class_name = type(model).__name__
-    wrapper = StrengthInputDenoiser(model, spec, strategy=job.strategy).eval()
+    wrapper = StrengthInputDenoiser(model, spec, strategy=job.strategy, fold_pad_to=job.fold_pad_to).eval()
     artifacts: dict[str, Any] = {}
     parity: dict[str, Any] = {}
     files: list[str] = []

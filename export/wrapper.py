@@ -37,7 +37,13 @@ class StrengthInputDenoiser(torch.nn.Module):
     """
 
     def __init__(
-        self, model: torch.nn.Module, spec: ExportSpec, *, strategy: str = DEFAULT_STRATEGY, dymos: bool = True
+        self,
+        model: torch.nn.Module,
+        spec: ExportSpec,
+        *,
+        strategy: str = DEFAULT_STRATEGY,
+        dymos: bool = True,
+        fold_pad_to: int = 1,
     ) -> None:
         super().__init__()
         self.model = model
@@ -45,7 +51,7 @@ class StrengthInputDenoiser(torch.nn.Module):
         self.layout = layout_for(model)
         self.family = FAMILY_EXPORTS[self.layout.family]
         self.tensor_names = [name for name in spec.input_names if name != "motion_strength"]
-        self.handle = DyMoSDenoiser(model, 0.0, strategy=strategy) if dymos else None
+        self.handle = DyMoSDenoiser(model, 0.0, strategy=strategy, fold_pad_to=fold_pad_to) if dymos else None
 
     def model_kwargs(self, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Any], Any]:
         """The diffusers forward kwargs for the graph's tensors, and the output adapter (None or an unpacker)."""

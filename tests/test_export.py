@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from dymos.export.build import ExportError, ExportOptions, run_export
+from dymos.export.build import ExportError, ExportOptions, resolve_fold_pad_to, run_export
 from dymos.export.specs import STRENGTH_INPUT, build_spec, sample_inputs
 from dymos.export.trt_compat import check_tensorrt_compat
 from dymos.export.validate import TOLERANCES
@@ -182,6 +182,7 @@ def test_torchscript_is_recorded_as_unavailable_where_the_model_does_not_trace(t
         ({"formats": ("onnx", "tflite")}, ExportError, "unknown format"),
         ({"opset": 23, "strategy": "split"}, ExportError, "query-broadcast"),
         ({"strategy": "merge"}, ExportError, "PyTorch eager only"),
+        ({"strategy": "fold", "fold_pad_to": 0}, ExportError, "fold_pad_to must be a positive integer"),
         ({"precision": "int8"}, ExportError, "unknown precision"),
         pytest.param(
             {"precision": "bf16"},
@@ -284,3 +285,21 @@ def test_pipelines_that_encode_prompts_with_the_image_store_no_empty_prompt() ->
     assert not stores_empty_prompt(SimpleNamespace(text_encoder=object()), hunyuan)
     assert stores_empty_prompt(SimpleNamespace(text_encoder=None), hunyuan)
     assert stores_empty_prompt(SimpleNamespace(text_encoder=object()), RUNTIME_PIPELINES["WanImageToVideoPipeline"])
+
+
+def test_fold_padding_reaches_the_graph_and_the_manifest(tmp_path: Path) -> None:
+    """``fold_pad_to``: 8 by default for TensorRT builds (GPU attention kernels want a head dim multiple of 8), 1
+    otherwise; a padded fold export still matches PyTorch (padding is exact) and says so in its manifest."""
+    assert resolve_fold_pad_to(None, ["onnx", "trt"]) == 8 and resolve_fold_pad_to(None, ["onnx"]) == 1
+    assert resolve_fold_pad_to(4, ["onnx"]) == 4
+    result = run_export(
+        ExportOptions(model="tiny:wan22", out=tmp_path, strategy="fold", opset=23, fold_pad_to=8), log=_quiet
+    )
+    manifest = load_manifest(result.directory)
+    assert manifest["strength"]["strategy"] == "fold" and manifest["strength"]["fold_pad_to"] == 8
+    report = json.loads((result.directory / "parity_onnx.json").read_text())
+    assert report["passed"] and report["tolerance"] == FP32
+    wrapper = StrengthInputDenoiser(
+        TINY_CASES["wan22"].build(), build_spec("wan", TINY_CASES["wan22"].config), strategy="fold", fold_pad_to=8
+    )
+    assert wrapper.handle.fold_pad_to == 8
