@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _export(model: str, out: Path, strategy: str | None = None) -> Path:
+def _export(model: str, out: Path, strategy: str | None = None, size: dict | None = None) -> Path:
     from dymos.export.build import ExportOptions, run_export
 
-    options = ExportOptions(model=model, out=out, strategy=strategy, name=strategy)
+    options = ExportOptions(model=model, out=out, strategy=strategy, name=strategy, **(size or {}))
     return run_export(options, log=lambda line: None).directory
 
 
@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated onnxruntime thread setups to compare (shared, per-session, no-spin; the first is "
         "the headline; default shared,per-session)",
     )
+    parser.add_argument("--frames", type=int, default=None, help="video frames to export at (default: the model's)")
+    parser.add_argument("--height", type=int, default=None, help="video height in pixels (default: the model's)")
+    parser.add_argument("--width", type=int, default=None, help="video width in pixels (default: the model's)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     from dymos.attention import STRATEGIES
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="dymos-bench-runtime-"))
     print(f"exporting {args.model} to {work} ({', '.join(strategies)}) ...", flush=True)
-    exports = {name: ExportDir.open(_export(args.model, work, name)) for name in strategies}
+    size = {k: v for k, v in (("frames", args.frames), ("height", args.height), ("width", args.width)) if v}
+    exports = {name: ExportDir.open(_export(args.model, work, name, size)) for name in strategies}
     image_path = work / "input.png"
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(image_path)
     main_export = exports[strategies[0]]
