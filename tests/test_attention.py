@@ -115,3 +115,16 @@ def test_auto_is_split_on_cpu() -> None:
     assert torch.equal(biased_attention(q, k, v, s, span, "auto"), biased_attention(q, k, v, s, span, "split"))
     with pytest.raises(ValueError, match="unknown DyMoS strategy 'bogus'; choose one of auto, mask"):
         biased_attention(q, k, v, s, span, "bogus")
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+def test_bf16_on_cpu_stays_within_bf16_rounding(strategy: str) -> None:
+    """Half-precision inputs (the CPU flash kernel's bf16 path for ``merge``): within 2e-2 of the fp32 reference
+    on the same (bf16-rounded) inputs; outputs are O(1) and bf16 keeps 8 bits of mantissa (~4e-3 relative)."""
+    length, span = SPANS["text_after"]
+    q, k, v = (t.to(torch.bfloat16) for t in _qkv(4, length, seed=3))
+    s = torch.tensor(STRENGTHS)
+    out = biased_attention(q, k, v, s, span, strategy)
+    assert out.dtype == torch.bfloat16
+    reference = naive_attention(q.float(), k.float(), v.float(), s, span)
+    torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=0)
