@@ -13,6 +13,7 @@ Image resize policy: the pipeline's video processor resizes the image to the exp
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -223,15 +224,36 @@ def cogvideox_condition(pipe: Any, pixels: torch.Tensor, num_frames: int, noise:
     return image_latents
 
 
+def condition_view(pipe: Any) -> Any:
+    """The pipeline as its condition function must see it. ``StableVideoDiffusionPipeline.__call__`` encodes the
+    image with its VAE moved to fp32 when the VAE is fp16 and its config says ``force_upcast`` (its
+    ``needs_upcasting``); code that must not move the pipeline's own VAE (a graph being exported) gets a shallow copy
+    of the pipeline holding an fp32 copy of the VAE. Every other case: the pipeline itself."""
+    vae = getattr(pipe, "vae", None)
+    upcast = (
+        type(pipe).__name__ == "StableVideoDiffusionPipeline"
+        and vae is not None
+        and vae.dtype == torch.float16
+        and bool(getattr(vae.config, "force_upcast", False))
+    )
+    if not upcast:
+        return pipe
+    view = copy.copy(pipe)
+    object.__setattr__(view, "vae", copy.deepcopy(vae).to(torch.float32))
+    return view
+
+
 def svd_condition(
     pipe: Any, pixels: torch.Tensor, num_frames: int, noise: torch.Tensor, noise_aug_strength: torch.Tensor
 ) -> torch.Tensor:
     """SVD's condition for preprocessed ``pixels [1, 3, H, W]``: the noise-augmented image (``pixels +
     noise_aug_strength * noise``, as ``__call__`` does) through the pipeline's ``_encode_vae_image`` (the VAE mode),
-    repeated over the frames: ``[1, F, C, h, w]``. ``noise_aug_strength`` is a ``[1]`` tensor so a graph takes it
-    as an input."""
+    cast to the image embeddings' dtype and repeated over the frames: ``[1, F, C, h, w]``. ``noise_aug_strength`` is
+    a ``[1]`` tensor so a graph takes it as an input. ``pipe`` as :func:`condition_view` gives it (an fp16 pipeline
+    encodes in fp32 there, as its ``__call__`` does)."""
     augmented = pixels + noise_aug_strength * noise
     latents = pipe._encode_vae_image(augmented, pixels.device, 1, False)
+    latents = latents.to(pipe.image_encoder.dtype)  # __call__: image_latents.to(image_embeddings.dtype)
     return latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
 
 
@@ -318,7 +340,7 @@ def _svd_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[st
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(cpu)
     noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(request["seed"]))
     aug = torch.tensor([request["noise_aug_strength"]], dtype=torch.float32)
-    latents = svd_condition(pipe, pixels, num_frames, noise, aug)
+    latents = svd_condition(condition_view(pipe), pixels, num_frames, noise, aug)
     time_ids = pipe._get_add_time_ids(
         request["fps"] - 1, request["motion_bucket_id"], request["noise_aug_strength"], embeddings.dtype, 1, 1, False
     )

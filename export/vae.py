@@ -77,8 +77,9 @@ class ConditionEncoder(torch.nn.Module):
 
     def __init__(self, pipe: Any, num_frames: int) -> None:
         super().__init__()
-        from dymos.prepare import CONDITION_FUNCTIONS
+        from dymos.prepare import CONDITION_FUNCTIONS, condition_view
 
+        pipe = condition_view(pipe)  # SVD in fp16: encodes with an fp32 VAE (then fp32 inputs), as its __call__ does
         self.vae = pipe.vae  # registered, so torch.export lifts its weights
         self.pipe = pipe
         self.num_frames = num_frames

@@ -1128,3 +1128,39 @@ def test_feed_structure_is_checked_once_per_signature_and_the_strength_every_cal
         spec.check_feed({"x": np.zeros((3, 4), np.float32), "motion_strength": np.zeros(3, np.float32)})
     with pytest.raises(FeedError, match="expected a numpy array"):
         spec.check_feed({**feed, "x": [[0.0] * 4] * 2})
+
+
+def test_fp16_svd_encodes_the_image_in_fp32_as_its_pipeline_does(tmp_path: Path) -> None:
+    """``StableVideoDiffusionPipeline.__call__`` moves an fp16 VAE with ``force_upcast`` to fp32 for the image
+    encode (its ``needs_upcasting``) and casts the latents to the embeddings' dtype. The exported condition encoder
+    does the same: fp32 inputs, an fp32 VAE inside, fp16 out; within one fp16 rounding of the pipeline's own
+    sequence of calls (measured 1e-6; asserted 1e-3, an fp16 ulp near 1)."""
+    import onnxruntime as ort
+
+    directory = run_export(
+        ExportOptions(model="tiny-pipeline:svd", out=tmp_path, precision="fp16"), log=_quiet
+    ).directory
+    spec = ExportDir.open(directory).submodel("condition_encoder")
+    assert {t["name"]: t["dtype"] for t in spec.inputs} == {
+        "pixels": "float32",
+        "noise": "float32",
+        "noise_aug_strength": "float32",
+    }
+    assert spec.outputs[0]["dtype"] == "float16"
+    g = torch.Generator().manual_seed(3)
+    shape = tuple(next(t for t in spec.inputs if t["name"] == "pixels")["shape"])
+    pixels = torch.rand(*shape, generator=g) * 2 - 1
+    noise, aug = torch.randn(*shape, generator=g), torch.tensor([0.02])
+    session = ort.InferenceSession(str(directory / "condition_encoder.onnx"), providers=["CPUExecutionProvider"])
+    feed = {"pixels": pixels.numpy(), "noise": noise.numpy(), "noise_aug_strength": aug.numpy()}
+    (out,) = session.run(None, feed)
+    pipe = load_pipeline("tiny-pipeline:svd", dtype=torch.float16)
+    assert pipe.vae.config.force_upcast
+    frames = spec.outputs[0]["shape"][1]
+    with torch.no_grad():  # the pipeline's own calls, in its order
+        pipe.vae.to(dtype=torch.float32)
+        latents = pipe._encode_vae_image(pixels + aug * noise, torch.device("cpu"), 1, False)
+        pipe.vae.to(dtype=torch.float16)
+        reference = latents.to(pipe.image_encoder.dtype).unsqueeze(1).repeat(1, frames, 1, 1, 1)
+    assert out.dtype == np.float16 and out.shape == tuple(reference.shape)
+    np.testing.assert_allclose(out.astype(np.float32), reference.float().numpy(), atol=1e-3, rtol=1e-3)
