@@ -163,6 +163,26 @@ class _LatentCondition:
         mask = np.ones([latent_shape[frame_axis] if axis == "F" else 1 for axis in layout], dtype=np.float32)
         mask[(slice(None),) * frame_axis + (0,)] = 0.0
         self.mask = mask
+        self.latent_shape = latent_shape
+        self.latent_channels = (slice(None),) * self.channel_axis + (slice(0, latent_shape[self.channel_axis]),)
+
+    def input_buffer(self, conditions: Sequence[np.ndarray], dtype: np.dtype) -> np.ndarray:
+        """The denoiser's latent input for one engine call (the given condition halves batched in order), allocated
+        once per run: the condition part is written here once, and :meth:`write` puts each step's latents in."""
+        parts = [self.model_input(np.zeros(self.latent_shape, np.float32), condition) for condition in conditions]
+        return np.ascontiguousarray(np.concatenate(parts), dtype=dtype)
+
+    def write(self, buffer: np.ndarray, latents: np.ndarray, conditions: Sequence[np.ndarray]) -> np.ndarray:
+        """``buffer`` holding :meth:`model_input` of ``latents`` with each condition, as one batch; only the latent
+        channels change (concat), or the blend ``mask * latents + (1 - mask) * condition`` (first_frame)."""
+        batch = self.latent_shape[0]
+        for i, condition in enumerate(conditions):
+            part = buffer[i * batch : (i + 1) * batch]
+            if self.blend:
+                part[...] = self.model_input(latents, condition)
+            else:
+                part[self.latent_channels] = latents
+        return buffer
 
     def model_input(self, latents: np.ndarray, condition: np.ndarray) -> np.ndarray:
         if self.blend:
@@ -291,43 +311,51 @@ def sample(
         for halves in calls
     }
 
-    def feed(scaled: np.ndarray, t: float, halves: tuple[str, ...], s: np.ndarray) -> dict[str, np.ndarray]:
-        """Engine inputs for the conditional and/or unconditional halves of one step, batched in that order."""
+    latent_input = recipe["latent_input"]
+    halves_conditions = {halves: [condition[h] for h in halves] for halves in calls}
+    latent_buffers = {
+        halves: conditioned.input_buffer(halves_conditions[halves], dtypes[latent_input]) for halves in calls
+    }
+
+    def step_inputs(t: float, s: np.ndarray, halves: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """One engine call's inputs besides the latents (timestep, strengths, static inputs), for the conditional
+        and/or unconditional halves batched in that order."""
         n = batch * len(halves)
         values = {
-            recipe["latent_input"]: np.concatenate([conditioned.model_input(scaled, condition[h]) for h in halves]),
             "timestep": np.full((n,), t) if timestep_rank else np.asarray(t),
             "motion_strength": np.concatenate([s] * len(halves)),
         }
         arrays = {k: np.asarray(v, dtype=dtypes[k], order="C") for k, v in values.items() if k in dtypes}
         return {**arrays, **static_feeds[halves]}
 
-    # Fail on a shape the engine cannot take before any heavy work.
-    for _, engine, _, _ in experts:
-        for halves in calls:
-            engine.spec.check_feed(feed(latents, float(timesteps[0]), halves, np.zeros(batch, np.float32)))
-
-    step_seconds, engine_seconds, fed = [], [], []
+    # Every step is worked out before the first engine call (its strengths, engine, guidance scale and inputs), so
+    # a feed an engine cannot take fails before any heavy work and a step does only its array work.
+    plan = []
     for i, t in enumerate(timesteps):
-        start = time.perf_counter()
         multiplier = request.schedule.multiplier(i, len(timesteps))
         s = np.asarray([v * multiplier for v in strengths], dtype=np.float32)
-        fed.append(s.tolist())
-        scaled = scheduler.scale_model_input(latents, t)  # identity except for EDM Euler (SVD)
         _, dymos_engine, stock_engine, scale = expert_for(float(t))
         engine = stock_engine if stock_engine and not s.any() else dymos_engine
+        inputs = {halves: step_inputs(float(t), s, halves) for halves in calls}
+        for halves in calls:
+            engine.spec.check_feed({latent_input: latent_buffers[halves], **inputs[halves]})
+        plan.append((t, s, engine, scale, inputs))
+
+    step_seconds, engine_seconds = [], []
+    for i, (t, _, engine, scale, inputs) in enumerate(plan):
+        start = time.perf_counter()
+        scaled = scheduler.scale_model_input(latents, t)  # identity except for EDM Euler (SVD)
         outputs, in_engine = [], 0.0
-        for halves in calls:  # the feed is built outside the timed engine call: it is the runtime's overhead
-            inputs = feed(scaled, float(t), halves, s)
+        for halves in calls:  # the latents are written outside the timed engine call: that is the runtime's overhead
+            feed = {latent_input: conditioned.write(latent_buffers[halves], scaled, halves_conditions[halves])}
+            feed.update(inputs[halves])
             t0 = time.perf_counter()
-            outputs.append(engine.run(inputs)["noise_pred"])
+            outputs.append(engine.run(feed)["noise_pred"])
             in_engine += time.perf_counter() - t0
         engine_seconds.append(in_engine)
         noise = outputs[0]
-        if guidance:  # uncond + scale * (cond - uncond) as the pipelines round it, one temporary fewer
-            noise_cond, noise_uncond = (noise[:batch], noise[batch:]) if batched_cfg else outputs
-            noise = (noise_cond - noise_uncond) * scale
-            noise += noise_uncond
+        if guidance:
+            noise = _guide(*((noise[:batch], noise[batch:]) if batched_cfg else outputs), scale)
         latents = scheduler.step(np.asarray(noise, dtype=np.float32), t, latents)
         step_seconds.append(time.perf_counter() - start)
         if progress:
@@ -344,7 +372,20 @@ def sample(
     frame_axis = layout.index("F")
     latents = latents[(slice(None),) * frame_axis + (slice(trim.get("latent_frames", 0), None),)]
     frames = np.stack(decoded)[:, trim.get("video_frames", 0) :]
-    return RunResult(latents, frames, step_seconds, engine_seconds, fed)
+    return RunResult(latents, frames, step_seconds, engine_seconds, [step[1].tolist() for step in plan])
+
+
+def _guide(noise_cond: np.ndarray, noise_uncond: np.ndarray, scale: np.ndarray | np.float32) -> np.ndarray:
+    """``uncond + scale * (cond - uncond)`` as the pipelines round it. A float32 engine output is fresh and ours, so
+    the conditional half takes the result in place (the same operations, no temporaries)."""
+    if noise_cond.dtype == np.float32 and noise_cond.flags.writeable:
+        np.subtract(noise_cond, noise_uncond, out=noise_cond)
+        noise_cond *= scale
+        noise_cond += noise_uncond
+        return noise_cond
+    noise = (noise_cond - noise_uncond) * scale
+    noise += noise_uncond
+    return noise
 
 
 def _image_latent(condition: np.ndarray, layout: str, latent_shape: tuple[int, ...]) -> np.ndarray:

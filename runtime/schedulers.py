@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -276,6 +277,31 @@ class _Scheduler:
 # UniPC on flow sigmas (Wan)
 
 
+@dataclass(frozen=True)
+class _UpdateTerms:
+    """The scalars of UniPC updates at one order, indexed by the step ``s0`` they start from: the rk ratios, the
+    weights of ``x`` (sigma_t / sigma_s0), of the newest output (alpha_t * h * phi_1) and of the correction
+    (alpha_t * B(h)), and the predictor's and corrector's rho coefficients (a row per s0, or the solve's error)."""
+
+    rks: list[list[np.float32]]
+    sample_weight: np.ndarray
+    output_weight: np.ndarray
+    correction_weight: np.ndarray
+    predictor_rhos: np.ndarray | list[np.ndarray | Exception] | None  # None at order 1: no history term
+    corrector_rhos: np.ndarray | list[np.ndarray | Exception]
+
+
+def _solve_rows(matrices: np.ndarray, vectors: np.ndarray) -> list[np.ndarray | Exception]:
+    """``np.linalg.solve`` row by row, as diffusers solves each step's system; a singular one keeps its error."""
+    solved: list[np.ndarray | Exception] = []
+    for matrix, vector in zip(matrices, vectors, strict=True):
+        try:
+            solved.append(np.linalg.solve(matrix, vector))
+        except np.linalg.LinAlgError as err:
+            solved.append(err)
+    return solved
+
+
 class UniPCMultistepScheduler(_Scheduler):
     """UniPC predictor-corrector (bh1/bh2, data prediction) on flow-matching sigmas, as Wan 2.1/2.2 configure it.
 
@@ -391,17 +417,17 @@ class UniPCMultistepScheduler(_Scheduler):
         self.num_inference_steps = len(self.timesteps)
         self._reset()
 
-    def _update_tables(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Per order, the scalar terms of the UniPC update from ``s0`` to ``s0 + 1`` for every ``s0`` at once:
-        ``(rks [n, order-1], R [n, order, order], b [n, order], h*phi_1 [n], B(h) [n])``.
+    def _update_tables(self) -> dict[int, _UpdateTerms]:
+        """Per order, every scalar of the UniPC update from ``s0`` to ``s0 + 1``, for every ``s0`` at once.
 
         Every update of a step is one of these (the predictor from step i, the corrector from i - 1), so the schedule
-        is worked out in one vectorised pass per run instead of scalar by scalar twice a step; the float32
-        operations are diffusers' own, elementwise, so the values are the ones the scalar form gives. Infinite or
-        zero h at the ends of the schedule (sigma 0, a repeated final sigma_min) give non-finite terms that are then
-        unused or multiplied away, exactly as in diffusers; history before step 0 is NaN and never read.
+        is worked out once per run instead of scalar by scalar, with a linear solve, twice a step: a step is then
+        array arithmetic only. The float32 operations are diffusers' own, elementwise, and the solves are the same
+        LAPACK calls, so the values are the ones the scalar form gives. Infinite or zero h at the ends of the
+        schedule (sigma 0, a repeated final sigma_min) give non-finite terms that are then unused or multiplied away,
+        exactly as in diffusers; history before step 0 is NaN and never read.
         """
-        lam = self._lambdas
+        lam, sigmas = self._lambdas, self.sigmas
         n = len(lam) - 1
         s0 = np.arange(n)
         tables = {}
@@ -410,6 +436,10 @@ class UniPCMultistepScheduler(_Scheduler):
             hh = -h  # data prediction
             h_phi_1 = _expm1_32(hh)
             b_h = hh if self.config["solver_type"] == "bh1" else _expm1_32(hh)
+            alpha_t = np.float32(1) - sigmas[1:]
+            sample_weight = sigmas[1:] / sigmas[:-1]  # sigma_t / sigma_s0
+            output_weight = alpha_t * h_phi_1
+            correction_weight = alpha_t * b_h
             for order in range(1, self.config["solver_order"] + 1):
                 columns = [
                     np.where(s0 >= k, (lam[np.maximum(s0 - k, 0)] - lam[:-1]) / h, np.nan) for k in range(1, order)
@@ -423,18 +453,41 @@ class UniPCMultistepScheduler(_Scheduler):
                     b.append(h_phi_k * factorial / b_h)
                     factorial *= k + 1
                     h_phi_k = h_phi_k / hh - 1 / factorial
-                tables[order] = (rks.astype(np.float32), r_mat, np.stack(b, axis=1), h_phi_1, b_h)
+                b = np.stack(b, axis=1)
+                half = np.full((n, 1), 0.5, dtype=np.float32)
+                predictor_rhos = half if order == 2 else None  # order 1: no history term
+                if order > 2:
+                    predictor_rhos = _solve_rows(r_mat[:, :-1, :-1], b[:, :-1])
+                tables[order] = _UpdateTerms(
+                    rks=[list(row) for row in rks.astype(np.float32)],
+                    sample_weight=sample_weight,
+                    output_weight=output_weight,
+                    correction_weight=correction_weight,
+                    predictor_rhos=predictor_rhos,
+                    corrector_rhos=half if order == 1 else _solve_rows(r_mat, b),
+                )
         return tables
 
-    def _terms(self, s0: int, order: int) -> tuple[list[np.float32], np.ndarray, np.ndarray, np.float32, np.float32]:
-        """rk ratios, the Vandermonde system (R, b), h*phi_1 and B(h) of one UniPC update from s0 to s0 + 1."""
-        rks, r_mat, b, h_phi_1, b_h = self._tables[order]
-        return list(rks[s0]), r_mat[s0], b[s0], h_phi_1[s0], b_h[s0]
-
-    def _base_update(self, x: np.ndarray, m0: np.ndarray, t: int, s0: int, h_phi_1: np.float32) -> np.ndarray:
-        sigma_t, sigma_s0 = self.sigmas[t], self.sigmas[s0]
-        alpha_t = np.float32(1) - sigma_t
-        return _like(sigma_t / sigma_s0, x) * x - _like(alpha_t * h_phi_1, m0) * m0
+    def _update(self, x: np.ndarray, s0: int, order: int, x0_now: np.ndarray | None = None) -> np.ndarray:
+        """One UniPC update of ``x`` from ``s0`` to ``s0 + 1``: the predictor (UniP) of step ``s0``, or, given the
+        step's new converted output ``x0_now``, the corrector (UniC) of the previous sample at step ``s0 + 1``."""
+        terms = self._tables[order]
+        m0 = self._model_outputs[-1]
+        x_t = _like(terms.sample_weight[s0], x) * x - _like(terms.output_weight[s0], m0) * m0
+        rhos = terms.corrector_rhos[s0] if x0_now is not None else None if order == 1 else terms.predictor_rhos[s0]
+        if isinstance(rhos, Exception):  # the solve failed where diffusers' would: fail here too
+            raise rhos
+        if rhos is not None and rhos.dtype != x.dtype:
+            rhos = rhos.astype(x.dtype)
+        if x0_now is not None:
+            correction = rhos[-1] * (x0_now - m0)
+            if order > 1:
+                correction = self._weighted(rhos[:-1], self._differences(m0, terms.rks[s0])) + correction
+        elif order > 1:
+            correction = self._weighted(rhos, self._differences(m0, terms.rks[s0]))
+        else:
+            return x_t.astype(x.dtype, copy=False)
+        return (x_t - _like(terms.correction_weight[s0], correction) * correction).astype(x.dtype, copy=False)
 
     def _differences(self, m0: np.ndarray, rks: list[np.float32]) -> list[np.ndarray]:
         """(m_i - m0) / r_i for the older converted outputs, newest first."""
@@ -448,34 +501,6 @@ class UniPCMultistepScheduler(_Scheduler):
             total = total + rho * term
         return total
 
-    def _predictor(self, x: np.ndarray, order: int) -> np.ndarray:
-        i = self._step_index
-        m0 = self._model_outputs[-1]
-        rks, r_mat, b, h_phi_1, b_h = self._terms(i, order)
-        x_t = self._base_update(x, m0, i + 1, i, h_phi_1)
-        if order > 1:
-            if order == 2:
-                rhos = np.full(1, 0.5, dtype=x.dtype)
-            else:
-                rhos = np.linalg.solve(r_mat[:-1, :-1], b[:-1]).astype(x.dtype)
-            res = self._weighted(rhos, self._differences(m0, rks))
-            alpha_t = np.float32(1) - self.sigmas[i + 1]
-            x_t = x_t - _like(alpha_t * b_h, res) * res
-        return x_t.astype(x.dtype, copy=False)
-
-    def _corrector(self, x0_now: np.ndarray, last_sample: np.ndarray, order: int) -> np.ndarray:
-        i = self._step_index
-        m0 = self._model_outputs[-1]
-        rks, r_mat, b, h_phi_1, b_h = self._terms(i - 1, order)
-        x = last_sample
-        x_t = self._base_update(x, m0, i, i - 1, h_phi_1)
-        rhos = np.full(1, 0.5, dtype=x.dtype) if order == 1 else np.linalg.solve(r_mat, b).astype(x.dtype)
-        corr = rhos[-1] * (x0_now - m0)
-        if order > 1:
-            corr = self._weighted(rhos[:-1], self._differences(m0, rks)) + corr
-        alpha_t = np.float32(1) - self.sigmas[i]
-        return (x_t - _like(alpha_t * b_h, corr) * corr).astype(x.dtype, copy=False)
-
     def step(
         self,
         model_output: np.ndarray,
@@ -488,13 +513,13 @@ class UniPCMultistepScheduler(_Scheduler):
         i = self._index(timestep, missing=len(self.timesteps) - 1)
         x0 = sample - _like(self.sigmas[i], model_output) * model_output
         if i > 0 and (i - 1) not in self.config["disable_corrector"] and self._last_sample is not None:
-            sample = self._corrector(x0, self._last_sample, self._this_order)
+            sample = self._update(self._last_sample, i - 1, self._this_order, x0_now=x0)
         self._model_outputs = [*self._model_outputs[1:], x0]
         order = self.config["solver_order"]
         this_order = min(order, len(self.timesteps) - i) if self.config["lower_order_final"] else order
         self._this_order = min(this_order, self._lower_order_nums + 1)  # warm-up of the multistep history
         self._last_sample = sample
-        prev_sample = self._predictor(sample, self._this_order)
+        prev_sample = self._update(sample, i, self._this_order)
         self._lower_order_nums = min(self._lower_order_nums + 1, order)
         self._step_index += 1
         return prev_sample
