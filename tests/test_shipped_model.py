@@ -149,10 +149,14 @@ def _mean_and_error(values) -> str:
 
 
 if __name__ == "__main__":  # print the measurement the pins come from (or a candidate's: a pipeline folder)
-    import sys
+    import argparse
 
-    candidate = load_pipeline(sys.argv[1] if len(sys.argv) > 1 else "sprites")
-    results = {**measure(candidate), "VAE round trip": vae_round_trip(candidate)}
+    parser = argparse.ArgumentParser(description="the regression's measurement, on the shipped model or a candidate")
+    parser.add_argument("model", nargs="?", default="sprites", help="'sprites' or a sprite pipeline folder")
+    parser.add_argument("--clips", type=int, default=CLIPS, help="held-out clips (the pins use the default)")
+    options = parser.parse_args()
+    candidate = load_pipeline(options.model)
+    results = {**measure(candidate, options.clips), "VAE round trip": vae_round_trip(candidate, options.clips)}
     for strength, metrics in results.items():
         means = {k: _mean_and_error(getattr(m, k) for m in metrics) for k in ("motion", "shape", "lost", "psnr0")}
         print(strength, means)

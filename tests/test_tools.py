@@ -110,3 +110,35 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     ]
     assert train_tiny.main(common + again) == 0
     assert "encoded latents from" in capsys.readouterr().out
+
+
+def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--steps auto`` fixes the schedule's length inside the warmup from the measured speed, logs it (so
+    ``--steps N`` repeats the run), and the run ends at that step or at the budget; bad values are refused."""
+    import time
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    # the arithmetic: 100 probe steps in 10 s with 1 minute left -> 0.95 * 60 s / 0.1 s = 570 more steps
+    args = train_tiny.argparse.Namespace(max_minutes=1.0, t0=time.perf_counter())
+    assert 120 + 569 <= train_tiny.fit_schedule(120, 10.0, args) <= 120 + 570
+
+    monkeypatch.setattr(train_tiny, "AUTO_PROBE_START", 1)
+    monkeypatch.setattr(train_tiny, "AUTO_PROBE_END", 3)
+    command = ["--clips", "4", "--steps", "auto", "--batch", "2", "--warmup", "4", "--max-minutes", "0.15"]
+    command += ["--layers", "1", "--heads", "1", "--ffn", "16", "--no-compile", "--threads", "1"]
+    command += ["--vae-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
+    command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    assert train_tiny.main(command) == 0
+    log = json.loads((tmp_path / "out" / "train_log.json").read_text())
+    planned = [row["auto_steps"] for row in log["log"] if "auto_steps" in row]
+    assert len(planned) == 1 and planned[0] > 3
+    assert log["args"]["steps_run"] == planned[0]
+    assert f"repeat with --steps {planned[0]}" in capsys.readouterr().out
+    transformer = json.loads((tmp_path / "out" / "transformer" / "config.json").read_text())
+    assert (transformer["num_layers"], transformer["num_attention_heads"], transformer["ffn_dim"]) == (1, 1, 16)
+
+    for bad in (["--steps", "0"], ["--steps", "auto", "--warmup", "2"], ["--steps", "auto", "--max-minutes", "0"]):
+        with pytest.raises(SystemExit):
+            train_tiny.main(bad)

@@ -83,6 +83,24 @@ def transformer_config(args: argparse.Namespace) -> dict:
     }
 
 
+AUTO_PROBE_START, AUTO_PROBE_END = 20, 120  # steps timed for --steps auto (after compilation, inside the warmup)
+AUTO_MARGIN = 0.95  # share of the remaining budget --steps auto plans for (the machine's speed drifts)
+
+
+def fit_schedule(step: int, probe_seconds: float, args: argparse.Namespace) -> int:
+    """``--steps auto``: the schedule length that ends inside ``--max-minutes`` at the speed measured over the probe
+    steps. It is fixed inside the warmup, whose learning rates do not depend on it, so ``--steps N`` with the
+    logged N repeats the run exactly on any machine."""
+    per_step = probe_seconds / (AUTO_PROBE_END - AUTO_PROBE_START)
+    remaining = args.max_minutes * 60 - (time.perf_counter() - args.t0)
+    total = step + max(1, int(AUTO_MARGIN * remaining / per_step))
+    log(
+        f"--steps auto: {per_step:.3f} s/step, {remaining / 60:.1f} min left: schedule of {total} steps "
+        f"(repeat with --steps {total})"
+    )
+    return total
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -198,10 +216,17 @@ def train_transformer(
     shift = args.train_shift or float(WAN_SCHEDULER["config"]["flow_shift"])
     n, _, latent_frames, height, width = latents.shape
     mask = first_frame_mask(args.batch, latent_frames, VAE_CONFIG["scale_factor_temporal"], height, width)
-    start = time.perf_counter()
+    start = probe_start = time.perf_counter()
     running = None
-    for step in range(args.steps):
-        lr = cosine_lr(step, args.steps, args.lr, args.warmup)
+    total = args.steps  # None ('auto'): fixed at step AUTO_PROBE_END from the measured speed
+    step = 0
+    while total is None or step < total:
+        if total is None and step == AUTO_PROBE_END:
+            total = fit_schedule(step, time.perf_counter() - probe_start, args)
+            log_rows.append({"stage": "transformer", "auto_steps": total})
+        if step == AUTO_PROBE_START:
+            probe_start = time.perf_counter()
+        lr = cosine_lr(step, total or args.warmup, args.lr, args.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = torch.randint(0, n, (args.batch,), generator=rng)
@@ -224,12 +249,12 @@ def train_transformer(
             for e, p in zip(ema.parameters(), model.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 100 == 0 or step == args.steps - 1:
+        if step % 100 == 0 or step == (total or 0) - 1:
             elapsed = time.perf_counter() - start
-            eta = elapsed / (step + 1) * (args.steps - step - 1)
-            log(f"dit step {step}/{args.steps} loss {running:.4f} lr {lr:.2e} ({elapsed:.0f}s, eta {eta:.0f}s)")
+            eta = f"{elapsed / (step + 1) * (total - step - 1):.0f}s" if total else "?"
+            log(f"dit step {step}/{total or 'auto'} loss {running:.4f} lr {lr:.2e} ({elapsed:.0f}s, eta {eta})")
             log_rows.append({"stage": "transformer", "step": step, "loss": running, "lr": lr, "s": elapsed})
-        if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
+        if (step + 1) % args.checkpoint_every == 0 and step + 1 < (total or step + 2):
             ema.save_pretrained(work / f"transformer-step{step + 1}", safe_serialization=True)
         if args.stop_at and step + 1 >= args.stop_at:
             log(f"stopping at step {step + 1} (--stop-at)")
@@ -239,6 +264,8 @@ def train_transformer(
             log(f"stopping at step {step + 1}: the {args.max_minutes} min budget is spent")
             log_rows.append({"stage": "transformer", "stopped_early_at": step + 1})
             break
+        step += 1
+    args.steps_run = total
     return ema
 
 
@@ -258,6 +285,16 @@ def write_defaults(out: Path) -> None:
         "generation": {"guidance_scale": 1.0, "steps": 20},
     }
     (out / DEFAULTS_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
+
+
+def steps_arg(text: str) -> int | None:
+    """``--steps``: a positive count, or ``auto`` (None)."""
+    if text == "auto":
+        return None
+    steps = int(text)
+    if steps < 1:
+        raise argparse.ArgumentTypeError("--steps must be positive or 'auto'")
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", type=int, default=2, help="attention heads of 64 channels (width = 64 x heads)")
     parser.add_argument("--ffn", type=int, default=256, help="the transformer's feed-forward width")
     parser.add_argument("--layers", type=int, default=4, help="transformer blocks")
-    parser.add_argument("--steps", type=int, default=4200, help="transformer steps (the cosine schedule's length)")
+    parser.add_argument(
+        "--steps",
+        type=steps_arg,
+        default=4200,
+        help="transformer steps (the cosine schedule's length), or 'auto': as many as fit --max-minutes at the speed "
+        "measured in the warmup (the log names the number, for repeating the run)",
+    )
     parser.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the transformer"
     )
@@ -319,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-minutes stopped, on any machine)",
     )
     args = parser.parse_args(argv)
+    if args.steps is None and not (args.max_minutes and args.warmup > AUTO_PROBE_END):
+        parser.error(f"--steps auto needs --max-minutes and a --warmup over {AUTO_PROBE_END} steps (it times those)")
     args.t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
