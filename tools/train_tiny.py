@@ -90,7 +90,8 @@ AUTO_MARGIN = 0.95  # share of the remaining budget --steps auto plans for (the 
 def fit_schedule(step: int, probe_seconds: float, args: argparse.Namespace) -> int:
     """``--steps auto``: the schedule length that ends inside ``--max-minutes`` at the speed measured over the probe
     steps. It is fixed inside the warmup, whose learning rates do not depend on it, so ``--steps N`` with the
-    logged N repeats the run exactly on any machine."""
+    logged N repeats the run's schedule step for step on any machine (the weights bit for bit only where the CPU
+    kernels match: the VAE stage was seen to differ between machines)."""
     per_step = probe_seconds / (AUTO_PROBE_END - AUTO_PROBE_START)
     remaining = args.max_minutes * 60 - (time.perf_counter() - args.t0)
     total = step + max(1, int(AUTO_MARGIN * remaining / per_step))
