@@ -250,12 +250,12 @@ def train_transformer(
             for e, p in zip(ema.parameters(), model.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 100 == 0 or step == (total or 0) - 1:
+        if step % 100 == 0 or step + 1 == total:
             elapsed = time.perf_counter() - start
             eta = f"{elapsed / (step + 1) * (total - step - 1):.0f}s" if total else "?"
             log(f"dit step {step}/{total or 'auto'} loss {running:.4f} lr {lr:.2e} ({elapsed:.0f}s, eta {eta})")
             log_rows.append({"stage": "transformer", "step": step, "loss": running, "lr": lr, "s": elapsed})
-        if (step + 1) % args.checkpoint_every == 0 and step + 1 < (total or step + 2):
+        if (step + 1) % args.checkpoint_every == 0 and (total is None or step + 1 < total):
             ema.save_pretrained(work / f"transformer-step{step + 1}", safe_serialization=True)
         if args.stop_at and step + 1 >= args.stop_at:
             log(f"stopping at step {step + 1} (--stop-at)")
@@ -325,10 +325,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="file keeping the encoded clips (keyed by VAE weights and clips), for pilots that reuse a VAE",
     )
-    parser.add_argument("--patch", type=int, default=2, choices=(2, 4), help="the transformer's spatial patch size")
-    parser.add_argument("--heads", type=int, default=2, help="attention heads of 64 channels (width = 64 x heads)")
-    parser.add_argument("--ffn", type=int, default=256, help="the transformer's feed-forward width")
-    parser.add_argument("--layers", type=int, default=4, help="transformer blocks")
+    shipped = TRANSFORMER_CONFIG  # the size defaults are the shipped model's
+    parser.add_argument(
+        "--patch", type=int, default=shipped["patch_size"][1], choices=(2, 4), help="the transformer's spatial patch"
+    )
+    head_dim = shipped["attention_head_dim"]
+    parser.add_argument(
+        "--heads",
+        type=int,
+        default=shipped["num_attention_heads"],
+        help=f"attention heads of {head_dim} channels (width = {head_dim} x heads)",
+    )
+    parser.add_argument("--ffn", type=int, default=shipped["ffn_dim"], help="the transformer's feed-forward width")
+    parser.add_argument("--layers", type=int, default=shipped["num_layers"], help="transformer blocks")
     parser.add_argument(
         "--steps",
         type=steps_arg,
