@@ -91,6 +91,7 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     common = ["--clips", "4", "--steps", "2", "--batch", "2", "--warmup", "1", "--checkpoint-every", "1"]
     common += ["--no-compile", "--threads", "1", "--latents-cache", str(tmp_path / "latents.pt")]
     first = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--vae-steps", "1", "--vae-batch", "1"]
+    first += ["--vae-clip-steps", "2"]
     assert train_tiny.main(common + first) == 0
     pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
         tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
@@ -98,6 +99,7 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert pipe.transformer.config.num_layers == train_tiny.TRANSFORMER_CONFIG["num_layers"]
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert [row["step"] for row in log["log"] if row["stage"] == "transformer"] == [0, 1]
+    assert [row["step"] for row in log["log"] if row["stage"] == "vae-clips"] == [0, 1]  # the whole-clip phase
     assert (tmp_path / "work" / "transformer-step1").is_dir()
     capsys.readouterr()
     again = [
@@ -128,7 +130,7 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
     monkeypatch.setattr(train_tiny, "AUTO_PROBE_END", 3)
     command = ["--clips", "4", "--steps", "auto", "--batch", "2", "--warmup", "4", "--max-minutes", "0.15"]
     command += ["--layers", "1", "--heads", "1", "--ffn", "16", "--no-compile", "--threads", "1"]
-    command += ["--vae-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
+    command += ["--vae-steps", "1", "--vae-clip-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
     command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
     assert train_tiny.main(command) == 0
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
