@@ -9,7 +9,9 @@ headline metrics are object-level: each sprite present in the input image is tra
   aligning centroids and trying every rotation in 7.5° steps and half-pixel offsets (1 = same shape; rotation
   and translation are free, pixelation of small sprites is not: real moving clips score about 0.85-0.95);
 - ``lost``: the share of frames where it is gone (under a quarter of its area in the input image); a lost
-  frame also scores 0 in ``shape``.
+  frame also scores 0 in ``shape``;
+- ``shape_by_frame``: the shape score of frames 1..F-1 one by one (mean over sprites), which shows where a model
+  (or a VAE) loses its sprites: a causal video VAE's later chunks, for instance.
 
 Sprites are the palette colours present in the input image (not in the generated video), so a sprite the model
 drops counts as lost instead of leaving the average.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +54,9 @@ class VideoMetrics:
     off_palette: float
     psnr0: float
     ssim0: float
+    shape_by_frame: tuple[float, ...] = ()  # frames 1..F-1; empty when the input image has no sprite
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -92,12 +96,12 @@ def track_sprites(
     palette: np.ndarray = SPRITE_COLORS,
     tolerance: float = COLOR_TOLERANCE,
     image: np.ndarray | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Per sprite colour present in ``image`` (the conditioning frame; default the video's frame 0): mean
     displacement/frame between consecutive frames where it is found, shape score against its mask in ``image``
-    over frames 1.. (0 where lost) and the share of all frames where it is lost. Sprites are chosen from the
-    image, not the generated video, so a sprite the model drops counts as lost rather than vanishing from the
-    average."""
+    over frames 1.. (0 where lost; ``shapes`` frame by frame) and the share of all frames where it is lost.
+    Sprites are chosen from the image, not the generated video, so a sprite the model drops counts as lost rather
+    than vanishing from the average."""
     reference = video[0] if image is None else image
     tracks = []
     for color in palette:
@@ -117,6 +121,7 @@ def track_sprites(
                 "motion": float(np.mean(steps)) if steps else math.nan,
                 "shape": float(np.mean(shapes)) if shapes else 1.0,
                 "lost": 1.0 - float(np.mean(found)),
+                "shapes": shapes,
             }
         )
     return tracks
@@ -226,4 +231,5 @@ def video_metrics(
         off_palette=off_palette(video, image),
         psnr0=psnr(video[0], image),
         ssim0=ssim(video[0], image),
+        shape_by_frame=tuple(float(v) for v in np.mean([t["shapes"] for t in tracks], axis=0)) if tracks else (),
     )

@@ -8,8 +8,8 @@ preservation and frame-0 fidelity of ``dymos.metrics`` (means), and paired win r
 real clips' own metrics, and those of the real clips passed through the VAE, are the reference rows.
 
 Results: ``sweep.json`` (every video's metrics, the summary, and the first-step attention-mass probe on the
-same inputs), ``sweep.md`` (the tables) and ``strip.png`` (per clip: the real clip, then the videos of two
-strengths side by side).
+same inputs), ``sweep.md`` (the tables, one of them the shape score frame by frame) and ``strip.png`` (per clip:
+the real clip, then the videos of two strengths side by side).
 """
 
 from __future__ import annotations
@@ -74,9 +74,16 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def _mean_profile(group: list[dict[str, Any]]) -> list[float]:
+    """Frame-by-frame mean of the videos' ``shape_by_frame`` (videos without sprites, or rows written before the
+    field existed, are left out)."""
+    profiles = [r["shape_by_frame"] for r in group if r.get("shape_by_frame")]
+    return [float(v) for v in np.mean(profiles, axis=0)] if profiles else []
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (schedule, strength): metric means and paired win rates against strength 0 of the same clip and seed
-    (strength 0 does not depend on the schedule: one row, fraction None)."""
+    """Per (schedule, strength): metric means, the mean shape score frame by frame, and paired win rates against
+    strength 0 of the same clip and seed (strength 0 does not depend on the schedule: one row, fraction None)."""
     by_key: dict[tuple, dict] = {}
     for row in rows:
         if row["kind"] == "generated":
@@ -86,9 +93,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for kind, label in REFERENCE_ROWS.items():
         group = [r for r in rows if r["kind"] == kind]
         if group:
-            summary.append(
-                {"label": label, "videos": len(group), **{m: _nanmean([r[m] for r in group]) for m in HEADLINE}}
-            )
+            means = {m: _nanmean([r[m] for r in group]) for m in HEADLINE}
+            summary.append({"label": label, "videos": len(group), **means, "shape_by_frame": _mean_profile(group)})
     runs = sorted({k[:2] for k in by_key}, key=lambda k: (k[1] != 0.0, k[0] or 0.0, k[1]))
     for fraction, strength in runs:
         group = [r for k, r in by_key.items() if k[:2] == (fraction, strength)]
@@ -98,6 +104,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "fraction": fraction,
             "videos": len(group),
             **{m: _nanmean([r[m] for r in group]) for m in HEADLINE},
+            "shape_by_frame": _mean_profile(group),
         }
         if strength != 0:
             for metric, sign in WIN_METRICS.items():
@@ -133,6 +140,16 @@ def table(summary: list[dict[str, Any]]) -> str:
             *("" if w is None else f"{w:.0%}" for w in wins),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def shape_profile_table(summary: list[dict[str, Any]]) -> str:
+    """The mean shape score of each frame after the first, per run, as a Markdown table: where sprites fade."""
+    frames = max((len(e.get("shape_by_frame", [])) for e in summary), default=0)
+    lines = ["| run | " + " | ".join(f"frame {t}" for t in range(1, frames + 1)) + " |", "|---" * (frames + 1) + "|"]
+    for e in summary:
+        profile = e.get("shape_by_frame") or [math.nan] * frames
+        lines.append(f"| {e['label']} | " + " | ".join(f"{v:.3f}" for v in profile) + " |")
     return "\n".join(lines)
 
 
@@ -326,7 +343,8 @@ def run_sweep(
     }
     text = json.dumps(_json_safe(document), indent=1, allow_nan=False)  # NaN (no sprite found) -> null
     atomic_write_bytes(out / "sweep.json", (text + "\n").encode())
-    atomic_write_bytes(out / "sweep.md", (table(summary) + "\n\n" + probe_table(probe) + "\n").encode())
+    tables = [table(summary), "Shape score by frame:", shape_profile_table(summary), probe_table(probe)]
+    atomic_write_bytes(out / "sweep.md", ("\n\n".join(tables) + "\n").encode())
     labels = ["real clip", f"s={strip_pair[0]:g}", f"s={strip_pair[1]:g}"]
     image = frame_strip(strip, labels)
     atomic_write(out / "strip.png", lambda tmp: image.save(tmp, format="PNG"))

@@ -21,7 +21,7 @@ from dymos.sprites import (
     render_clip,
     to_model_range,
 )
-from dymos.sweep import summarize
+from dymos.sweep import shape_profile_table, summarize
 
 
 def _background(size: int = 32) -> np.ndarray:
@@ -87,6 +87,9 @@ def test_broken_shapes_and_lost_sprites_score_low():
     vanished[4:] = _background()
     (track,) = track_sprites(vanished)
     assert math.isclose(track["lost"], 5 / 9)
+    # frame by frame: whole in frames 1-3, gone from frame 4 on (what the per-frame table of the sweep shows)
+    profile = video_metrics(vanished).shape_by_frame
+    assert len(profile) == 8 and min(profile[:3]) > 0.9 and profile[3:] == (0.0,) * 5
 
 
 def test_rotation_aligned_iou_bounds():
@@ -145,11 +148,20 @@ def test_summary_pairs_each_strength_with_strength_zero():
         rows.append({**base, "strength": 0.0, "motion": 1.0, **metrics})
         # strength 2 moves more on clips 0-2, less on clip 3
         rows.append({**base, "strength": 2.0, "motion": 2.0 if clip < 3 else 0.5, **metrics})
+    for row in rows:  # per-frame shape scores: strength 2 fades in its last frame on clip 0
+        fades = row["strength"] == 2.0 and row["clip"] == 0
+        row["shape_by_frame"] = [0.9, 0.1] if fades else [0.9, 0.9]
+    rows.append({"kind": "data", "clip": 0, "motion": 1.0, **metrics})  # written before the profile existed
     summary = {e["label"]: e for e in summarize(rows)}
     entry = summary["s=2, first 20%"]
     assert entry["win_motion"] == 0.75 and entry["win_shape"] == 0.5  # equal shapes are ties: half a win
     assert entry["motion"] == pytest.approx(1.625) and entry["videos"] == 4
     assert "win_motion" not in summary["s=0"]
+    assert entry["shape_by_frame"] == pytest.approx([0.9, 0.7]) and summary["s=0"]["shape_by_frame"] == [0.9, 0.9]
+    assert summary["real clips"]["shape_by_frame"] == []
+    lines = shape_profile_table(list(summary.values())).splitlines()
+    assert lines[0] == "| run | frame 1 | frame 2 |"
+    assert "| s=2, first 20% | 0.900 | 0.700 |" in lines and "| real clips | nan | nan |" in lines
 
 
 def test_video_metrics_tool_reads_gif_and_png_series(tmp_path, capsys):
@@ -169,4 +181,6 @@ def test_video_metrics_tool_reads_gif_and_png_series(tmp_path, capsys):
     assert np.array_equal(tool.read_video(tmp_path / "clip_000.png"), clip)
     assert tool.main([str(tmp_path / "clip.gif")]) == 0
     reported = json.loads(capsys.readouterr().out)[str(tmp_path / "clip.gif")]
-    assert reported == pytest.approx(video_metrics(clip).as_dict())
+    expected = video_metrics(clip).as_dict()
+    assert reported.pop("shape_by_frame") == pytest.approx(list(expected.pop("shape_by_frame")))
+    assert reported == pytest.approx(expected)
