@@ -159,7 +159,8 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     results = {**measure(candidate, options.clips), "VAE round trip": vae_round_trip(candidate, options.clips)}
     for strength, metrics in results.items():
         means = {k: _mean_and_error(getattr(m, k) for m in metrics) for k in ("motion", "shape", "lost", "psnr0")}
-        print(strength, means)
+        by_frame = np.mean([m.shape_by_frame for m in metrics if m.shape_by_frame], axis=0)
+        print(strength, means, "shape by frame 1..:", " ".join(f"{v:.3f}" for v in by_frame))
     gains = [h.motion - b.motion for h, b in zip(results[HIGH], results[0.0], strict=True)]
     wins = sum(h.motion > b.motion for h, b in zip(results[HIGH], results[0.0], strict=True))
     print(f"motion gain at s={HIGH:g}: {_mean_and_error(gains)}; {wins} of {len(gains)} clips move more")

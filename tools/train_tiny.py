@@ -4,7 +4,8 @@
 
 Two stages, both real diffusers classes, both seeded:
 1. a tiny ``AutoencoderKLWan`` (2x spatial, 2x temporal compression, 16 latent channels, Wan 2.2's residual
-   form) trained on reconstruction, so 32x32x9 videos become 16x5x16x16 latents;
+   form) trained on reconstruction, first on 5-frame windows, then on whole clips (its third causal chunk), so
+   32x32x9 videos become 16x5x16x16 latents;
 2. a 4-layer ``WanTransformer3DModel`` in Wan 2.2 I2V form (latents + first-frame mask + VAE latents of
    ``[image, zeros...]`` concatenated on channels, exactly what ``WanImageToVideoPipeline.prepare_latents``
    builds) trained with rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
