@@ -116,21 +116,21 @@ def test_motion_strength_behaves_as_measured(measured: dict) -> None:
     assert _mean(m.psnr0 for m in high) > PINNED["psnr0_high_min"]
 
 
-# Measured on this subsample with ``python -m tests.test_shipped_model`` (torch 2.13.0 CPU): s=0 motion 0.617 ± 0.067
-# (standard error over the 12 clips), shape 0.357 ± 0.051, lost 0.364 ± 0.063, frame-0 PSNR 31.4 ± 1.0 dB; s=8 on
-# the first 50 % of steps: motion gain +1.84 ± 0.72 px/frame, 11 of 12 clips move more, shape 0.079 ± 0.016 (shapes
-# do not hold), PSNR 31.4 dB. The README's sweep (64 clips x 3 seeds, runtime) agrees: s=0 motion 0.51, shape 0.38,
-# lost 0.36, PSNR 31.6; s=8 (first 50 %) motion 1.72, win 95 %, shape 0.06.
+# Measured on this subsample with ``python -m tests.test_shipped_model`` (torch 2.13.0 CPU): s=0 motion 0.420 ± 0.053
+# (standard error over the 12 clips), shape 0.461 ± 0.071, lost 0.281 ± 0.069, frame-0 PSNR 31.95 ± 1.08 dB; s=8 on
+# the first 50 % of steps: motion gain +2.70 ± 0.63 px/frame, 9 of 12 clips move more, shape 0.090 ± 0.026 (shapes
+# do not hold), PSNR 31.5 dB. The README's sweep (64 clips x 3 seeds, runtime) agrees: s=0 motion 0.44, shape 0.54,
+# lost 0.18, PSNR 32.1; s=8 (first 50 %) motion 2.46, win 98 %, shape 0.09.
 # Margins: about 3 standard errors (2 for the win rate).
 PINNED: dict = {
-    "psnr0_min": 28.0,
-    "shape0_min": 0.20,
-    "lost0_max": 0.56,
-    "motion0_range": (0.41, 0.82),
-    "motion_gain_range": (0.0, 4.0),
-    "motion_win_min": 0.75,
-    "shape_high_range": (0.03, 0.13),
-    "psnr0_high_min": 28.0,
+    "psnr0_min": 28.5,
+    "shape0_min": 0.25,
+    "lost0_max": 0.49,
+    "motion0_range": (0.26, 0.58),
+    "motion_gain_range": (0.8, 4.6),
+    "motion_win_min": 0.5,
+    "shape_high_range": (0.01, 0.17),
+    "psnr0_high_min": 28.5,
 }
 
 
