@@ -74,7 +74,7 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _mean_profile(group: list[dict[str, Any]]) -> list[float]:
+def mean_shape_by_frame(group: list[dict[str, Any]]) -> list[float]:
     """Frame-by-frame mean of the videos' ``shape_by_frame`` (videos without sprites, or rows written before the
     field existed, are left out)."""
     profiles = [r["shape_by_frame"] for r in group if r.get("shape_by_frame")]
@@ -94,7 +94,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group = [r for r in rows if r["kind"] == kind]
         if group:
             means = {m: _nanmean([r[m] for r in group]) for m in HEADLINE}
-            summary.append({"label": label, "videos": len(group), **means, "shape_by_frame": _mean_profile(group)})
+            profile = mean_shape_by_frame(group)
+            summary.append({"label": label, "videos": len(group), **means, "shape_by_frame": profile})
     runs = sorted({k[:2] for k in by_key}, key=lambda k: (k[1] != 0.0, k[0] or 0.0, k[1]))
     for fraction, strength in runs:
         group = [r for k, r in by_key.items() if k[:2] == (fraction, strength)]
@@ -104,7 +105,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "fraction": fraction,
             "videos": len(group),
             **{m: _nanmean([r[m] for r in group]) for m in HEADLINE},
-            "shape_by_frame": _mean_profile(group),
+            "shape_by_frame": mean_shape_by_frame(group),
         }
         if strength != 0:
             for metric, sign in WIN_METRICS.items():

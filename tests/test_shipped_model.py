@@ -151,6 +151,8 @@ def _mean_and_error(values) -> str:
 if __name__ == "__main__":  # print the measurement the pins come from (or a candidate's: a pipeline folder)
     import argparse
 
+    from dymos.sweep import mean_shape_by_frame
+
     parser = argparse.ArgumentParser(description="the regression's measurement, on the shipped model or a candidate")
     parser.add_argument("model", nargs="?", default="sprites", help="'sprites' or a sprite pipeline folder")
     parser.add_argument("--clips", type=int, default=CLIPS, help="held-out clips (the pins use the default)")
@@ -159,7 +161,7 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     results = {**measure(candidate, options.clips), "VAE round trip": vae_round_trip(candidate, options.clips)}
     for strength, metrics in results.items():
         means = {k: _mean_and_error(getattr(m, k) for m in metrics) for k in ("motion", "shape", "lost", "psnr0")}
-        by_frame = np.mean([m.shape_by_frame for m in metrics if m.shape_by_frame], axis=0)
+        by_frame = mean_shape_by_frame([m.as_dict() for m in metrics])
         print(strength, means, "shape by frame 1..:", " ".join(f"{v:.3f}" for v in by_frame))
     gains = [h.motion - b.motion for h, b in zip(results[HIGH], results[0.0], strict=True)]
     wins = sum(h.motion > b.motion for h, b in zip(results[HIGH], results[0.0], strict=True))
