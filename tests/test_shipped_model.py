@@ -30,7 +30,9 @@ STEPS = 20
 FRACTION = 0.5
 
 
-def measure(pipe, clips: int = CLIPS, strengths: tuple[float, ...] = (0.0, HIGH), seed: int = 0) -> dict:
+def measure(
+    pipe, clips: int = CLIPS, strengths: tuple[float, ...] = (0.0, HIGH), seed: int = 0, steps: int = STEPS
+) -> dict:
     """Per strength: the metrics of each clip's video, the pipeline run at the model's defaults (no CFG)."""
     out: dict[float, list] = {s: [] for s in strengths}
     # the empty prompt's embedding, as `dymos prepare` makes it (the model was trained to ignore text); it does
@@ -49,7 +51,7 @@ def measure(pipe, clips: int = CLIPS, strengths: tuple[float, ...] = (0.0, HIGH)
                     height=32,
                     width=32,
                     num_frames=9,
-                    num_inference_steps=STEPS,
+                    num_inference_steps=steps,
                     guidance_scale=1.0,
                     generator=torch.Generator().manual_seed(seed + index),
                     output_type="np",
@@ -156,9 +158,24 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     parser = argparse.ArgumentParser(description="the regression's measurement, on the shipped model or a candidate")
     parser.add_argument("model", nargs="?", default="sprites", help="'sprites' or a sprite pipeline folder")
     parser.add_argument("--clips", type=int, default=CLIPS, help="held-out clips (the pins use the default)")
+    # sampler variants, to tell the model's limits from the sampler's (the pins use the model's own scheduler)
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"denoising steps (default {STEPS})")
+    parser.add_argument("--sampler", choices=("unipc", "euler"), default="unipc", help="the pipeline's scheduler class")
+    parser.add_argument("--flow-shift", type=float, default=None, help="the scheduler's flow shift (default: its own)")
     options = parser.parse_args()
     candidate = load_pipeline(options.model)
-    results = {**measure(candidate, options.clips), "VAE round trip": vae_round_trip(candidate, options.clips)}
+    if options.sampler == "euler" or options.flow_shift is not None:
+        import diffusers
+
+        shift = options.flow_shift if options.flow_shift is not None else candidate.scheduler.config.flow_shift
+        if options.sampler == "euler":
+            candidate.scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+        else:
+            candidate.scheduler = diffusers.UniPCMultistepScheduler.from_config(
+                candidate.scheduler.config, flow_shift=shift
+            )
+    results = measure(candidate, options.clips, steps=options.steps)
+    results["VAE round trip"] = vae_round_trip(candidate, options.clips)
     for strength, metrics in results.items():
         means = {k: _mean_and_error(getattr(m, k) for m in metrics) for k in ("motion", "shape", "lost", "psnr0")}
         by_frame = mean_shape_by_frame([m.as_dict() for m in metrics])
