@@ -114,9 +114,15 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
         str(tmp_path / "work2"),
         "--vae-from",
         str(tmp_path / "work" / "vae"),
+        "--heads",
+        "4",
+        "--head-dim",
+        "32",
     ]
     assert train_tiny.main(common + again) == 0
     assert "encoded latents from" in capsys.readouterr().out
+    config = json.loads((tmp_path / "again" / "transformer" / "config.json").read_text())
+    assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
 
 
 def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Path, monkeypatch, capsys) -> None:

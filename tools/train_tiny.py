@@ -79,6 +79,7 @@ def transformer_config(args: argparse.Namespace) -> dict:
         **TRANSFORMER_CONFIG,
         "patch_size": [1, args.patch, args.patch],
         "num_attention_heads": args.heads,
+        "attention_head_dim": args.head_dim,
         "ffn_dim": args.ffn,
         "num_layers": args.layers,
     }
@@ -345,12 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--patch", type=int, default=shipped["patch_size"][1], choices=(2, 4), help="the transformer's spatial patch"
     )
-    head_dim = shipped["attention_head_dim"]
     parser.add_argument(
-        "--heads",
+        "--heads", type=int, default=shipped["num_attention_heads"], help="attention heads (width = heads x head dim)"
+    )
+    parser.add_argument(
+        "--head-dim",
         type=int,
-        default=shipped["num_attention_heads"],
-        help=f"attention heads of {head_dim} channels (width = {head_dim} x heads)",
+        default=shipped["attention_head_dim"],
+        help="channels per attention head (even: Wan's rotary embedding splits it over time, height and width)",
     )
     parser.add_argument("--ffn", type=int, default=shipped["ffn_dim"], help="the transformer's feed-forward width")
     parser.add_argument("--layers", type=int, default=shipped["num_layers"], help="transformer blocks")
