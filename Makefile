@@ -5,15 +5,17 @@ PY := $(VENV)/bin/python
 # GPU=1 adds TensorRT (the `gpu` extra) and swaps onnxruntime for onnxruntime-gpu. A CUDA torch build: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 GPU ?= 0
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
 comma := ,
+EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
+# One stamp per GPU setting, so `make setup GPU=1` after a CPU setup installs the GPU packages (and back).
+STAMP := $(VENV)/.installed-gpu$(GPU)
 PYTEST_ARGS ?=
 
 MODEL ?=
 OUT ?= build
 EXPORT_ARGS ?=
 
-.PHONY: help setup test test-slow test-gpu lint format export bench bench-gpu train sweep clean
+.PHONY: help setup test test-slow test-gpu lint format export bench bench-gpu train sweep clean clean-venv
 
 help:
 	@echo "make setup      create $(VENV) (CPU torch; GPU=1 adds onnxruntime-gpu + TensorRT)"
@@ -25,17 +27,24 @@ help:
 	@echo "make bench      benchmarks (ratios measured side by side)"
 	@echo "make bench-gpu  DyMoS cost on a CUDA GPU in PyTorch (tools/bench_gpu.py; BENCH_GPU_ARGS=...)"
 	@echo "make train      retrain the shipped sprite model (60 min on 2 cores; TRAIN_ARGS=...)"
-	@echo "make sweep      the motion-slider sweep of the shipped model (exports it first; SWEEP_ARGS=...)"
+	@echo "make sweep      the motion-slider sweep of the shipped model (re-exports it first; SWEEP_ARGS=...)"
+	@echo "make format     ruff format + autofix"
+	@echo "make clean      remove build/ (exports, sweeps, checkpoints)"
+	@echo "make clean-venv remove $(VENV) (the next target sets it up again)"
 
-$(VENV)/.installed: pyproject.toml Makefile
+# onnxruntime and onnxruntime-gpu both provide the `onnxruntime` module: GPU=1 swaps one for the other, GPU=0 swaps
+# back (a reinstall, since removing the GPU wheel removes the shared files). A new TORCH_SPEC needs `make clean-venv`.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall -q -y onnxruntime && $(PY) -m pip install -q onnxruntime-gpu==1.32.0,)
+	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall -q -y onnxruntime && $(PY) -m pip install -q onnxruntime-gpu==1.32.0,! $(PY) -m pip show -q onnxruntime-gpu 2>/dev/null || { $(PY) -m pip uninstall -q -y onnxruntime-gpu \
+		&& $(PY) -m pip install -q --force-reinstall --no-deps onnxruntime==1.32.0; })
+	rm -f $(VENV)/.installed*
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(STAMP)
 
 test: setup
 	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
@@ -78,3 +87,6 @@ sweep: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+clean-venv:
+	rm -rf $(VENV)

@@ -59,7 +59,7 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"tiny:<case> or a local diffusers checkpoint dir (default {DEFAULT_MODEL})",
+        help=f"sprites (the shipped model), tiny:<case> or a local diffusers checkpoint dir (default {DEFAULT_MODEL})",
     )
     p.add_argument(
         "--strengths", type=_floats, default=[0.0, 1.0, 2.0, 4.0], help="comma-separated strengths (default 0,1,2,4)"
@@ -363,16 +363,29 @@ def _run_run(args: argparse.Namespace) -> int:
         supports_prompts,
         takes_prompts,
     )
-    from dymos.runtime.loop import RunRequest, load_conditioning, sample
-    from dymos.runtime.video import write_video
+    from dymos.runtime.loop import RunRequest, check_request, load_conditioning, sample
+    from dymos.runtime.video import VIDEO_FORMATS, write_video
     from dymos.schedule import StrengthSchedule
 
+    if Path(args.out).suffix.lower() not in VIDEO_FORMATS:
+        raise ValueError(f"unsupported --out {args.out!r}: use one of {', '.join(VIDEO_FORMATS)}")
     export = ExportDir.open(args.export)
     defaults = (export.manifest.get("pipeline") or {}).get("defaults", {})
     steps = args.steps if args.steps is not None else int(defaults.get("steps", 20))
     guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance_scale", 5.0))
     if args.guidance_2 is None and "guidance_scale_2" in defaults:
         args.guidance_2 = float(defaults["guidance_scale_2"])
+    schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
+    request = RunRequest(
+        strength=args.strength,
+        steps=steps,
+        guidance_scale=guidance,
+        guidance_scale_2=args.guidance_2,
+        embedded_guidance=args.embedded_guidance,
+        seed=args.seed,
+        schedule=schedule,
+    )
+    check_request(export, request)  # before conditioning: that can load encoders or a whole torch pipeline
     if args.cond is not None:
         cond = load_conditioning(args.cond)
     elif args.image is None:
@@ -412,22 +425,12 @@ def _run_run(args: argparse.Namespace) -> int:
             )
         )
         cond = load_conditioning(args.cond)
-    schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
     denoiser = open_backend(export, "denoiser", prefer=prefer, threading=args.threading)
     decoder = open_backend(export, "vae_decoder", threading=args.threading)
     stock = open_stock_backend(export, threading=args.threading)
     # Wan 2.2 A14B's second expert, on the same backend choice
     low_noise = open_low_noise(export, prefer=prefer, threading=args.threading)
-    request = RunRequest(
-        strength=args.strength,
-        steps=steps,
-        guidance_scale=guidance,
-        guidance_scale_2=args.guidance_2,
-        embedded_guidance=args.embedded_guidance,
-        seed=args.seed,
-        schedule=schedule,
-    )
 
     def progress(step: int, total: int, seconds: float) -> None:
         bar = "#" * (20 * step // total)
@@ -505,7 +508,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dymos",
-        description="DyMoS (Dynamic Motion Slider) for diffusers image-to-video models: probe, export, run, sweep.",
+        description=(
+            "DyMoS (Dynamic Motion Slider) for diffusers image-to-video models: probe, export, prepare, run, sweep."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"dymos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -120,7 +120,7 @@ def latent_sizes(
     height: int | None,
     width: int | None,
     compression: tuple[int, int] | None = None,
-):
+) -> tuple[int | None, int | None, int | None]:
     """Video frames / pixel sizes -> latent frames / sizes, checking what the model can take.
 
     ``compression`` = (temporal, spatial) factors of the pipeline's own VAE; default: the family's real VAE.
@@ -245,6 +245,12 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         raise ExportError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     if "trt" in formats and "onnx" not in formats:
         formats.insert(0, "onnx")  # the engine is built from the validated ONNX
+    if "trt" in formats and tensorrt_version() is None:  # before minutes of export work, not after
+        raise ExportError(
+            "--formats trt needs TensorRT, which is not installed here: `make setup GPU=1` installs it on a machine "
+            "with an NVIDIA GPU. `--formats onnx` exports the ONNX here (its TensorRT ONNX-parser check is recorded "
+            "in the manifest as `tensorrt_parser_check`); build the engine from it on a GPU machine"
+        )
     if options.precision not in PRECISIONS:
         raise ExportError(f"unknown precision {options.precision!r}; choose from {', '.join(PRECISIONS)}")
     strategy = options.strategy or default_strategy(options.opset)
@@ -1066,11 +1072,17 @@ def _layout_dict(family: str) -> dict[str, Any]:
 
 
 def _replace_dir(staging: Path, target: Path) -> None:
-    """Move the finished staging dir to ``target``; an older export there is removed only after the swap."""
+    """Move the finished staging dir to ``target``; an older export there is set aside first and removed only after
+    the swap, or put back if the swap fails (so ``target`` is always the old export or the new one)."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-    os.replace(staging, target)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -120,14 +120,24 @@ class TensorRTBackend:
     input-shape signature and replays it, which removes launch overhead in the fixed-shape sampling loop.
     """
 
-    def __init__(self, path: Path, spec: SubmodelSpec, *, cuda_graphs: bool = False) -> None:
+    def __init__(
+        self, path: Path, spec: SubmodelSpec, *, cuda_graphs: bool = False, built_with: str | None = None
+    ) -> None:
+        """``built_with``: the TensorRT version the manifest records for the engine; another installed version is
+        refused before deserializing (engines are not portable across TensorRT versions)."""
         try:
             import tensorrt as trt
+        except ImportError as err:
+            raise BackendUnavailable(f"TensorRT backend needs tensorrt ({err}); make setup GPU=1") from err
+        if built_with is not None and built_with != trt.__version__:
+            raise BackendUnavailable(
+                f"{path} was built with TensorRT {built_with}, but TensorRT {trt.__version__} is installed: engines "
+                "are not portable across versions; rebuild it (dymos export --formats onnx,trt)"
+            )
+        try:
             from cuda.bindings import runtime as cudart
         except ImportError as err:
-            raise BackendUnavailable(
-                f"TensorRT backend needs tensorrt and cuda-python ({err}); make setup GPU=1"
-            ) from err
+            raise BackendUnavailable(f"TensorRT backend needs cuda-python ({err}); make setup GPU=1") from err
         self._trt, self._cudart = trt, cudart
         self.spec = spec
         self.name = f"tensorrt {trt.__version__}"
@@ -264,7 +274,7 @@ def open_backend(
             if name == "tensorrt":
                 if not (_installed("tensorrt") and _installed("cuda")):
                     raise BackendUnavailable("tensorrt / cuda-python not installed")
-                return TensorRTBackend(path, spec)
+                return TensorRTBackend(path, spec, built_with=entry.get("tensorrt_version"))
             if name == "onnxruntime":
                 return OnnxRuntimeBackend(path, spec, device=device, threading=threading)
             return AOTInductorBackend(path, spec, spec.outputs[0]["name"])

@@ -75,7 +75,10 @@ class RunResult:
     strengths: list[list[float]]  # the strength vector fed at each step
 
 
-def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunRequest) -> tuple[list[float], int]:
+def check_request(export: ExportDir, request: RunRequest) -> tuple[list[float], int]:
+    """Everything about ``request`` that does not need its conditioning (export kind, steps, guidance, strengths,
+    batch), so a caller can refuse bad settings before spending time on conditioning. Returns the per-item
+    strengths and the batch size. :func:`sample` checks again, with the conditioning."""
     pipeline = export.manifest.get("pipeline") or {}
     if not pipeline.get("runtime_supported"):
         raise RunError(f"{export.root} was not exported from a pipeline the runtime drives")
@@ -106,6 +109,17 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
         strengths = strengths * batch
     if len(strengths) != batch:
         raise RunError(f"{len(strengths)} strengths for a batch of {batch}")
+    bounds = export.submodel("denoiser").dims.get("batch")
+    if bounds and not bounds["min"] <= batch <= bounds["max"]:
+        raise RunError(
+            f"a batch of {batch} is outside the exported range [{bounds['min']}, {bounds['max']}]; re-export with "
+            "a larger --max-batch"
+        )
+    return strengths, batch
+
+
+def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunRequest) -> tuple[list[float], int]:
+    strengths, batch = check_request(export, request)
     graph_inputs = {t["name"] for t in export.submodel("denoiser").inputs}
     needed = [
         "condition",

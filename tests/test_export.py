@@ -4,6 +4,7 @@ PyTorch 2 artifacts, and clear errors that lose nothing."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -236,6 +237,45 @@ def test_interrupted_export_leaves_the_previous_export_and_no_half_directory(
     assert (target / "manifest.json").read_text() == before
     load_manifest(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-wan22"]  # no staging leftovers
+
+
+def test_trt_format_without_tensorrt_fails_before_loading_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dymos.export.build.tensorrt_version", lambda: None)  # as on this CPU machine
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the TensorRT check")
+
+    monkeypatch.setattr("dymos.export.build.load_denoiser", no_load)
+    with pytest.raises(ExportError, match=r"needs TensorRT.*make setup GPU=1.*--formats onnx"):
+        run_export(ExportOptions(model="tiny:wan22", out=tmp_path, formats=("onnx", "trt")), log=_quiet)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_swap_puts_the_previous_export_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dymos.export import build
+
+    target, staging = tmp_path / "export", tmp_path / ".staging"
+    target.mkdir()
+    (target / "manifest.json").write_text("old")
+    staging.mkdir()
+    (staging / "manifest.json").write_text("new")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if Path(src) == staging:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(build.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        build._replace_dir(staging, target)
+    assert (target / "manifest.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", "export"]  # nothing left aside
+    monkeypatch.setattr(build.os, "replace", real_replace)
+    build._replace_dir(staging, target)
+    assert (target / "manifest.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
 def test_wan_pipelines_with_a_text_encoder_export_their_prompt_length() -> None:

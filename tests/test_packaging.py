@@ -36,3 +36,22 @@ def test_wheel_maps_export_and_runtime_into_dymos(tmp_path: Path) -> None:
 def test_importing_dymos_and_its_runtime_does_not_import_torch() -> None:
     code = "import sys, dymos, dymos.runtime.loop, dymos.runtime.backends; assert 'torch' not in sys.modules, 'torch'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def _setup_recipe(*variables: str) -> str:
+    """What `make setup` would run from scratch with these variables (dry run: nothing is installed)."""
+    result = subprocess.run(
+        ["make", "-n", "-B", "setup", *variables], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+def test_make_setup_gpu_installs_the_gpu_and_dev_extras_and_swaps_onnxruntime() -> None:
+    gpu = _setup_recipe("GPU=1")
+    assert 'pip install -q -e ".[dev,gpu]"' in gpu  # both extras: TensorRT and pytest for `make test-gpu`
+    assert "pip install -q onnxruntime-gpu==1.32.0" in gpu
+    assert "touch .venv/.installed-gpu1" in gpu
+    cpu = _setup_recipe()
+    assert 'pip install -q -e ".[dev]"' in cpu
+    assert "--force-reinstall --no-deps onnxruntime==1.32.0" in cpu  # back from a GPU setup
+    assert "touch .venv/.installed-gpu0" in cpu  # another stamp: switching GPU= reruns the setup

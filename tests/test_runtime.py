@@ -4,6 +4,7 @@ sprite model), against the diffusers pipeline with DyMoS."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -761,6 +762,31 @@ def test_bad_requests_fail_fast(exported: Path, conditioning: Path, request_kwar
     cond = load_conditioning(str(conditioning))
     with pytest.raises((RunError, FeedError), match=message):
         sample(export, cond, RunRequest(**request_kwargs))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--strength", "nan"], "finite"),
+        (["--steps", "0"], "positive integer"),
+        (["--strength", "1,1,1,1,1"], "outside the exported range"),
+        (["--out", "video.avi"], r"unsupported --out 'video\.avi'"),
+    ],
+)
+def test_dymos_run_refuses_bad_settings_before_conditioning(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, extra: list[str], message: str
+) -> None:
+    from dymos.cli import main
+    from dymos.runtime import conditioning
+
+    def no_conditioning(*args, **kwargs):
+        raise AssertionError("conditioning ran before the settings were checked")
+
+    monkeypatch.setattr(conditioning, "image_conditioning", no_conditioning)
+    monkeypatch.setattr("dymos.prepare.prepare", no_conditioning)
+    argv = ["run", "--export", str(exported), "--image", str(tmp_path / "any.png"), "--out", str(tmp_path / "v.gif")]
+    assert main([*argv, *extra]) == 1
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_bad_conditioning_fails_fast(exported: Path, conditioning: Path, tmp_path: Path) -> None:

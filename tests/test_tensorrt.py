@@ -8,6 +8,7 @@ validation and the build's cache plumbing (with the TensorRT calls stubbed). The
 from __future__ import annotations
 
 import importlib.util
+import sys
 import types
 from pathlib import Path
 
@@ -397,6 +398,26 @@ def test_build_engine_checks_graph_before_building(fake_tensorrt: list[str], tmp
     with pytest.raises(ValueError, match="'x' has no profile"):
         trt_build.build_engine(good, renamed, tmp_path / "out")
     assert fake_tensorrt == []
+
+
+# ---- the runtime's TensorRT backend refuses an engine of another TensorRT version (no GPU needed) -----------------
+
+
+def test_runtime_refuses_an_engine_built_with_another_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dymos.runtime import backends
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.99.0"))
+    monkeypatch.setattr(backends, "_installed", lambda module: True)
+    plan = tmp_path / "denoiser.plan"
+    plan.write_bytes(b"not deserialized: the version check comes first")
+    export = types.SimpleNamespace(
+        root=tmp_path,
+        submodel=lambda name: None,
+        artifacts=lambda name: {"tensorrt": {"file": plan.name, "tensorrt_version": "10.14.0"}},
+        path=lambda name: tmp_path / name,
+    )
+    with pytest.raises(backends.BackendUnavailable, match=r"built with TensorRT 10\.14\.0, but TensorRT 10\.99\.0"):
+        backends.open_backend(export, prefer=("tensorrt",))
 
 
 # ---- GPU -----------------------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 after, on the same cores. This times 4 DyMoS + 16 stock calls against 20 stock calls, in one process per thread
 setup (a global thread pool must exist before the first session), so each ratio is measured side by side:
 
-- ``spin``: per-session thread pools with onnxruntime's default busy-waiting (what the runtime does today);
-- ``global``: one global thread pool shared by both sessions (``use_per_session_threads = False``);
+- ``spin``: per-session thread pools with onnxruntime's default busy-waiting (the library's default,
+  ``OnnxRuntimeBackend(threading="per-session")``);
+- ``global``: one global thread pool shared by both sessions (``use_per_session_threads = False``; what `dymos run`
+  uses, ``--threading shared``);
 - ``nospin``: per-session pools with ``session.intra_op.allow_spinning = 0``.
 
     python tools/bench_sessions.py --export build/sprites          # after `make export`
