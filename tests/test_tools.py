@@ -125,6 +125,40 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
 
 
+def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tmp_path: Path) -> None:
+    """``--vae-spatial 4 --patch 1``: a VAE with one more resampling level (8x8 latents for 32x32 clips) and a
+    transformer with a token per latent pixel; the pipeline it writes generates at the trained size."""
+    import diffusers
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    command = ["--clips", "4", "--steps", "2", "--batch", "2", "--warmup", "1", "--checkpoint-every", "10"]
+    command += ["--no-compile", "--threads", "1", "--vae-steps", "1", "--vae-batch", "1", "--vae-clip-steps", "1"]
+    command += ["--vae-spatial", "4", "--patch", "1", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")]
+    assert train_tiny.main(command) == 0
+    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
+        tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
+    )
+    assert pipe.vae.config.scale_factor_spatial == 4 and list(pipe.transformer.config.patch_size) == [1, 1, 1]
+    log = json.loads((tmp_path / "out" / "train_log.json").read_text())
+    assert log["vae"]["dim_mult"] == [1, 1, 1] and log["vae"]["scale_factor_spatial"] == 4
+    from PIL import Image
+
+    video = pipe(
+        image=Image.new("RGB", (32, 32)),
+        prompt_embeds=torch.zeros(1, 16, 16),
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        output_type="np",
+    ).frames[0]
+    assert video.shape == (9, 32, 32, 3)
+
+
 def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Path, monkeypatch, capsys) -> None:
     """``--steps auto`` fixes the schedule's length inside the warmup from the measured speed, logs it (so
     ``--steps N`` repeats the run), and the run ends at that step or at the budget; bad values are refused."""
