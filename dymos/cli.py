@@ -458,6 +458,39 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="verify an export folder and summarise it: graphs, input ranges, artifacts, TensorRT compatibility",
+        description=(
+            "Check an export folder against its manifest (every file's size and sha256: after copying it to another "
+            "machine, for instance) and print what it holds: the model and export options, the motion-strength "
+            "input, each graph's inputs with their exported ranges, its artifacts and how they were validated, and "
+            "whether a TensorRT engine matches the TensorRT installed here. Runs nothing; no torch needed. Exits 1 "
+            "with the reason when a file is missing, modified or the manifest does not match."
+        ),
+    )
+    p.add_argument("export", help="the folder `dymos export` wrote (e.g. build/sprites)")
+    p.add_argument("--json", action="store_true", help="print the manifest itself (after the same verification)")
+    p.add_argument("--no-verify-hashes", action="store_true", help="check sizes only (fast on multi-GB weights)")
+    p.set_defaults(handler=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from dymos.runtime.artifacts import ExportDir
+    from dymos.runtime.summary import describe_export, installed_tensorrt_version
+
+    export = ExportDir.open(args.export, verify_hashes=not args.no_verify_hashes)
+    if args.json:
+        print(json.dumps(export.manifest, indent=2))
+        return 0
+    lines = describe_export(export, tensorrt=installed_tensorrt_version())
+    if args.no_verify_hashes:
+        lines[0] = lines[0].replace("sizes and sha256 verified", "sizes verified (sha256 not checked)")
+    print("\n".join(lines))
+    return 0
+
+
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
@@ -509,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dymos",
         description=(
-            "DyMoS (Dynamic Motion Slider) for diffusers image-to-video models: probe, export, prepare, run, sweep."
+            "DyMoS (Dynamic Motion Slider) for diffusers image-to-video models: probe, export, prepare, run, "
+            "inspect, sweep."
         ),
     )
     parser.add_argument("--version", action="version", version=f"dymos {__version__}")
@@ -518,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_prepare(sub)
     _add_run(sub)
+    _add_inspect(sub)
     _add_sweep(sub)
     return parser
 

@@ -285,6 +285,7 @@ def test_sampling_loop_runs_with_torch_unimportable(exported: Path, conditioning
         from dymos.cli import main
         argv = ["run", "--export", {str(exported)!r}, "--image", {str(image)!r}, "--steps", "2"]
         assert main([*argv, "--out", {str(tmp_path / "cli.gif")!r}]) == 0  # the CLI too: parser and all
+        assert main(["inspect", {str(exported)!r}]) == 0
         assert "diffusers" not in sys.modules and sys.modules["torch"] is None
         assert from_image.frames.shape == result.frames.shape
         print("frames", result.frames.shape)
@@ -813,6 +814,43 @@ def test_artifact_dir_with_missing_or_modified_files_is_refused(exported: Path, 
         ExportDir.open(copy)
     with pytest.raises(ManifestError, match="not a directory"):
         ExportDir.open(tmp_path / "nope")
+
+
+def test_dymos_inspect_verifies_and_summarises_an_export(exported: Path, tmp_path: Path, capsys) -> None:
+    from dymos.cli import main
+
+    assert main(["inspect", str(exported)]) == 0
+    out = capsys.readouterr().out
+    assert "sizes and sha256 verified" in out and "input `motion_strength` float32 [batch]" in out
+    for graph in ("graph denoiser", "graph vae_decoder", "  in   motion_strength", "dims batch 1..4"):
+        assert graph in out, graph
+    assert "denoiser_stock.onnx" in out and "parity vs PyTorch passed" in out
+    assert main(["inspect", str(exported), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((exported / "manifest.json").read_text())
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    data = copy / "denoiser.onnx.data"
+    data.write_bytes(data.read_bytes()[:-4] + b"\0\0\0\1")  # same size, other bytes
+    assert main(["inspect", str(copy), "--no-verify-hashes"]) == 0
+    assert "sha256 not checked" in capsys.readouterr().out
+    assert main(["inspect", str(copy)]) == 1
+    assert "does not match its sha256" in capsys.readouterr().err
+
+
+def test_inspect_says_whether_an_engine_fits_the_installed_tensorrt(tmp_path: Path) -> None:
+    from dymos.runtime.summary import describe_export
+
+    manifest = {
+        "model": {"class": "WanTransformer3DModel", "family": "wan", "source": "x"},
+        "files": {"denoiser.plan": {"bytes": 2_000_000, "sha256": "0"}},
+        "submodels": {"denoiser": {"inputs": [], "outputs": [], "dims": {}}},
+        "artifacts": {"tensorrt": {"file": "denoiser.plan", "tensorrt_version": "10.14.0"}},
+    }
+    export = ExportDir(tmp_path, manifest)
+    line = next(line for line in describe_export(export, tensorrt="10.14.0") if "denoiser.plan" in line)
+    assert "2.00 MB" in line and "built with TensorRT 10.14.0, 10.14.0 installed: usable" in line
+    assert "NOT usable, rebuild it" in "\n".join(describe_export(export, tensorrt="10.15.1"))
+    assert "none installed here" in "\n".join(describe_export(export, tensorrt=None))
 
 
 def test_prepare_rejects_an_unreadable_image(exported: Path, tmp_path: Path) -> None:
