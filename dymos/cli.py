@@ -426,11 +426,15 @@ def _run_run(args: argparse.Namespace) -> int:
         )
         cond = load_conditioning(args.cond)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
-    denoiser = open_backend(export, "denoiser", prefer=prefer, threading=args.threading)
-    decoder = open_backend(export, "vae_decoder", threading=args.threading)
+
+    def skipped(reason: str) -> None:  # why an engine the export has was not used (e.g. a stale TensorRT engine)
+        print(f"note: {reason}", file=sys.stderr)
+
+    denoiser = open_backend(export, "denoiser", prefer=prefer, threading=args.threading, on_skip=skipped)
+    decoder = open_backend(export, "vae_decoder", threading=args.threading, on_skip=skipped)
     stock = open_stock_backend(export, threading=args.threading)
     # Wan 2.2 A14B's second expert, on the same backend choice
-    low_noise = open_low_noise(export, prefer=prefer, threading=args.threading)
+    low_noise = open_low_noise(export, prefer=prefer, threading=args.threading, on_skip=skipped)
 
     def progress(step: int, total: int, seconds: float) -> None:
         bar = "#" * (20 * step // total)

@@ -12,7 +12,7 @@ feed against the manifest before running (see :mod:`dymos.runtime.artifacts`).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -255,9 +255,11 @@ def open_backend(
     prefer: Sequence[str] = BACKENDS,
     device: str = "auto",
     threading: str = "per-session",
+    on_skip: Callable[[str], None] | None = None,
 ) -> Backend:
     """The first backend in ``prefer`` whose artifact exists and whose packages are installed (``threading``: see
-    :class:`OnnxRuntimeBackend`)."""
+    :class:`OnnxRuntimeBackend`). ``on_skip`` hears why a backend whose artifact the export has was passed over
+    (TensorRT not installed, an engine of another TensorRT version, ...), so a caller can say why it fell back."""
     spec = export.submodel(submodel)
     artifacts = export.artifacts(submodel)
     reasons = []
@@ -280,6 +282,8 @@ def open_backend(
             return AOTInductorBackend(path, spec, spec.outputs[0]["name"])
         except BackendUnavailable as err:
             reasons.append(f"{name}: {err}")
+            if on_skip is not None:
+                on_skip(f"{submodel}: {name} skipped: {err}")
     raise BackendUnavailable(f"no backend can run {submodel} from {export.root}: " + "; ".join(reasons))
 
 
@@ -301,6 +305,7 @@ def open_low_noise(
     device: str = "auto",
     threading: str = "per-session",
     stock: bool = True,
+    on_skip: Callable[[str], None] | None = None,
 ) -> tuple[Backend, Backend | None] | None:
     """A two-expert export's low-noise expert (Wan 2.2 A14B's ``denoiser_2``) as (DyMoS engine, stock engine or
     None), opened with the same choices as the high-noise one; None for single-expert exports. Open it once and
@@ -309,5 +314,5 @@ def open_low_noise(
     if not experts:
         return None
     low = experts["low_noise"]
-    engine = open_backend(export, low, prefer=prefer, device=device, threading=threading)
+    engine = open_backend(export, low, prefer=prefer, device=device, threading=threading, on_skip=on_skip)
     return engine, open_stock_backend(export, low, device=device, threading=threading) if stock else None

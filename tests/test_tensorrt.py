@@ -416,8 +416,10 @@ def test_runtime_refuses_an_engine_built_with_another_tensorrt(tmp_path: Path, m
         artifacts=lambda name: {"tensorrt": {"file": plan.name, "tensorrt_version": "10.14.0"}},
         path=lambda name: tmp_path / name,
     )
+    heard: list[str] = []
     with pytest.raises(backends.BackendUnavailable, match=r"built with TensorRT 10\.14\.0, but TensorRT 10\.99\.0"):
-        backends.open_backend(export, prefer=("tensorrt",))
+        backends.open_backend(export, prefer=("tensorrt",), on_skip=heard.append)
+    assert len(heard) == 1 and heard[0].startswith("denoiser: tensorrt skipped: ") and "rebuild it" in heard[0]
 
 
 # ---- GPU -----------------------------------------------------------------------------------------------------------
