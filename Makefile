@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # GPU=1 adds TensorRT (the `gpu` extra) and swaps onnxruntime for onnxruntime-gpu. A CUDA torch build: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-GPU ?= 0
+# Sticky: once `make setup GPU=1` has run, later targets keep the GPU setup until `make setup GPU=0`.
+GPU ?= $(if $(wildcard $(VENV)/.installed-gpu1),1,0)
+$(if $(filter-out 0 1,$(GPU)),$(error GPU must be 0 or 1, got '$(GPU)'))
 TORCH_SPEC ?= torch==2.13.0
 comma := ,
 EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
@@ -18,7 +20,7 @@ EXPORT_ARGS ?=
 .PHONY: help setup test test-slow test-gpu lint format export bench bench-gpu train sweep clean clean-venv
 
 help:
-	@echo "make setup      create $(VENV) (CPU torch; GPU=1 adds onnxruntime-gpu + TensorRT)"
+	@echo "make setup      create $(VENV) (GPU=1 adds onnxruntime-gpu + TensorRT and stays set; GPU=0 undoes it)"
 	@echo "make test       fast test suite (sets up first)"
 	@echo "make test-slow  slower end-to-end checks"
 	@echo "make test-gpu   GPU/TensorRT tests (skip with a reason without a GPU)"
@@ -32,16 +34,18 @@ help:
 	@echo "make clean      remove build/ (exports, sweeps, checkpoints)"
 	@echo "make clean-venv remove $(VENV) (the next target sets it up again)"
 
-# onnxruntime and onnxruntime-gpu both provide the `onnxruntime` module: GPU=1 swaps one for the other, GPU=0 swaps
-# back (a reinstall, since removing the GPU wheel removes the shared files). A new TORCH_SPEC needs `make clean-venv`.
+# onnxruntime and onnxruntime-gpu both provide the `onnxruntime` module, and `pip install -e .` puts the CPU one back
+# (a base dependency): GPU=1 then reinstalls the GPU wheel over it, GPU=0 swaps back (a reinstall, since removing the
+# GPU wheel removes the shared files). The stamp goes first, so a failed setup is redone. A new TORCH_SPEC needs
+# `make clean-venv`.
 $(STAMP): pyproject.toml Makefile
+	rm -f $(VENV)/.installed*
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall -q -y onnxruntime && $(PY) -m pip install -q onnxruntime-gpu==1.32.0,! $(PY) -m pip show -q onnxruntime-gpu 2>/dev/null || { $(PY) -m pip uninstall -q -y onnxruntime-gpu \
+	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall -q -y onnxruntime && $(PY) -m pip install -q --force-reinstall --no-deps onnxruntime-gpu==1.32.0,! $(PY) -m pip show -q onnxruntime-gpu 2>/dev/null || { $(PY) -m pip uninstall -q -y onnxruntime-gpu \
 		&& $(PY) -m pip install -q --force-reinstall --no-deps onnxruntime==1.32.0; })
-	rm -f $(VENV)/.installed*
 	touch $@
 
 setup: $(STAMP)

@@ -427,9 +427,10 @@ def _run_run(args: argparse.Namespace) -> int:
         cond = load_conditioning(args.cond)
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
 
-    def skipped(reason: str) -> None:  # why an engine the export has was not used (e.g. a stale TensorRT engine)
+    def note(reason: str) -> None:  # why an engine the export has was not used (e.g. a stale TensorRT engine)
         print(f"note: {reason}", file=sys.stderr)
 
+    skipped = note if args.backend == "auto" else None  # an explicit --backend fails with the reason instead
     denoiser = open_backend(export, "denoiser", prefer=prefer, threading=args.threading, on_skip=skipped)
     decoder = open_backend(export, "vae_decoder", threading=args.threading, on_skip=skipped)
     stock = open_stock_backend(export, threading=args.threading)
@@ -488,9 +489,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(export.manifest, indent=2))
         return 0
-    lines = describe_export(export, tensorrt=installed_tensorrt_version())
-    if args.no_verify_hashes:
-        lines[0] = lines[0].replace("sizes and sha256 verified", "sizes verified (sha256 not checked)")
+    lines = describe_export(export, tensorrt=installed_tensorrt_version(), hashes_verified=not args.no_verify_hashes)
     print("\n".join(lines))
     return 0
 

@@ -127,7 +127,7 @@ class TensorRTBackend:
         refused before deserializing (engines are not portable across TensorRT versions)."""
         try:
             import tensorrt as trt
-        except ImportError as err:
+        except (ImportError, OSError) as err:  # OSError: the package without its CUDA libraries
             raise BackendUnavailable(f"TensorRT backend needs tensorrt ({err}); make setup GPU=1") from err
         if built_with is not None and built_with != trt.__version__:
             raise BackendUnavailable(

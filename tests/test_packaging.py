@@ -49,9 +49,11 @@ def _setup_recipe(*variables: str) -> str:
 def test_make_setup_gpu_installs_the_gpu_and_dev_extras_and_swaps_onnxruntime() -> None:
     gpu = _setup_recipe("GPU=1")
     assert 'pip install -q -e ".[dev,gpu]"' in gpu  # both extras: TensorRT and pytest for `make test-gpu`
-    assert "pip install -q onnxruntime-gpu==1.32.0" in gpu
+    assert "--force-reinstall --no-deps onnxruntime-gpu==1.32.0" in gpu  # over the CPU wheel `-e .` puts back
     assert "touch .venv/.installed-gpu1" in gpu
-    cpu = _setup_recipe()
+    cpu = _setup_recipe("GPU=0")
     assert 'pip install -q -e ".[dev]"' in cpu
     assert "--force-reinstall --no-deps onnxruntime==1.32.0" in cpu  # back from a GPU setup
     assert "touch .venv/.installed-gpu0" in cpu  # another stamp: switching GPU= reruns the setup
+    refused = subprocess.run(["make", "-n", "setup", "GPU=yes"], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "GPU must be 0 or 1" in refused.stderr

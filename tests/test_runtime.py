@@ -844,13 +844,31 @@ def test_inspect_says_whether_an_engine_fits_the_installed_tensorrt(tmp_path: Pa
         "model": {"class": "WanTransformer3DModel", "family": "wan", "source": "x"},
         "files": {"denoiser.plan": {"bytes": 2_000_000, "sha256": "0"}},
         "submodels": {"denoiser": {"inputs": [], "outputs": [], "dims": {}}},
-        "artifacts": {"tensorrt": {"file": "denoiser.plan", "tensorrt_version": "10.14.0"}},
+        "artifacts": {
+            "tensorrt": {"file": "denoiser.plan", "tensorrt_version": "10.14.0"},
+            # the PyTorch 2 artifacts' form: `validated: true`, the numbers under `parity`; TorchScript may be absent
+            "pt2": {
+                "file": "denoiser.pt2",
+                "validated": True,
+                "parity": {"backend": "torch.export", "passed": True, "tolerance": {"atol": 1e-5, "rtol": 1e-4}},
+            },
+            "torchscript": {"file": None, "validated": False, "reason": "TypeError: does not trace"},
+        },
     }
     export = ExportDir(tmp_path, manifest)
-    line = next(line for line in describe_export(export, tensorrt="10.14.0") if "denoiser.plan" in line)
+    lines = describe_export(export, tensorrt="10.14.0", hashes_verified=False)
+    assert lines[0].endswith("sizes verified (sha256 not checked)")
+    line = next(line for line in lines if "denoiser.plan" in line)
     assert "2.00 MB" in line and "built with TensorRT 10.14.0, 10.14.0 installed: usable" in line
+    assert "denoiser.pt2 (0.00 MB); parity vs PyTorch passed (torch.export, atol 1e-05, rtol 0.0001)" in lines[-2]
+    assert lines[-1].split() == ["torchscript", "not", "exported:", "TypeError:", "does", "not", "trace"]
     assert "NOT usable, rebuild it" in "\n".join(describe_export(export, tensorrt="10.15.1"))
     assert "none installed here" in "\n".join(describe_export(export, tensorrt=None))
+    del manifest["artifacts"]["tensorrt"]["tensorrt_version"]
+    assert "TensorRT version not recorded (10.14.0 installed)" in "\n".join(describe_export(export, tensorrt="10.14.0"))
+    del manifest["submodels"]["denoiser"]["inputs"]
+    with pytest.raises(ManifestError, match="'denoiser' graph lacks its inputs"):
+        describe_export(export)
 
 
 def test_prepare_rejects_an_unreadable_image(exported: Path, tmp_path: Path) -> None:

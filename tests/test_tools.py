@@ -157,6 +157,9 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
         output_type="np",
     ).frames[0]
     assert video.shape == (9, 32, 32, 3)
+    reuse = ["--vae-from", str(tmp_path / "w" / "vae"), "--vae-spatial", "2", "--clips", "4", "--no-compile"]
+    with pytest.raises(SystemExit):  # the reused VAE compresses 4x: asking for 2x is refused, not ignored
+        train_tiny.main([*reuse, "--out", str(tmp_path / "again"), "--work", str(tmp_path / "w2")])
 
 
 def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -29,6 +29,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ VAE_CONFIG = {
 }
 
 
-def vae_config(spatial: int = 2) -> dict:
+def vae_config(spatial: int = 2) -> dict[str, Any]:
     """``VAE_CONFIG`` at a spatial compression of 2 (the shipped model: 16x16 latents) or 4 (8x8 latents, 5.4x fewer
     latent values than pixels instead of 1.35x: a smaller space for the transformer to model, the decoder doing more
     of the work; one more resampling level, the temporal downsampling kept at the last)."""
@@ -360,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--vae-spatial",
         type=int,
-        default=VAE_CONFIG["scale_factor_spatial"],
+        default=None,
         choices=(2, 4),
-        help="the VAE's spatial compression: 2 (16x16 latents, the shipped model) or 4 (8x8; pair with --patch 1)",
+        help="the VAE's spatial compression: 2 (16x16 latents; the default) or 4 (8x8; pair with --patch 1); with "
+        "--vae-from, the reused VAE's (a different value is an error)",
     )
     parser.add_argument(
         "--patch",
@@ -432,7 +434,12 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"reusing the trained VAE {args.vae_from} (no VAE stage)")
         vae = diffusers.AutoencoderKLWan.from_pretrained(args.vae_from).eval()
+        spatial = int(vae.config.scale_factor_spatial)
+        if args.vae_spatial not in (None, spatial):
+            parser.error(f"--vae-spatial {args.vae_spatial}, but the VAE in {args.vae_from} compresses {spatial}x")
+        args.vae_spatial = spatial
     else:
+        args.vae_spatial = args.vae_spatial or VAE_CONFIG["scale_factor_spatial"]
         log("training the VAE")
         vae = train_vae(pool, args, log_rows)
     latents, conditions = cached_encode(vae, pool, Path(args.latents_cache) if args.latents_cache else None)
