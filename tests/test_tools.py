@@ -194,6 +194,34 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
             train_tiny.main(bad)
 
 
+def test_train_tiny_precision_auto_takes_bf16_only_where_it_measures_faster(tmp_path: Path) -> None:
+    """``--precision auto`` measures bf16 autocast against fp32 and takes bf16 only for a clear gain (an AVX2-only
+    CPU emulates bf16 at a 14th of fp32's speed); an explicit choice measures nothing; the log records both."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    def never() -> float:
+        raise AssertionError("an explicit precision must not be measured")
+
+    assert train_tiny.resolve_precision("fp32", never) == ("fp32", None)
+    assert train_tiny.resolve_precision("bf16", never) == ("bf16", None)
+    assert train_tiny.resolve_precision("auto", lambda: 1.6) == ("bf16", 1.6)  # AMX / AVX512-BF16 machines
+    assert train_tiny.resolve_precision("auto", lambda: 1.05) == ("fp32", 1.05)  # no clear gain: keep fp32
+    assert train_tiny.resolve_precision("auto", lambda: 0.07) == ("fp32", 0.07)  # emulated bf16
+    ratio = train_tiny.bf16_speedup(tokens=64, width=8, hidden=16, repeats=1)
+    assert 0 < ratio < float("inf")
+
+    command = ["--clips", "4", "--steps", "1", "--batch", "2", "--warmup", "1", "--precision", "fp32"]
+    command += ["--layers", "1", "--heads", "1", "--ffn", "16", "--no-compile", "--threads", "1"]
+    command += ["--vae-steps", "1", "--vae-clip-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
+    command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    assert train_tiny.main(command) == 0
+    log = json.loads((tmp_path / "out" / "train_log.json").read_text())
+    assert (log["args"]["precision"], log["args"]["bf16_speedup"]) == ("fp32", None)
+    with pytest.raises(SystemExit):
+        train_tiny.main(["--precision", "fp16"])
+
+
 def test_median_interval_covers_the_median_at_the_stated_level() -> None:
     """The order-statistic interval of tools/bench_runtime.py: exact ranks for small n (checked against the binomial
     table), None below 6 values at 95 %, and at least 95 % coverage of a skewed distribution's true median."""

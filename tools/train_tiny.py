@@ -11,8 +11,10 @@ Two stages, both real diffusers classes, both seeded:
    builds) trained with rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
    with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
    step: the model learns to ignore prompts. An EMA of the weights is what ships. The transformer runs under
-   bf16 autocast and ``torch.compile`` (about 1.6x the steps per minute of plain fp32 eager on this CPU; a 500-step
-   pilot matched fp32's loss and shape score), and the stage stops when ``--max-minutes`` is spent.
+   ``torch.compile`` and, where the CPU has bf16 instructions, bf16 autocast (the shipped run: about 1.6x the steps
+   per minute of plain fp32 eager; a 500-step pilot matched fp32's loss and shape score; ``--precision auto``
+   measures, since an AVX2-only CPU emulates bf16 at a 14th of fp32's speed), and the stage stops when
+   ``--max-minutes`` is spent.
 
 The result is a ``WanImageToVideoPipeline`` folder (safetensors + configs, no text/image encoder) that
 ``from_pretrained`` and ``dymos export`` load, plus ``train_log.json`` (losses, timings, data prior, seeds).
@@ -28,6 +30,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,8 @@ TRANSFORMER_CONFIG = {
     "rope_max_seq_len": 32,
 }
 TEXT_TOKENS = 16
+PRECISIONS = ("auto", "bf16", "fp32")
+AUTO_BF16_MIN_SPEEDUP = 1.1  # bf16 rounds the activations: take it only for a clear gain in speed
 
 
 def transformer_config(args: argparse.Namespace) -> dict:
@@ -116,6 +121,38 @@ def fit_schedule(step: int, probe_seconds: float, args: argparse.Namespace) -> i
         f"(repeat with --steps {total})"
     )
     return total
+
+
+def bf16_speedup(tokens: int = 4096, width: int = 128, hidden: int = 256, repeats: int = 3) -> float:
+    """fp32 time / bf16-autocast time of a linear layer of the transformer's width, forward and backward, on the
+    threads set. bf16 pays only where the CPU has bf16 instructions (AVX512-BF16, AMX: about 1.6x a step); on an
+    AVX2-only CPU oneDNN emulates it and a step took 14x as long as fp32's (10.2 s vs 0.73 s)."""
+    layer = torch.nn.Linear(width, hidden)
+    x = torch.randn(tokens, width, requires_grad=True)
+
+    def best_of(bf16: bool) -> float:
+        times = []
+        for _ in range(repeats + 1):  # the first call warms the kernels up
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = layer(x)
+            y.float().sum().backward()
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    return best_of(False) / best_of(True)
+
+
+def resolve_precision(requested: str, speedup: Callable[[], float] = bf16_speedup) -> tuple[str, float | None]:
+    """``--precision``: ``bf16``/``fp32`` as asked, ``auto`` bf16 only where it measures at least
+    ``AUTO_BF16_MIN_SPEEDUP`` times fp32's speed on this CPU. Returns the precision and the measured ratio (None
+    where nothing was measured)."""
+    if requested != "auto":
+        return requested, None
+    ratio = speedup()
+    chosen = "bf16" if ratio >= AUTO_BF16_MIN_SPEEDUP else "fp32"
+    log(f"--precision auto: bf16 autocast runs at {ratio:.2f}x fp32's speed on this CPU: training in {chosen}")
+    return chosen, ratio
 
 
 def log(message: str) -> None:
@@ -263,7 +300,7 @@ def train_transformer(
         x_t = (1 - s) * x0 + s * noise
         text = torch.randn(args.batch, TEXT_TOKENS, model.config.text_dim, generator=rng)
         model_input = torch.cat([x_t, mask, condition], dim=1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             prediction = forward(model_input, sigma * 1000.0, text, return_dict=False)[0]
         loss = (prediction.float() - (noise - x0)).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -392,7 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         "measured in the warmup (the log names the number, for repeating the run)",
     )
     parser.add_argument(
-        "--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the transformer"
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the transformer's compute: bf16 autocast (the shipped run), fp32, or auto: bf16 only where this CPU "
+        "runs a transformer-sized layer faster in bf16 than in fp32 (CPUs without bf16 instructions emulate it, "
+        "10x slower; the choice and the measured speeds go to train_log.json)",
     )
     parser.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the transformer"
@@ -427,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     log_rows: list = []
 
+    args.precision, args.bf16_speedup = resolve_precision(args.precision)
     log(f"rendering {args.clips} clips ({DEFAULT_PRIOR.describe()})")
     pool = make_batch(args.seed, 0, args.clips, size=SIZE, frames=FRAMES)
     if args.vae_from:
