@@ -125,9 +125,12 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
 
 
-def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("temporal", [2, 4])
+def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tmp_path: Path, temporal: int) -> None:
     """``--vae-spatial 4 --patch 1``: a VAE with one more resampling level (8x8 latents for 32x32 clips) and a
-    transformer with a token per latent pixel; the pipeline it writes generates at the trained size."""
+    transformer with a token per latent pixel; ``--vae-temporal 4`` also halves time there (3 latent frames, a
+    4-channel first-frame mask as in the real Wan I2V models); the pipeline it writes generates at the trained
+    size."""
     import diffusers
     import torch
 
@@ -136,7 +139,8 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
 
     command = ["--clips", "4", "--steps", "2", "--batch", "2", "--warmup", "1", "--checkpoint-every", "10"]
     command += ["--no-compile", "--threads", "1", "--vae-steps", "1", "--vae-batch", "1", "--vae-clip-steps", "1"]
-    command += ["--vae-spatial", "4", "--patch", "1", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")]
+    command += ["--vae-spatial", "4", "--vae-temporal", str(temporal), "--patch", "1"]
+    command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")]
     assert train_tiny.main(command) == 0
     pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
         tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
@@ -144,6 +148,8 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
     assert pipe.vae.config.scale_factor_spatial == 4 and list(pipe.transformer.config.patch_size) == [1, 1, 1]
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert log["vae"]["dim_mult"] == [1, 1, 1] and log["vae"]["scale_factor_spatial"] == 4
+    assert log["vae"]["scale_factor_temporal"] == temporal
+    assert pipe.transformer.config.in_channels == 16 + temporal + 16  # latents, mask, condition
     from PIL import Image
 
     video = pipe(
@@ -157,9 +163,14 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
         output_type="np",
     ).frames[0]
     assert video.shape == (9, 32, 32, 3)
-    reuse = ["--vae-from", str(tmp_path / "w" / "vae"), "--vae-spatial", "2", "--clips", "4", "--no-compile"]
+    reuse = ["--vae-from", str(tmp_path / "w" / "vae"), "--clips", "4", "--no-compile"]
+    reuse += ["--out", str(tmp_path / "again"), "--work", str(tmp_path / "w2")]
     with pytest.raises(SystemExit):  # the reused VAE compresses 4x: asking for 2x is refused, not ignored
-        train_tiny.main([*reuse, "--out", str(tmp_path / "again"), "--work", str(tmp_path / "w2")])
+        train_tiny.main([*reuse, "--vae-spatial", "2"])
+    with pytest.raises(SystemExit):
+        train_tiny.main([*reuse, "--vae-temporal", str(6 - temporal)])
+    with pytest.raises(SystemExit):  # each resampling level halves space: 4x in time needs 4x in space
+        train_tiny.main(["--vae-temporal", "4", "--out", str(tmp_path / "no"), "--work", str(tmp_path / "w3")])
 
 
 def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -58,15 +58,25 @@ VAE_CONFIG = {
 }
 
 
-def vae_config(spatial: int = 2) -> dict[str, Any]:
+def vae_config(spatial: int = 2, temporal: int = 2) -> dict[str, Any]:
     """``VAE_CONFIG`` at a spatial compression of 2 (the shipped model: 16x16 latents) or 4 (8x8 latents, 5.4x fewer
     latent values than pixels instead of 1.35x: a smaller space for the transformer to model, the decoder doing more
-    of the work; one more resampling level, the temporal downsampling kept at the last)."""
-    if spatial == 2:
+    of the work; one more resampling level). Temporal compression 2 (5 latent frames for 9) or, at spatial 4 only,
+    4 as in the real Wan VAEs (3 latent frames: the decoder makes frames 1-4 and 5-8 from one latent frame each, so
+    the transformer has fewer frames to keep consistent; each resampling level halves space, so 4x in time needs
+    both levels)."""
+    if (spatial, temporal) == (2, 2):
         return dict(VAE_CONFIG)
-    if spatial == 4:
-        return {**VAE_CONFIG, "dim_mult": [1, 1, 1], "temperal_downsample": [False, True], "scale_factor_spatial": 4}
-    raise ValueError(f"spatial compression {spatial} is not one of 2, 4")
+    if spatial == 4 and temporal in (2, 4):
+        downsample = [temporal == 4, True]
+        return {
+            **VAE_CONFIG,
+            "dim_mult": [1, 1, 1],
+            "temperal_downsample": downsample,
+            "scale_factor_spatial": 4,
+            "scale_factor_temporal": temporal,
+        }
+    raise ValueError(f"compression {spatial}x spatial, {temporal}x temporal is not one of 2x2, 4x2, 4x4")
 
 
 TRANSFORMER_CONFIG = {
@@ -96,6 +106,7 @@ def transformer_config(args: argparse.Namespace) -> dict:
     (80 for a 9x32x32 clip), so a model 2x as wide (4x the parameters) costs about what the patch-2 one does."""
     return {
         **TRANSFORMER_CONFIG,
+        "in_channels": Z_DIM + args.vae_temporal + Z_DIM,  # the mask has a channel per temporal factor
         "patch_size": [1, args.patch, args.patch],
         "num_attention_heads": args.heads,
         "attention_head_dim": args.head_dim,
@@ -179,7 +190,7 @@ def train_vae(pool: np.ndarray, args: argparse.Namespace, log_rows: list) -> tor
     import diffusers
 
     torch.manual_seed(args.seed)
-    config = vae_config(args.vae_spatial)
+    config = vae_config(args.vae_spatial, args.vae_temporal)
     vae = diffusers.AutoencoderKLWan(**config, latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
     rng = np.random.default_rng([args.seed, 1])
     start = time.perf_counter()
@@ -278,7 +289,7 @@ def train_transformer(
     rng = torch.Generator().manual_seed(args.seed + 3)
     shift = args.train_shift or float(WAN_SCHEDULER["config"]["flow_shift"])
     n, _, latent_frames, height, width = latents.shape
-    mask = first_frame_mask(args.batch, latent_frames, VAE_CONFIG["scale_factor_temporal"], height, width)
+    mask = first_frame_mask(args.batch, latent_frames, args.vae_temporal, height, width)
     start = probe_start = time.perf_counter()
     running = None
     total = args.steps  # None ('auto'): fixed at step AUTO_PROBE_END from the measured speed
@@ -404,6 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         "--vae-from, the reused VAE's (a different value is an error)",
     )
     parser.add_argument(
+        "--vae-temporal",
+        type=int,
+        default=None,
+        choices=(2, 4),
+        help="the VAE's temporal compression: 2 (5 latent frames; the default) or 4 (3, as the real Wan VAEs; needs "
+        "--vae-spatial 4); with --vae-from, the reused VAE's (a different value is an error)",
+    )
+    parser.add_argument(
         "--patch",
         type=int,
         default=shipped["patch_size"][1],
@@ -462,6 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps is None and not (args.max_minutes and args.warmup > AUTO_PROBE_END):
         parser.error(f"--steps auto needs --max-minutes and a --warmup over {AUTO_PROBE_END} steps (it times those)")
+    if not args.vae_from:
+        args.vae_spatial = args.vae_spatial or VAE_CONFIG["scale_factor_spatial"]
+        args.vae_temporal = args.vae_temporal or VAE_CONFIG["scale_factor_temporal"]
+        try:
+            vae_config(args.vae_spatial, args.vae_temporal)
+        except ValueError as error:
+            parser.error(str(error))
     args.t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -477,12 +503,13 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"reusing the trained VAE {args.vae_from} (no VAE stage)")
         vae = diffusers.AutoencoderKLWan.from_pretrained(args.vae_from).eval()
-        spatial = int(vae.config.scale_factor_spatial)
-        if args.vae_spatial not in (None, spatial):
-            parser.error(f"--vae-spatial {args.vae_spatial}, but the VAE in {args.vae_from} compresses {spatial}x")
-        args.vae_spatial = spatial
+        for axis in ("spatial", "temporal"):
+            reused = int(vae.config[f"scale_factor_{axis}"])
+            if getattr(args, f"vae_{axis}") not in (None, reused):
+                asked = getattr(args, f"vae_{axis}")
+                parser.error(f"--vae-{axis} {asked}, but the VAE in {args.vae_from} compresses {reused}x in {axis}")
+            setattr(args, f"vae_{axis}", reused)
     else:
-        args.vae_spatial = args.vae_spatial or VAE_CONFIG["scale_factor_spatial"]
         log("training the VAE")
         vae = train_vae(pool, args, log_rows)
     latents, conditions = cached_encode(vae, pool, Path(args.latents_cache) if args.latents_cache else None)
