@@ -207,7 +207,7 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
 
 def test_train_tiny_precision_auto_takes_bf16_only_where_it_measures_faster(tmp_path: Path) -> None:
     """``--precision auto`` measures bf16 autocast against fp32 and takes bf16 only for a clear gain (an AVX2-only
-    CPU emulates bf16 at a 14th of fp32's speed); an explicit choice measures nothing; the log records both."""
+    CPU emulates bf16 at about a 12th of fp32's speed); an explicit choice measures nothing; the log records both."""
     sys.path.insert(0, str(ROOT / "tools"))
     import train_tiny
 

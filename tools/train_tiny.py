@@ -13,7 +13,7 @@ Two stages, both real diffusers classes, both seeded:
    step: the model learns to ignore prompts. An EMA of the weights is what ships. The transformer runs under
    ``torch.compile`` and, where the CPU has bf16 instructions, bf16 autocast (the shipped run: about 1.6x the steps
    per minute of plain fp32 eager; a 500-step pilot matched fp32's loss and shape score; ``--precision auto``
-   measures, since an AVX2-only CPU emulates bf16 at a 14th of fp32's speed), and the stage stops when
+   measures, since an AVX2-only CPU emulates bf16 at about a 12th of fp32's speed), and the stage stops when
    ``--max-minutes`` is spent.
 
 The result is a ``WanImageToVideoPipeline`` folder (safetensors + configs, no text/image encoder) that
@@ -137,7 +137,7 @@ def fit_schedule(step: int, probe_seconds: float, args: argparse.Namespace) -> i
 def bf16_speedup(tokens: int = 4096, width: int = 128, hidden: int = 256, repeats: int = 3) -> float:
     """fp32 time / bf16-autocast time of a linear layer of the transformer's width, forward and backward, on the
     threads set. bf16 pays only where the CPU has bf16 instructions (AVX512-BF16, AMX: about 1.6x a step); on an
-    AVX2-only CPU oneDNN emulates it and a step took 14x as long as fp32's (10.2 s vs 0.73 s)."""
+    AVX2-only CPU oneDNN emulates it and a compiled step took about 10 s against 0.85 s in fp32)."""
     layer = torch.nn.Linear(width, hidden)
     x = torch.randn(tokens, width, requires_grad=True)
 
