@@ -173,6 +173,13 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
         train_tiny.main(["--vae-temporal", "4", "--out", str(tmp_path / "no"), "--work", str(tmp_path / "w3")])
 
 
+def _one_layer_run(tmp_path: Path) -> list[str]:
+    """train_tiny flags for the smallest whole run: a one-layer transformer, one step per VAE phase."""
+    command = ["--layers", "1", "--heads", "1", "--ffn", "16", "--no-compile", "--threads", "1"]
+    command += ["--vae-steps", "1", "--vae-clip-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
+    return [*command, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+
+
 def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Path, monkeypatch, capsys) -> None:
     """``--steps auto`` fixes the schedule's length inside the warmup from the measured speed, logs it (so
     ``--steps N`` repeats the run), and the run ends at that step or at the budget; bad values are refused."""
@@ -188,9 +195,7 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
     monkeypatch.setattr(train_tiny, "AUTO_PROBE_START", 1)
     monkeypatch.setattr(train_tiny, "AUTO_PROBE_END", 3)
     command = ["--clips", "4", "--steps", "auto", "--batch", "2", "--warmup", "4", "--max-minutes", "0.15"]
-    command += ["--layers", "1", "--heads", "1", "--ffn", "16", "--no-compile", "--threads", "1"]
-    command += ["--vae-steps", "1", "--vae-clip-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
-    command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    command += _one_layer_run(tmp_path)
     assert train_tiny.main(command) == 0
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     planned = [row["auto_steps"] for row in log["log"] if "auto_steps" in row]
@@ -223,9 +228,7 @@ def test_train_tiny_precision_auto_takes_bf16_only_where_it_measures_faster(tmp_
     assert 0 < ratio < float("inf")
 
     command = ["--clips", "4", "--steps", "1", "--batch", "2", "--warmup", "1", "--precision", "fp32"]
-    command += ["--layers", "1", "--heads", "1", "--ffn", "16", "--no-compile", "--threads", "1"]
-    command += ["--vae-steps", "1", "--vae-clip-steps", "1", "--vae-batch", "1", "--checkpoint-every", "1000"]
-    command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    command += _one_layer_run(tmp_path)
     assert train_tiny.main(command) == 0
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert (log["args"]["precision"], log["args"]["bf16_speedup"]) == ("fp32", None)
