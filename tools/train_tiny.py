@@ -504,9 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"reusing the trained VAE {args.vae_from} (no VAE stage)")
         vae = diffusers.AutoencoderKLWan.from_pretrained(args.vae_from).eval()
         for axis in ("spatial", "temporal"):
-            reused = int(vae.config[f"scale_factor_{axis}"])
-            if getattr(args, f"vae_{axis}") not in (None, reused):
-                asked = getattr(args, f"vae_{axis}")
+            reused, asked = int(vae.config[f"scale_factor_{axis}"]), getattr(args, f"vae_{axis}")
+            if asked not in (None, reused):
                 parser.error(f"--vae-{axis} {asked}, but the VAE in {args.vae_from} compresses {reused}x in {axis}")
             setattr(args, f"vae_{axis}", reused)
     else:
