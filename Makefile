@@ -12,6 +12,8 @@ EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
 # One stamp per GPU setting, so `make setup GPU=1` after a CPU setup installs the GPU packages (and back).
 STAMP := $(VENV)/.installed-gpu$(GPU)
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (one per core here; 0 runs the suite in one process)
+TEST_WORKERS ?= 2
 
 MODEL ?=
 OUT ?= build
@@ -21,7 +23,7 @@ EXPORT_ARGS ?=
 
 help:
 	@echo "make setup      create $(VENV) (GPU=1 adds onnxruntime-gpu + TensorRT and stays set; GPU=0 undoes it)"
-	@echo "make test       fast test suite (sets up first)"
+	@echo "make test       fast test suite (sets up first; TEST_WORKERS=2 xdist workers, 0: one process)"
 	@echo "make test-slow  slower end-to-end checks"
 	@echo "make test-gpu   GPU/TensorRT tests (skip with a reason without a GPU)"
 	@echo "make lint       ruff"
@@ -51,7 +53,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 test: setup
-	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)

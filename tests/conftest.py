@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from dymos.tiny import TINY_CASES
 
@@ -16,8 +19,40 @@ SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "configs"
 FP32_ATOL = 1e-5
 
 
+# `make test` runs pytest-xdist workers (TEST_WORKERS, default 2, one per core): each takes one torch thread then
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(max(1, 2 // XDIST_WORKERS))
+
+
+class SharedExports:
+    """``dymos export`` of a model spec, once per test session however many xdist workers ask: the exports are the
+    suite's expensive part. The first worker to ask exports under a file lock into a folder all workers share; the
+    others wait on the lock and reuse the finished folder (``run_export`` moves it into place only once validated).
+    A failed export is not cached: the next asker tries again and fails the same way. Tests copy an export before
+    changing it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, model: str) -> Path:
+        from dymos.export.build import ExportOptions, run_export
+
+        options = ExportOptions(model=model, out=self.root / re.sub(r"[^A-Za-z0-9_.-]", "_", model))
+        with FileLock(f"{options.out}.lock"):
+            if (options.target_dir() / "manifest.json").is_file():
+                return options.target_dir()
+            return run_export(options, log=lambda line: None).directory
+
+
+@pytest.fixture(scope="session")
+def shared_exports(tmp_path_factory: pytest.TempPathFactory) -> SharedExports:
+    base = tmp_path_factory.getbasetemp()
+    # under xdist each worker's basetemp is <session basetemp>/popen-gwN: the parent is the session's, shared
+    return SharedExports((base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "shared-exports")
 
 
 @pytest.fixture(scope="session")

@@ -32,12 +32,9 @@ def _quiet(line: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One ONNX export per tiny family (the expensive part, shared by the tests below)."""
-    root = tmp_path_factory.mktemp("exports")
-    return {
-        name: run_export(ExportOptions(model=f"tiny:{name}", out=root), log=_quiet).directory for name in TINY_CASES
-    }
+def exports(shared_exports) -> dict[str, Path]:
+    """One ONNX export per tiny family (the expensive part, shared by the tests below and across test workers)."""
+    return {name: shared_exports.get(f"tiny:{name}") for name in TINY_CASES}
 
 
 @pytest.mark.parametrize("name", sorted(TINY_CASES))

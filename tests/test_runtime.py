@@ -25,6 +25,7 @@ from dymos.prepare import TEXT_MASK_ENTRIES, prepare
 from dymos.runtime.artifacts import ExportDir, FeedError, SubmodelSpec
 from dymos.runtime.loop import RunError, RunRequest, RunResult, load_conditioning, sample
 from dymos.schedule import StrengthSchedule
+from tests.conftest import SharedExports
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -52,10 +53,6 @@ def _model_spec(name: str) -> str:
     return name if name in SHIPPED_MODELS else f"tiny-pipeline:{name}"
 
 
-def _export_pipeline(name: str, factory: pytest.TempPathFactory) -> Path:
-    return run_export(ExportOptions(model=_model_spec(name), out=factory.mktemp(name)), log=_quiet).directory
-
-
 def _prepare(export: Path, factory: pytest.TempPathFactory, prompt: str = "a red ball bouncing") -> Path:
     folder = factory.mktemp("cond")
     image = Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8))
@@ -64,18 +61,16 @@ def _prepare(export: Path, factory: pytest.TempPathFactory, prompt: str = "a red
 
 
 class TinyExports:
-    """The pipelines these tests run (tiny random ones and the shipped model), each exported, and conditioned
-    through `dymos prepare`, once per module on first use: the exports are the expensive part."""
+    """The pipelines these tests run (tiny random ones and the shipped model), each exported once per test session
+    (``SharedExports``: the expensive part) and conditioned through `dymos prepare` once per module, on first use."""
 
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
+    def __init__(self, factory: pytest.TempPathFactory, shared: SharedExports) -> None:
         self._factory = factory
-        self._exports: dict[str, Path] = {}
+        self._shared = shared
         self._conditioning: dict[str, Path] = {}
 
     def export(self, name: str) -> Path:
-        if name not in self._exports:
-            self._exports[name] = _export_pipeline(name, self._factory)
-        return self._exports[name]
+        return self._shared.get(_model_spec(name))
 
     def conditioning(self, name: str) -> Path:
         if name not in self._conditioning:
@@ -85,8 +80,8 @@ class TinyExports:
 
 
 @pytest.fixture(scope="module")
-def pipelines(tmp_path_factory: pytest.TempPathFactory) -> TinyExports:
-    return TinyExports(tmp_path_factory)
+def pipelines(tmp_path_factory: pytest.TempPathFactory, shared_exports: SharedExports) -> TinyExports:
+    return TinyExports(tmp_path_factory, shared_exports)
 
 
 @pytest.fixture(scope="module")
