@@ -19,7 +19,7 @@ SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "configs"
 FP32_ATOL = 1e-5
 
 
-# `make test` runs pytest-xdist workers (TEST_WORKERS, default 2, one per core): each takes one torch thread then
+# `make test` runs TEST_WORKERS pytest-xdist workers (default 2, one per core): the 2 cores' torch threads are split
 XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
