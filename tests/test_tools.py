@@ -260,6 +260,8 @@ def test_train_tiny_tuned_kernels_run_the_same_model_through_math_attention() ->
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="--kernels"):
         train_tiny.compiled(stock, "fast")
+    with pytest.raises(SystemExit):
+        train_tiny.main(["--kernels", "tuned", "--no-compile"])
 
 
 def test_median_interval_covers_the_median_at_the_stated_level() -> None:

@@ -503,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-minutes stopped, on any machine)",
     )
     args = parser.parse_args(argv)
+    if args.kernels != "stock" and not args.compile:
+        parser.error(f"--kernels {args.kernels} names compiled kernels: it needs --compile")
     if args.steps is None and not (args.max_minutes and args.warmup > AUTO_PROBE_END):
         parser.error(f"--steps auto needs --max-minutes and a --warmup over {AUTO_PROBE_END} steps (it times those)")
     if not args.vae_from:
