@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -41,10 +40,11 @@ class SharedExports:
     def get(self, model: str) -> Path:
         from dymos.export.build import ExportOptions, run_export
 
-        options = ExportOptions(model=model, out=self.root / re.sub(r"[^A-Za-z0-9_.-]", "_", model))
-        with FileLock(f"{options.out}.lock"):
-            if (options.target_dir() / "manifest.json").is_file():
-                return options.target_dir()
+        options = ExportOptions(model=model, out=self.root)
+        target = options.target_dir()  # one folder per spec; concurrent exports of others stage beside it
+        with FileLock(f"{target}.lock"):
+            if (target / "manifest.json").is_file():
+                return target
             return run_export(options, log=lambda line: None).directory
 
 
