@@ -44,6 +44,7 @@ from dymos.tiny import WAN_SCHEDULER, wan_i2v_pipeline
 
 SIZE, FRAMES = 32, 9
 Z_DIM = 16
+VAE_CHANNELS = (4, 8, 16)
 VAE_CONFIG = {
     "base_dim": 16,
     "z_dim": Z_DIM,
@@ -58,19 +59,23 @@ VAE_CONFIG = {
 }
 
 
-def vae_config(spatial: int = 2, temporal: int = 2) -> dict[str, Any]:
+def vae_config(spatial: int = 2, temporal: int = 2, channels: int = Z_DIM) -> dict[str, Any]:
     """``VAE_CONFIG`` at a spatial compression of 2 (the shipped model: 16x16 latents) or 4 (8x8 latents, 5.4x fewer
     latent values than pixels instead of 1.35x: a smaller space for the transformer to model, the decoder doing more
     of the work; one more resampling level). Temporal compression 2 (5 latent frames for 9) or, at spatial 4 only,
     4 as in the real Wan VAEs (3 latent frames: the decoder makes frames 1-4 and 5-8 from one latent frame each, so
     the transformer has fewer frames to keep consistent; each resampling level halves space, so 4x in time needs
-    both levels)."""
+    both levels). ``channels`` latent channels (16, as the real Wan 2.1 VAE, or fewer: a latent of fewer values per
+    position for the transformer to model, the round trip then judged by its ceiling)."""
+    if channels not in VAE_CHANNELS:
+        raise ValueError(f"{channels} latent channels is not one of {VAE_CHANNELS}")
     if (spatial, temporal) == (2, 2):
-        return dict(VAE_CONFIG)
+        return {**VAE_CONFIG, "z_dim": channels}
     if spatial == 4 and temporal in (2, 4):
         downsample = [temporal == 4, True]
         return {
             **VAE_CONFIG,
+            "z_dim": channels,
             "dim_mult": [1, 1, 1],
             "temperal_downsample": downsample,
             "scale_factor_spatial": 4,
@@ -78,6 +83,13 @@ def vae_config(spatial: int = 2, temporal: int = 2) -> dict[str, Any]:
         }
     raise ValueError(f"compression {spatial}x spatial, {temporal}x temporal is not one of 2x2, 4x2, 4x4")
 
+
+# the VAE flags a reused VAE (--vae-from) answers from its config, and the keys they read
+REUSED_VAE_SHAPE = {
+    "--vae-spatial": "scale_factor_spatial",
+    "--vae-temporal": "scale_factor_temporal",
+    "--vae-channels": "z_dim",
+}
 
 TRANSFORMER_CONFIG = {
     "patch_size": [1, 2, 2],
@@ -106,7 +118,9 @@ def transformer_config(args: argparse.Namespace) -> dict:
     (80 for a 9x32x32 clip), so a model 2x as wide (4x the parameters) costs about what the patch-2 one does."""
     return {
         **TRANSFORMER_CONFIG,
-        "in_channels": Z_DIM + args.vae_temporal + Z_DIM,  # the mask has a channel per temporal factor
+        # noisy latents + the first-frame mask (a channel per temporal factor) + the condition's latents
+        "in_channels": args.vae_channels + args.vae_temporal + args.vae_channels,
+        "out_channels": args.vae_channels,
         "patch_size": [1, args.patch, args.patch],
         "num_attention_heads": args.heads,
         "attention_head_dim": args.head_dim,
@@ -190,8 +204,9 @@ def train_vae(pool: np.ndarray, args: argparse.Namespace, log_rows: list) -> tor
     import diffusers
 
     torch.manual_seed(args.seed)
-    config = vae_config(args.vae_spatial, args.vae_temporal)
-    vae = diffusers.AutoencoderKLWan(**config, latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
+    config = vae_config(args.vae_spatial, args.vae_temporal, args.vae_channels)
+    channels = config["z_dim"]
+    vae = diffusers.AutoencoderKLWan(**config, latents_mean=[0.0] * channels, latents_std=[1.0] * channels)
     rng = np.random.default_rng([args.seed, 1])
     start = time.perf_counter()
     phases = [("vae", args.vae_frames, args.vae_steps, args.vae_lr, 50)]
@@ -440,6 +455,14 @@ def main(argv: list[str] | None = None) -> int:
         "--vae-spatial 4); with --vae-from, the reused VAE's (a different value is an error)",
     )
     parser.add_argument(
+        "--vae-channels",
+        type=int,
+        default=None,
+        choices=VAE_CHANNELS,
+        help=f"the VAE's latent channels ({Z_DIM}: the default, as the real Wan 2.1 VAE; fewer: a smaller latent for "
+        "the transformer to model); with --vae-from, the reused VAE's (a different value is an error)",
+    )
+    parser.add_argument(
         "--patch",
         type=int,
         default=shipped["patch_size"][1],
@@ -510,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.vae_from:
         args.vae_spatial = args.vae_spatial or VAE_CONFIG["scale_factor_spatial"]
         args.vae_temporal = args.vae_temporal or VAE_CONFIG["scale_factor_temporal"]
+        args.vae_channels = args.vae_channels or VAE_CONFIG["z_dim"]
         try:
-            vae_config(args.vae_spatial, args.vae_temporal)
+            vae_config(args.vae_spatial, args.vae_temporal, args.vae_channels)
         except ValueError as error:
             parser.error(str(error))
     args.t0 = time.perf_counter()
@@ -529,11 +553,12 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"reusing the trained VAE {args.vae_from} (no VAE stage)")
         vae = diffusers.AutoencoderKLWan.from_pretrained(args.vae_from).eval()
-        for axis in ("spatial", "temporal"):
-            reused, asked = int(vae.config[f"scale_factor_{axis}"]), getattr(args, f"vae_{axis}")
+        for flag, key in REUSED_VAE_SHAPE.items():
+            dest = flag.removeprefix("--").replace("-", "_")
+            reused, asked = int(vae.config[key]), getattr(args, dest)
             if asked not in (None, reused):
-                parser.error(f"--vae-{axis} {asked}, but the VAE in {args.vae_from} compresses {reused}x in {axis}")
-            setattr(args, f"vae_{axis}", reused)
+                parser.error(f"{flag} {asked}, but the VAE in {args.vae_from} has {key} = {reused}")
+            setattr(args, dest, reused)
     else:
         log("training the VAE")
         vae = train_vae(pool, args, log_rows)
