@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,3 +59,26 @@ def test_make_setup_gpu_installs_the_gpu_and_dev_extras_and_swaps_onnxruntime() 
     assert "touch .venv/.installed-gpu0" in cpu  # another stamp: switching GPU= reruns the setup
     refused = subprocess.run(["make", "-n", "setup", "GPU=yes"], cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode != 0 and "GPU must be 0 or 1" in refused.stderr
+
+
+def test_importing_dymos_silences_only_transformers_pil_fallback_notice() -> None:
+    """Without torchvision, importing diffusers' Wan pipeline prints transformers' CLIP-processor fallback notice;
+    after ``import dymos`` it does not, and other messages of that logger still pass."""
+    import importlib.util
+    import logging
+
+    import dymos
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: transformers prints no fallback notice to silence")
+    load = "from diffusers import WanImageToVideoPipeline"
+    plain = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "requires torchvision (not installed)" in plain.stderr  # the notice exists, so the next check can fail
+    quiet = subprocess.run(
+        [sys.executable, "-c", f"import dymos; {load}"], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert "requires torchvision" not in quiet.stderr, quiet.stderr
+    (quiet_filter,) = logging.getLogger("transformers.utils.import_utils").filters
+    assert isinstance(quiet_filter, dymos._QuietPilFallback)
+    other = logging.LogRecord("transformers.utils.import_utils", logging.WARNING, "", 0, "something else", None, None)
+    assert quiet_filter.filter(other)
