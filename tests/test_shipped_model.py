@@ -160,16 +160,25 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     parser.add_argument("--clips", type=int, default=CLIPS, help="held-out clips (the pins use the default)")
     # sampler variants, to tell the model's limits from the sampler's (the pins use the model's own scheduler)
     parser.add_argument("--steps", type=int, default=STEPS, help=f"denoising steps (default {STEPS})")
-    parser.add_argument("--sampler", choices=("unipc", "euler"), default="unipc", help="the pipeline's scheduler class")
+    parser.add_argument(
+        "--sampler",
+        choices=("unipc", "euler", "euler-sde"),
+        default="unipc",
+        help="the pipeline's scheduler: UniPC (the model's), flow-match Euler, or flow-match Euler with diffusers' "
+        "stochastic_sampling (each step re-noises its x0 estimate; the pipeline draws that noise from torch's "
+        "global generator, seeded here)",
+    )
     parser.add_argument("--flow-shift", type=float, default=None, help="the scheduler's flow shift (default: its own)")
     options = parser.parse_args()
     candidate = load_pipeline(options.model)
-    if options.sampler == "euler" or options.flow_shift is not None:
+    if options.sampler != "unipc" or options.flow_shift is not None:
         import diffusers
 
         shift = options.flow_shift if options.flow_shift is not None else candidate.scheduler.config.flow_shift
-        if options.sampler == "euler":
-            candidate.scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+        if options.sampler != "unipc":
+            stochastic = options.sampler == "euler-sde"
+            candidate.scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift, stochastic_sampling=stochastic)
+            torch.manual_seed(0)
         else:
             candidate.scheduler = diffusers.UniPCMultistepScheduler.from_config(
                 candidate.scheduler.config, flow_shift=shift
