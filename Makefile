@@ -85,7 +85,7 @@ TRAIN_ARGS ?=
 SWEEP_ARGS ?=
 
 train: setup
-	$(PY) tools/train_tiny.py $(TRAIN_ARGS)
+	$(PY) tools/train_tiny.py --out dymos/weights/sprites-wan $(TRAIN_ARGS)
 
 sweep: setup
 	$(VENV)/bin/dymos export --model sprites --out $(OUT)  # always: an export of older weights would be stale

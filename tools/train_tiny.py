@@ -405,7 +405,12 @@ def steps_arg(text: str) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="dymos/weights/sprites-wan", help="pipeline folder to write")
+    parser.add_argument(
+        "--out",
+        default="build/train_tiny/pipeline",
+        help="pipeline folder to write (`make train` writes the shipped one, dymos/weights/sprites-wan; the default "
+        "keeps pilots from overwriting it)",
+    )
     parser.add_argument("--work", default="build/train_tiny", help="checkpoints along the way")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clips", type=int, default=12000, help="clips in the training pool")
