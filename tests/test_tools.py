@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,6 +126,23 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
 
 
+def _two_step_video(pipe) -> Any:
+    """Two denoising steps of a sprite pipeline at the trained 9x32x32 size (a black input image, no prompt)."""
+    import torch
+    from PIL import Image
+
+    return pipe(
+        image=Image.new("RGB", (32, 32)),
+        prompt_embeds=torch.zeros(1, 16, 16),
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        output_type="np",
+    ).frames[0]
+
+
 @pytest.mark.parametrize("temporal", [2, 4])
 def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tmp_path: Path, temporal: int) -> None:
     """``--vae-spatial 4 --patch 1``: a VAE with one more resampling level (8x8 latents for 32x32 clips) and a
@@ -132,7 +150,6 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
     4-channel first-frame mask as in the real Wan I2V models); the pipeline it writes generates at the trained
     size."""
     import diffusers
-    import torch
 
     sys.path.insert(0, str(ROOT / "tools"))
     import train_tiny
@@ -150,19 +167,7 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
     assert log["vae"]["dim_mult"] == [1, 1, 1] and log["vae"]["scale_factor_spatial"] == 4
     assert log["vae"]["scale_factor_temporal"] == temporal
     assert pipe.transformer.config.in_channels == 16 + temporal + 16  # latents, mask, condition
-    from PIL import Image
-
-    video = pipe(
-        image=Image.new("RGB", (32, 32)),
-        prompt_embeds=torch.zeros(1, 16, 16),
-        height=32,
-        width=32,
-        num_frames=9,
-        num_inference_steps=2,
-        guidance_scale=1.0,
-        output_type="np",
-    ).frames[0]
-    assert video.shape == (9, 32, 32, 3)
+    assert _two_step_video(pipe).shape == (9, 32, 32, 3)  # generates at the trained size
     reuse = ["--vae-from", str(tmp_path / "w" / "vae"), "--clips", "4", "--no-compile"]
     reuse += ["--out", str(tmp_path / "again"), "--work", str(tmp_path / "w2")]
     with pytest.raises(SystemExit):  # the reused VAE compresses 4x: asking for 2x is refused, not ignored
@@ -178,8 +183,6 @@ def test_train_tiny_vae_channels_sizes_the_latent_and_the_transformer_around_it(
     and output follow it; the pipeline it writes generates at the trained size, and a pilot reusing that VAE takes
     its channel count from the VAE's config (asking for another is refused, not ignored)."""
     import diffusers
-    import torch
-    from PIL import Image
 
     sys.path.insert(0, str(ROOT / "tools"))
     import train_tiny
@@ -193,17 +196,7 @@ def test_train_tiny_vae_channels_sizes_the_latent_and_the_transformer_around_it(
     )
     assert pipe.vae.config.z_dim == 4 and len(pipe.vae.config.latents_mean) == 4
     assert (pipe.transformer.config.in_channels, pipe.transformer.config.out_channels) == (4 + 2 + 4, 4)
-    video = pipe(
-        image=Image.new("RGB", (32, 32)),
-        prompt_embeds=torch.zeros(1, 16, 16),
-        height=32,
-        width=32,
-        num_frames=9,
-        num_inference_steps=2,
-        guidance_scale=1.0,
-        output_type="np",
-    ).frames[0]
-    assert video.shape == (9, 32, 32, 3)
+    assert _two_step_video(pipe).shape == (9, 32, 32, 3)  # generates at the trained size
     reuse = ["--vae-from", str(tmp_path / "w" / "vae"), "--clips", "4", "--steps", "1", "--batch", "2"]
     reuse += ["--warmup", "1", "--no-compile", "--threads", "1", "--layers", "1"]
     assert train_tiny.main([*reuse, "--out", str(tmp_path / "again"), "--work", str(tmp_path / "w2")]) == 0
