@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,7 +230,8 @@ def condition_view(pipe: Any) -> Any:
     """The pipeline as its condition function must see it. ``StableVideoDiffusionPipeline.__call__`` encodes the
     image with its VAE moved to fp32 when the VAE is fp16 and its config says ``force_upcast`` (its
     ``needs_upcasting``); code that must not move the pipeline's own VAE (a graph being exported) gets a shallow copy
-    of the pipeline holding an fp32 copy of the VAE. Every other case: the pipeline itself."""
+    of the pipeline holding an fp32 copy of the VAE (made once per VAE and weights: :func:`fp32_copy`). Every other
+    case: the pipeline itself."""
     vae = getattr(pipe, "vae", None)
     upcast = (
         type(pipe).__name__ == "StableVideoDiffusionPipeline"
@@ -239,8 +242,25 @@ def condition_view(pipe: Any) -> Any:
     if not upcast:
         return pipe
     view = copy.copy(pipe)
-    object.__setattr__(view, "vae", copy.deepcopy(vae).to(torch.float32))
+    object.__setattr__(view, "vae", fp32_copy(vae))
     return view
+
+
+_FP32_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (weights stamp, fp32 copy)
+
+
+def fp32_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """An fp32 copy of ``module``, kept while it lives and reused while its weights are unchanged: preparing each
+    request of an fp16 SVD pipeline would otherwise copy and cast its whole VAE every time. The stamp is each
+    parameter's and buffer's storage and in-place version counter, so loading other weights, moving the module or
+    writing into a tensor makes a fresh copy."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    stamp = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+    cached = _FP32_COPIES.get(module)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, copy.deepcopy(module).to(torch.float32))
+        _FP32_COPIES[module] = cached
+    return cached[1]
 
 
 def svd_condition(

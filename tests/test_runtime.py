@@ -1207,6 +1207,24 @@ def test_feed_structure_is_checked_once_per_signature_and_the_strength_every_cal
         spec.check_feed({**feed, "x": [[0.0] * 4] * 2})
 
 
+def test_fp16_svd_condition_view_copies_the_vae_once_per_weights() -> None:
+    """The fp32 VAE an fp16 SVD pipeline encodes with is copied once and reused across requests; changed weights
+    (a tensor written in place, the module moved) get a fresh copy, and the pipeline's own VAE stays fp16."""
+    from dymos.prepare import condition_view
+
+    pipe = load_pipeline("tiny-pipeline:svd", dtype=torch.float16)
+    first, again = condition_view(pipe), condition_view(pipe)
+    assert first.vae is again.vae and first.vae.dtype == torch.float32 and pipe.vae.dtype == torch.float16
+    weight = next(pipe.vae.parameters())
+    with torch.no_grad():
+        weight.mul_(2)  # in place: same storage, a new version
+    written = condition_view(pipe).vae
+    assert written is not first.vae
+    torch.testing.assert_close(next(written.parameters()), weight.float())
+    pipe.vae.to(torch.float32).to(torch.float16)  # moved and back: new storage
+    assert condition_view(pipe).vae is not written
+
+
 def test_fp16_svd_encodes_the_image_in_fp32_as_its_pipeline_does(tmp_path: Path) -> None:
     """``StableVideoDiffusionPipeline.__call__`` moves an fp16 VAE with ``force_upcast`` to fp32 for the image
     encode (its ``needs_upcasting``) and casts the latents to the embeddings' dtype. The exported condition encoder
