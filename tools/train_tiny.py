@@ -84,11 +84,11 @@ def vae_config(spatial: int = 2, temporal: int = 2, channels: int = Z_DIM) -> di
     raise ValueError(f"compression {spatial}x spatial, {temporal}x temporal is not one of 2x2, 4x2, 4x4")
 
 
-# the VAE flags a reused VAE (--vae-from) answers from its config, and the keys they read
-REUSED_VAE_SHAPE = {
-    "--vae-spatial": "scale_factor_spatial",
-    "--vae-temporal": "scale_factor_temporal",
-    "--vae-channels": "z_dim",
+# the VAE's shape arguments and the config keys they set: defaults from VAE_CONFIG, or a reused VAE's (--vae-from)
+VAE_SHAPE_ARGS = {
+    "vae_spatial": "scale_factor_spatial",
+    "vae_temporal": "scale_factor_temporal",
+    "vae_channels": "z_dim",
 }
 
 TRANSFORMER_CONFIG = {
@@ -536,9 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is None and not (args.max_minutes and args.warmup > AUTO_PROBE_END):
         parser.error(f"--steps auto needs --max-minutes and a --warmup over {AUTO_PROBE_END} steps (it times those)")
     if not args.vae_from:
-        args.vae_spatial = args.vae_spatial or VAE_CONFIG["scale_factor_spatial"]
-        args.vae_temporal = args.vae_temporal or VAE_CONFIG["scale_factor_temporal"]
-        args.vae_channels = args.vae_channels or VAE_CONFIG["z_dim"]
+        for name, key in VAE_SHAPE_ARGS.items():
+            setattr(args, name, getattr(args, name) or VAE_CONFIG[key])
         try:
             vae_config(args.vae_spatial, args.vae_temporal, args.vae_channels)
         except ValueError as error:
@@ -558,12 +557,12 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"reusing the trained VAE {args.vae_from} (no VAE stage)")
         vae = diffusers.AutoencoderKLWan.from_pretrained(args.vae_from).eval()
-        for flag, key in REUSED_VAE_SHAPE.items():
-            dest = flag.removeprefix("--").replace("-", "_")
-            reused, asked = int(vae.config[key]), getattr(args, dest)
+        for name, key in VAE_SHAPE_ARGS.items():
+            reused, asked = int(vae.config[key]), getattr(args, name)
             if asked not in (None, reused):
+                flag = "--" + name.replace("_", "-")
                 parser.error(f"{flag} {asked}, but the VAE in {args.vae_from} has {key} = {reused}")
-            setattr(args, dest, reused)
+            setattr(args, name, reused)
     else:
         log("training the VAE")
         vae = train_vae(pool, args, log_rows)
