@@ -89,7 +89,6 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     """A few steps of each stage of tools/train_tiny.py (the shipped model's recipe, tiny counts): the folder it
     writes loads with plain ``from_pretrained``, and a pilot that reuses the VAE takes the encoded clips from the
     cache instead of encoding again."""
-    import diffusers
 
     sys.path.insert(0, str(ROOT / "tools"))
     import train_tiny
@@ -99,9 +98,7 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     first = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--vae-steps", "1", "--vae-batch", "1"]
     first += ["--vae-clip-steps", "2"]
     assert train_tiny.main(common + first) == 0
-    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
-        tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
-    )
+    pipe = _plain_from_pretrained(tmp_path / "out")
     assert pipe.transformer.config.num_layers == train_tiny.TRANSFORMER_CONFIG["num_layers"]
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert [row["step"] for row in log["log"] if row["stage"] == "transformer"] == [0, 1]
@@ -124,6 +121,16 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert "encoded latents from" in capsys.readouterr().out
     config = json.loads((tmp_path / "again" / "transformer" / "config.json").read_text())
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
+
+
+def _plain_from_pretrained(folder: Path) -> Any:
+    """A pipeline folder train_tiny wrote, loaded with diffusers' own ``from_pretrained`` (no dymos loader): it has
+    no text or image encoder."""
+    import diffusers
+
+    return diffusers.WanImageToVideoPipeline.from_pretrained(
+        folder, text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
+    )
 
 
 def _two_step_video(pipe) -> Any:
@@ -149,7 +156,6 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
     transformer with a token per latent pixel; ``--vae-temporal 4`` also halves time there (3 latent frames, a
     4-channel first-frame mask as in the real Wan I2V models); the pipeline it writes generates at the trained
     size."""
-    import diffusers
 
     sys.path.insert(0, str(ROOT / "tools"))
     import train_tiny
@@ -159,9 +165,7 @@ def test_train_tiny_vae_spatial_4_gives_8x8_latents_and_a_patch_1_transformer(tm
     command += ["--vae-spatial", "4", "--vae-temporal", str(temporal), "--patch", "1"]
     command += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")]
     assert train_tiny.main(command) == 0
-    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
-        tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
-    )
+    pipe = _plain_from_pretrained(tmp_path / "out")
     assert pipe.vae.config.scale_factor_spatial == 4 and list(pipe.transformer.config.patch_size) == [1, 1, 1]
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert log["vae"]["dim_mult"] == [1, 1, 1] and log["vae"]["scale_factor_spatial"] == 4
@@ -182,7 +186,6 @@ def test_train_tiny_vae_channels_sizes_the_latent_and_the_transformer_around_it(
     """``--vae-channels 4``: a VAE with 4 latent channels and a transformer whose input (latents, mask, condition)
     and output follow it; the pipeline it writes generates at the trained size, and a pilot reusing that VAE takes
     its channel count from the VAE's config (asking for another is refused, not ignored)."""
-    import diffusers
 
     sys.path.insert(0, str(ROOT / "tools"))
     import train_tiny
@@ -191,9 +194,7 @@ def test_train_tiny_vae_channels_sizes_the_latent_and_the_transformer_around_it(
     command += ["--no-compile", "--threads", "1", "--vae-steps", "1", "--vae-batch", "1", "--vae-clip-steps", "1"]
     command += ["--layers", "1", "--vae-channels", "4", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")]
     assert train_tiny.main(command) == 0
-    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(
-        tmp_path / "out", text_encoder=None, tokenizer=None, image_encoder=None, image_processor=None
-    )
+    pipe = _plain_from_pretrained(tmp_path / "out")
     assert pipe.vae.config.z_dim == 4 and len(pipe.vae.config.latents_mean) == 4
     assert (pipe.transformer.config.in_channels, pipe.transformer.config.out_channels) == (4 + 2 + 4, 4)
     assert _two_step_video(pipe).shape == (9, 32, 32, 3)  # generates at the trained size
