@@ -121,7 +121,7 @@ def load_denoiser(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float
         model = TINY_CASES[spec.split(":", 1)[1]].build(seed=seed)
         return model if dtype == torch.float32 else model.to(dtype)
     folder = _model_folder(_folder(spec))
-    model = getattr(diffusers, class_name).from_pretrained(folder, torch_dtype=dtype)
+    model = getattr(diffusers, class_name).from_pretrained(folder, dtype=dtype)
     return model.eval()
 
 
@@ -154,7 +154,7 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
     # the folder's own class, not the generic DiffusionPipeline: diffusers 0.42's generic loader ignores component
     # objects passed to it (it loads them from disk instead), which would silently drop ``components``
     pipeline_class = getattr(diffusers, index.get("_class_name", ""), None) or diffusers.DiffusionPipeline
-    pipe = pipeline_class.from_pretrained(folder, torch_dtype=dtype, **{**absent, **components})
+    pipe = pipeline_class.from_pretrained(folder, dtype=dtype, **{**absent, **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
