@@ -300,6 +300,39 @@ def test_train_tiny_tuned_kernels_run_the_same_model_through_math_attention() ->
         train_tiny.main(["--kernels", "tuned", "--no-compile"])
 
 
+def test_train_tiny_compile_vae_compiles_the_window_phase_only(tmp_path: Path, monkeypatch) -> None:
+    """``--compile-vae`` sends the window phase's steps through ``torch.compile`` (static shapes) and leaves the
+    whole-clip phase eager (its compile took longer than it saved); without the flag nothing in the VAE stage is
+    compiled. torch.compile is replaced by a recorder here: a real compile of the VAE takes minutes."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    calls: list[tuple[int, ...]] = []
+    compiled: list[dict] = []
+
+    def recording_compile(fn, **options):
+        compiled.append(options)
+
+        def run(vae, x):
+            calls.append(tuple(x.shape))
+            return fn(vae, x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    command = ["--clips", "4", "--steps", "1", "--batch", "2", "--warmup", "1", *_one_layer_run(tmp_path)]
+    command[command.index("--vae-steps") + 1] = "2"
+    assert train_tiny.main([*command, "--compile-vae"]) == 0
+    assert compiled == [{"dynamic": False}]
+    assert calls == [(1, 3, 5, 32, 32)] * 2  # the two window steps; the whole-clip step ran eager
+    compiled.clear()
+    calls.clear()
+    assert train_tiny.main(command) == 0
+    assert compiled == [] and calls == []
+
+
 def test_median_interval_covers_the_median_at_the_stated_level() -> None:
     """The order-statistic interval of tools/bench_runtime.py: exact ranks for small n (checked against the binomial
     table), None below 6 values at 95 %, and at least 95 % coverage of a skewed distribution's true median."""
