@@ -18,14 +18,13 @@ SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "configs"
 FP32_ATOL = 1e-5
 
 
-# `make test` runs TEST_WORKERS pytest-xdist workers (default 2, one per core of this project's machines): the
-# machine's cores are split between them, so workers do not oversubscribe the CPU with torch threads
+# `make test` runs TEST_WORKERS pytest-xdist workers (default 2, one per core of this project's machines): torch's
+# threads are split between them, so workers do not oversubscribe the CPU with torch threads
 XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // XDIST_WORKERS))
+    torch.set_num_threads(max(1, torch.get_num_threads() // XDIST_WORKERS))  # torch's default: the physical cores
 
 
 class SharedExports:

@@ -97,8 +97,8 @@ def test_loading_a_folder_warns_nothing() -> None:
     ``dymos run`` would teach users to ignore warnings)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        load_pipeline("sprites", dtype=torch.float16)
-        assert load_denoiser(str(shipped_path("sprites") / "transformer")).dtype == torch.float32
+        assert load_pipeline("sprites", dtype=torch.float16).transformer.dtype == torch.float16  # dtype applied
+        assert load_denoiser(str(shipped_path("sprites") / "transformer"), dtype=torch.float16).dtype == torch.float16
 
 
 def test_shipped_model_is_the_default() -> None:
@@ -174,7 +174,7 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
 
     parser = argparse.ArgumentParser(description="the regression's measurement, on the shipped model or a candidate")
     parser.add_argument("model", nargs="?", default="sprites", help="'sprites' or a sprite pipeline folder")
-    parser.add_argument("--clips", type=int, default=CLIPS, help="held-out clips (the pins use the default)")
+    parser.add_argument("--clips", type=int, default=CLIPS, help="clips measured (the pins use the default)")
     # sampler variants, to tell the model's limits from the sampler's (the pins use the model's own scheduler)
     parser.add_argument("--steps", type=int, default=STEPS, help=f"denoising steps (default {STEPS})")
     parser.add_argument(
@@ -190,7 +190,8 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         "--data-seed",
         type=int,
         default=HELD_OUT_SEED,
-        help=f"the clips' data seed (default {HELD_OUT_SEED}, held out; 0 is the training data: an overfitting check)",
+        help=f"the clips' data seed (default {HELD_OUT_SEED}, held out; 0 is the training data, clips 0-11,999 of "
+        "it with train_tiny's default --clips: an over-fitting check)",
     )
     options = parser.parse_args()
     candidate = load_pipeline(options.model)

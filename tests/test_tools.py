@@ -326,7 +326,11 @@ def test_train_tiny_compile_vae_compiles_the_window_phase_only(tmp_path: Path, m
     command[command.index("--vae-steps") + 1] = "2"
     assert train_tiny.main([*command, "--compile-vae"]) == 0
     assert compiled == [{"dynamic": False}]
-    assert calls == [(1, 3, 5, 32, 32)] * 2  # the two window steps; the whole-clip step ran eager
+    assert calls == [(1, 3, 5, 32, 32)] * 2  # the two window steps; the whole-clip step ran eager:
+    stages = [row["stage"] for row in json.loads((tmp_path / "out" / "train_log.json").read_text())["log"]]
+    assert "vae-clips" in stages
+    with pytest.raises(SystemExit):  # no VAE stage to compile
+        train_tiny.main(["--compile-vae", "--vae-from", str(tmp_path / "work" / "vae")])
     compiled.clear()
     calls.clear()
     assert train_tiny.main(command) == 0
