@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-from polygraphy.comparator import Comparator, CompareFunc, RunResults
+from polygraphy.comparator import Comparator, RunResults, SimpleCompareFunc
 from polygraphy.comparator.struct import IterationResult
 from polygraphy.json import load_json, save_json
 from polygraphy.logger import G_LOGGER
@@ -125,7 +125,7 @@ def _compare(
     combined.extend(saved)
     combined.extend(ort_results)
     accuracy = Comparator.compare_accuracy(
-        combined, compare_func=CompareFunc.simple(atol=tol["atol"], rtol=tol["rtol"], check_shapes=True)
+        combined, compare_func=SimpleCompareFunc(atol=tol["atol"], rtol=tol["rtol"], check_shapes=True)
     )
 
     results = []
