@@ -220,7 +220,7 @@ def train_vae(pool: np.ndarray, args: argparse.Namespace, log_rows: list) -> tor
     start = time.perf_counter()
     phases = [("vae", args.vae_frames, args.vae_steps, args.vae_lr, 50, window_losses)]
     if args.vae_clip_steps:
-        # eager even with --compile-vae: compiling whole clips took longer (2.7 min) than it saved over 400 steps
+        # eager even with --compile-vae: a cold compile of whole clips took longer (2.7 min) than 400 steps save
         phases.append(("vae-clips", FRAMES, args.vae_clip_steps, args.vae_clip_lr, 20, vae_losses))
     for stage, frames, steps, peak, warmup, losses in phases:
         optimizer = torch.optim.AdamW(vae.parameters(), lr=peak, weight_decay=0.0)
@@ -514,8 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         "--compile-vae",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="torch.compile the VAE's window phase (off in the shipped run: a 5-frame step took 0.18 s against 0.37 s "
-        "eager on an AMX Xeon, after 1-2 minutes of compiling; other rounding)",
+        help="torch.compile the VAE's window phase (off in the shipped run: a 5-frame step took 0.18 s against 0.31 s "
+        "eager on an AMX Xeon, after about a minute of compiling; other rounding)",
     )
     parser.add_argument(
         "--kernels",
