@@ -6,12 +6,14 @@ set, the sweep's input images and the regression test's clips are the same anywh
 fixed palette in which sprite colours and background colours never coincide, which is what lets
 ``dymos.metrics`` track each sprite from frame 0 by colour.
 
-The motion prior is data (``MotionPrior``): by default 30 % of clips are fully static, 50 % slow (a clip speed
-of 0.25-0.75 px/frame) and 20 % fast (0.75-1.5 px/frame); each sprite moves at its clip's speed times 0.7-1.3,
-and non-disc sprites of moving clips turn at up to 10°/frame. The lean to static and slow clips is a copy prior:
-with it the tiny model learns to keep sprites whole within the training budget (a 500-step pilot: shape score
-0.20 against 0.09 with the earlier 20 % static / 30 % slow / 50 % fast prior), and it under-moves, which is
-what DyMoS is for.
+The prior is data (``ClipPrior``). By default a clip holds 1-2 sprites of half-extent 4.2-6.7 px (13-21 % of
+the frame side); 30 % of clips are fully static, 50 % slow (a clip speed of 0.25-0.75 px/frame) and 20 % fast
+(0.75-1.5 px/frame); each sprite moves at its clip's speed times 0.7-1.3, and non-disc sprites of moving clips
+turn at up to 10°/frame. The lean to static and slow clips is a copy prior: with it the tiny model learns to keep
+sprites whole within the training budget (a 500-step pilot: shape score 0.20 against 0.09 with the earlier 20 %
+static / 30 % slow / 50 % fast prior), and it under-moves, which is what DyMoS is for. Fewer, larger sprites
+than the earlier 1-3 of 2.9-5.1 px for the same reason: a 1,292-step pilot kept shapes at 0.50 against 0.37
+(README).
 numpy only.
 """
 
@@ -44,18 +46,30 @@ SHAPES = ("square", "disc", "triangle", "bar")
 
 
 @dataclass(frozen=True)
-class MotionPrior:
-    """Share of static and slow clips, speed ranges (px/frame) and rotation speed (degrees/frame)."""
+class ClipPrior:
+    """What a clip holds: how many sprites and how large (half-extent as a share of the frame side), the share of
+    static and slow clips, speed ranges (px/frame) and rotation speed (degrees/frame)."""
 
+    sprites: tuple[int, int] = (1, 2)
+    half_size: tuple[float, float] = (0.13, 0.21)
     static: float = 0.3
     slow: float = 0.5
     slow_speed: tuple[float, float] = (0.25, 0.75)
     fast_speed: tuple[float, float] = (0.75, 1.5)
     max_spin: float = 10.0
 
-    def describe(self) -> str:
+    def __post_init__(self) -> None:
+        low, high = self.sprites
+        if not 1 <= low <= high <= len(SPRITE_COLORS):  # each sprite of a clip has a colour of its own
+            raise ValueError(f"sprites per clip {self.sprites}: need 1 <= low <= high <= {len(SPRITE_COLORS)}")
+        if not 0 < self.half_size[0] <= self.half_size[1] < 0.5:
+            raise ValueError(f"half_size {self.half_size}: need 0 < low <= high < 0.5 of the frame side")
+
+    def describe(self, size: int = 32) -> str:
         fast = 1.0 - self.static - self.slow
+        low, high = (share * size for share in self.half_size)
         return (
+            f"{self.sprites[0]}-{self.sprites[1]} sprites of half-extent {low:.1f}-{high:.1f} px on {size}x{size}; "
             f"{self.static:.0%} static clips, {self.slow:.0%} slow "
             f"({self.slow_speed[0]}-{self.slow_speed[1]} px/frame), "
             f"{fast:.0%} fast ({self.fast_speed[0]}-{self.fast_speed[1]} px/frame); rotation up to "
@@ -63,7 +77,7 @@ class MotionPrior:
         )
 
 
-DEFAULT_PRIOR = MotionPrior()
+DEFAULT_PRIOR = ClipPrior()
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
-def _speed(rng: np.random.Generator, prior: MotionPrior) -> float:
+def _speed(rng: np.random.Generator, prior: ClipPrior) -> float:
     draw = rng.random()
     if draw < prior.static:
         return 0.0
@@ -122,14 +136,14 @@ def _speed(rng: np.random.Generator, prior: MotionPrior) -> float:
     return float(rng.uniform(low, high))
 
 
-def sample_sprites(rng: np.random.Generator, size: int, prior: MotionPrior) -> list[Sprite]:
-    """1-3 sprites of distinct colours; one speed class for the whole clip (static clips stay static)."""
-    count = int(rng.integers(1, 4))
+def sample_sprites(rng: np.random.Generator, size: int, prior: ClipPrior) -> list[Sprite]:
+    """``prior.sprites`` sprites of distinct colours; one speed class for the whole clip (static clips stay static)."""
+    count = int(rng.integers(prior.sprites[0], prior.sprites[1] + 1))
     colors = rng.choice(len(SPRITE_COLORS), size=count, replace=False)
     speed = _speed(rng, prior)
     sprites = []
     for color in colors:
-        half = float(rng.uniform(size * 0.09, size * 0.16))
+        half = float(rng.uniform(size * prior.half_size[0], size * prior.half_size[1]))
         heading = float(rng.uniform(0, 2 * math.pi))
         item_speed = speed * float(rng.uniform(0.7, 1.3))
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
@@ -173,7 +187,7 @@ def render_clip(sprites: list[Sprite], background: np.ndarray, frames: int) -> n
 
 
 def make_clip(
-    seed: int, index: int, *, size: int = 32, frames: int = 9, prior: MotionPrior = DEFAULT_PRIOR
+    seed: int, index: int, *, size: int = 32, frames: int = 9, prior: ClipPrior = DEFAULT_PRIOR
 ) -> np.ndarray:
     """Clip ``index`` of the dataset ``seed``: ``[frames, size, size, 3]`` uint8, deterministic."""
     rng = np.random.default_rng([seed, index])
@@ -182,7 +196,7 @@ def make_clip(
 
 
 def make_batch(
-    seed: int, start: int, count: int, *, size: int = 32, frames: int = 9, prior: MotionPrior = DEFAULT_PRIOR
+    seed: int, start: int, count: int, *, size: int = 32, frames: int = 9, prior: ClipPrior = DEFAULT_PRIOR
 ) -> np.ndarray:
     """Clips ``start .. start+count-1`` as ``[count, frames, size, size, 3]`` uint8."""
     return np.stack([make_clip(seed, start + i, size=size, frames=frames, prior=prior) for i in range(count)])

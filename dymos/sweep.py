@@ -4,8 +4,9 @@ For every held-out clip (``dymos.sprites`` with a data seed the model was not tr
 the clip's first frame is encoded once (the pipeline's own encoders, as ``dymos prepare`` does) and the runtime
 generates one batch with every strength, all from the same initial noise, so each strength is paired with
 strength 0 on the same clip and noise. Per strength and schedule it reports the object-level motion, shape
-preservation and frame-0 fidelity of ``dymos.metrics`` (means), and paired win rates against strength 0; the
-real clips' own metrics, and those of the real clips passed through the VAE, are the reference rows.
+preservation and frame-0 fidelity of ``dymos.metrics`` (means), and paired win rates and mean differences
+(± standard error over clips) against strength 0; the real clips' own metrics, and those of the real clips
+passed through the VAE, are the reference rows.
 
 Results: ``sweep.json`` (every video's metrics, the summary, and the first-step attention-mass probe on the
 same inputs), ``sweep.md`` (the tables, one of them the shape score frame by frame) and ``strip.png`` (per clip:
@@ -33,6 +34,7 @@ HEADLINE = ("motion", "shape", "lost", "off_palette", "psnr0", "ssim0", "frame_d
 # Reference rows: the real clips, and the real clips through the VAE (what the decoder alone costs).
 REFERENCE_ROWS = {"data": "real clips", "vae": "real clips, VAE round trip"}
 WIN_METRICS = {"motion": +1, "shape": +1, "psnr0": +1}  # +1: higher is better / more
+DIFFERENCE_METRICS = ("motion", "shape", "lost", "psnr0")  # paired differences against strength 0
 
 
 @dataclass
@@ -81,9 +83,25 @@ def mean_shape_by_frame(group: list[dict[str, Any]]) -> list[float]:
     return [float(v) for v in np.mean(profiles, axis=0)] if profiles else []
 
 
+def paired_difference(pairs: list[tuple[int, float, float]]) -> tuple[float, float]:
+    """Mean of ``value - baseline`` over ``(clip, value, baseline)`` pairs and its standard error, with the pairs of
+    one clip (its noise seeds) averaged first: seeds of one clip share its image, so the clips are the independent
+    units. NaN pairs are skipped; the error is NaN with fewer than two clips."""
+    by_clip: dict[int, list[float]] = {}
+    for clip, value, baseline in pairs:
+        if not (math.isnan(value) or math.isnan(baseline)):
+            by_clip.setdefault(clip, []).append(value - baseline)
+    means = np.array([np.mean(d) for d in by_clip.values()])
+    if len(means) == 0:
+        return math.nan, math.nan
+    error = float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else math.nan
+    return float(means.mean()), error
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (schedule, strength): metric means, the mean shape score frame by frame, and paired win rates against
-    strength 0 of the same clip and seed (strength 0 does not depend on the schedule: one row, fraction None)."""
+    """Per (schedule, strength): metric means, the mean shape score frame by frame, and paired win rates and mean
+    differences (± standard error over clips) against strength 0 of the same clip and seed (strength 0 does not
+    depend on the schedule: one row, fraction None)."""
     by_key: dict[tuple, dict] = {}
     for row in rows:
         if row["kind"] == "generated":
@@ -115,6 +133,13 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     if (r["clip"], r["seed"]) in baseline
                 ]
                 entry[f"win_{metric}"] = _win_rate(pairs, sign)
+            for metric in DIFFERENCE_METRICS:
+                triples = [
+                    (r["clip"], r[metric], baseline[(r["clip"], r["seed"])][metric])
+                    for r in group
+                    if (r["clip"], r["seed"]) in baseline
+                ]
+                entry[f"diff_{metric}"], entry[f"diff_{metric}_se"] = paired_difference(triples)
         summary.append(entry)
     return summary
 
@@ -141,6 +166,19 @@ def table(summary: list[dict[str, Any]]) -> str:
             *("" if w is None else f"{w:.0%}" for w in wins),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def difference_table(summary: list[dict[str, Any]]) -> str:
+    """Paired differences against strength 0 (mean ± standard error over clips) as a Markdown table: whether a
+    strength's change in motion, shape, lost share and frame-0 PSNR is larger than the clip-to-clip noise."""
+    labels = {"motion": "motion px/frame", "shape": "shape IoU", "lost": "lost", "psnr0": "frame-0 PSNR dB"}
+    lines = ["| run | " + " | ".join(f"{labels[m]} vs 0" for m in DIFFERENCE_METRICS) + " |"]
+    lines.append("|---" * (len(DIFFERENCE_METRICS) + 1) + "|")
+    for e in summary:
+        if f"diff_{DIFFERENCE_METRICS[0]}" in e:
+            cells = [f"{e[f'diff_{m}']:+.3f} ± {e[f'diff_{m}_se']:.3f}" for m in DIFFERENCE_METRICS]
+            lines.append(f"| {e['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -344,7 +382,14 @@ def run_sweep(
     }
     text = json.dumps(_json_safe(document), indent=1, allow_nan=False)  # NaN (no sprite found) -> null
     atomic_write_bytes(out / "sweep.json", (text + "\n").encode())
-    tables = [table(summary), "Shape score by frame:", shape_profile_table(summary), probe_table(probe)]
+    tables = [
+        table(summary),
+        "Paired differences against s=0 (mean ± standard error over clips):",
+        difference_table(summary),
+        "Shape score by frame:",
+        shape_profile_table(summary),
+        probe_table(probe),
+    ]
     atomic_write_bytes(out / "sweep.md", ("\n\n".join(tables) + "\n").encode())
     labels = ["real clip", f"s={strip_pair[0]:g}", f"s={strip_pair[1]:g}"]
     image = frame_strip(strip, labels)

@@ -13,15 +13,16 @@ from dymos.metrics import horn_schunck, rotation_aligned_iou, track_sprites, vid
 from dymos.sprites import (
     BACKGROUND_COLORS,
     SPRITE_COLORS,
-    MotionPrior,
+    ClipPrior,
     Sprite,
     from_model_range,
     make_batch,
     make_clip,
     render_clip,
+    sample_sprites,
     to_model_range,
 )
-from dymos.sweep import shape_profile_table, summarize
+from dymos.sweep import difference_table, paired_difference, shape_profile_table, summarize
 
 
 def _background(size: int = 32) -> np.ndarray:
@@ -46,12 +47,26 @@ def test_clips_are_deterministic_and_in_palette():
 
 
 def test_motion_prior_shares():
-    prior = MotionPrior()
+    prior = ClipPrior()
     clips = make_batch(0, 0, 200, prior=prior)
     static = np.mean([np.array_equal(c[0], c[-1]) for c in clips])
-    assert abs(static - prior.static) < 0.08  # 200 draws at 30 %: about 2.5 standard errors (seeded: 0.28)
-    still = make_batch(0, 0, 20, prior=MotionPrior(static=1.0, slow=0.0))
+    assert abs(static - prior.static) < 0.08  # 200 draws at 30 %: about 2.5 standard errors (seeded: 0.32)
+    still = make_batch(0, 0, 20, prior=ClipPrior(static=1.0, slow=0.0))
     assert all(np.array_equal(c[0], c[-1]) for c in still)
+
+
+def test_clip_prior_sets_sprite_count_and_size():
+    rng = np.random.default_rng(0)
+    for prior in (ClipPrior(), ClipPrior(sprites=(2, 2), half_size=(0.2, 0.25))):
+        drawn = [sample_sprites(rng, 32, prior) for _ in range(300)]
+        counts = {len(sprites) for sprites in drawn}
+        assert counts == set(range(prior.sprites[0], prior.sprites[1] + 1))
+        sizes = np.array([sprite.size for sprites in drawn for sprite in sprites]) / 32
+        assert prior.half_size[0] <= sizes.min() and sizes.max() <= prior.half_size[1]
+    assert "2-2 sprites of half-extent 6.4-8.0 px" in ClipPrior(sprites=(2, 2), half_size=(0.2, 0.25)).describe()
+    for bad in ({"sprites": (0, 2)}, {"sprites": (3, 2)}, {"sprites": (1, 9)}, {"half_size": (0.2, 0.1)}):
+        with pytest.raises(ValueError):
+            ClipPrior(**bad)
 
 
 def test_model_range_round_trip():
@@ -156,7 +171,16 @@ def test_summary_pairs_each_strength_with_strength_zero():
     entry = summary["s=2, first 20%"]
     assert entry["win_motion"] == 0.75 and entry["win_shape"] == 0.5  # equal shapes are ties: half a win
     assert entry["motion"] == pytest.approx(1.625) and entry["videos"] == 4
-    assert "win_motion" not in summary["s=0"]
+    assert "win_motion" not in summary["s=0"] and "diff_motion" not in summary["s=0"]
+    # motion +1, +1, +1, -0.5 over four clips: mean 0.625, standard error 0.375 (std 0.75 / 2)
+    assert (entry["diff_motion"], entry["diff_motion_se"]) == pytest.approx((0.625, 0.375))
+    assert (entry["diff_shape"], entry["diff_shape_se"]) == (0.0, 0.0)
+    differences = difference_table(list(summary.values())).splitlines()
+    assert differences[2] == "| s=2, first 20% | +0.625 ± 0.375 | +0.000 ± 0.000 | +0.000 ± 0.000 | +0.000 ± 0.000 |"
+    assert len(differences) == 3  # reference rows and s=0 have no differences
+    # seeds of one clip are averaged before the error: two seeds of one clip are one unit, NaN pairs skipped
+    assert paired_difference([(0, 2.0, 1.0), (0, 4.0, 1.0), (1, 1.0, 1.0), (1, math.nan, 1.0)]) == (1.0, 1.0)
+    assert math.isnan(paired_difference([(0, 2.0, 1.0)])[1])
     assert entry["shape_by_frame"] == pytest.approx([0.9, 0.7]) and summary["s=0"]["shape_by_frame"] == [0.9, 0.9]
     assert summary["real clips"]["shape_by_frame"] == []
     lines = shape_profile_table(list(summary.values())).splitlines()

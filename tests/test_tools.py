@@ -300,10 +300,11 @@ def test_train_tiny_tuned_kernels_run_the_same_model_through_math_attention() ->
         train_tiny.main(["--kernels", "tuned", "--no-compile"])
 
 
-def test_train_tiny_compile_vae_compiles_the_window_phase_only(tmp_path: Path, monkeypatch) -> None:
-    """``--compile-vae`` sends the window phase's steps through ``torch.compile`` (static shapes) and leaves the
-    whole-clip phase eager (its compile took longer than it saved); without the flag nothing in the VAE stage is
-    compiled. torch.compile is replaced by a recorder here: a real compile of the VAE takes minutes."""
+def test_train_tiny_compiles_as_the_shipped_run_by_default(tmp_path: Path, monkeypatch) -> None:
+    """By default the VAE's window phase goes through ``torch.compile`` (static shapes), the whole-clip phase stays
+    eager (its compile took longer than it saved), and the transformer compiles with the tuned kernels, as the
+    shipped run did; ``--no-compile-vae`` leaves the VAE eager and ``--no-compile`` compiles nothing. torch.compile
+    is replaced by a recorder here (a real compile of the VAE takes minutes) that runs the transformer eager."""
     import torch
 
     sys.path.insert(0, str(ROOT / "tools"))
@@ -311,8 +312,12 @@ def test_train_tiny_compile_vae_compiles_the_window_phase_only(tmp_path: Path, m
 
     calls: list[tuple[int, ...]] = []
     compiled: list[dict] = []
+    transformer_modes: list[dict] = []
 
     def recording_compile(fn, **options):
+        if fn is not train_tiny.vae_losses:
+            transformer_modes.append(options)
+            return fn
         compiled.append(options)
 
         def run(vae, x):
@@ -322,19 +327,32 @@ def test_train_tiny_compile_vae_compiles_the_window_phase_only(tmp_path: Path, m
         return run
 
     monkeypatch.setattr(torch, "compile", recording_compile)
-    command = ["--clips", "4", "--steps", "1", "--batch", "2", "--warmup", "1", *_one_layer_run(tmp_path)]
+    command = ["--clips", "4", "--steps", "1", "--batch", "2", "--warmup", "1", "--precision", "fp32"]
+    command += _one_layer_run(tmp_path)
+    command.remove("--no-compile")
     command[command.index("--vae-steps") + 1] = "2"
-    assert train_tiny.main([*command, "--compile-vae"]) == 0
+    assert train_tiny.main(command) == 0
     assert compiled == [{"dynamic": False}]
     assert calls == [(1, 3, 5, 32, 32)] * 2  # the two window steps; the whole-clip step ran eager:
     stages = [row["stage"] for row in json.loads((tmp_path / "out" / "train_log.json").read_text())["log"]]
     assert "vae-clips" in stages
-    with pytest.raises(SystemExit):  # no VAE stage to compile
-        train_tiny.main(["--compile-vae", "--vae-from", str(tmp_path / "work" / "vae")])
-    compiled.clear()
-    calls.clear()
-    assert train_tiny.main(command) == 0
-    assert compiled == [] and calls == []
+    assert transformer_modes == [{"mode": "max-autotune-no-cudagraphs"}]  # --kernels tuned
+    reuse = ["--vae-from", str(tmp_path / "work" / "vae")]
+    for refused in (["--compile-vae", *reuse], ["--kernels", "stock", "--no-compile"]):
+        with pytest.raises(SystemExit):
+            train_tiny.main(refused)
+    tuned = [{"mode": "max-autotune-no-cudagraphs"}]
+    for flags, vae_compiled, transformer in (
+        (["--no-compile-vae"], False, tuned),
+        (["--no-compile"], False, []),
+        (["--no-compile", "--compile-vae"], True, []),  # the VAE alone
+        (reuse, False, tuned),  # no VAE stage to compile
+    ):
+        compiled.clear()
+        calls.clear()
+        transformer_modes.clear()
+        assert train_tiny.main([*command, *flags]) == 0
+        assert bool(compiled) == vae_compiled and transformer_modes == transformer
 
 
 def test_median_interval_covers_the_median_at_the_stated_level() -> None:

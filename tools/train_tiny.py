@@ -11,10 +11,11 @@ Two stages, both real diffusers classes, both seeded:
    builds) trained with rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
    with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
    step: the model learns to ignore prompts. An EMA of the weights is what ships. The transformer runs under
-   ``torch.compile`` and, where the CPU has bf16 instructions, bf16 autocast (the shipped run: about 1.6x the steps
-   per minute of plain fp32 eager; a 500-step pilot matched fp32's loss and shape score; ``--precision auto``
-   measures, since an AVX2-only CPU emulates bf16 at about a 12th of fp32's speed), and the stage stops when
-   ``--max-minutes`` is spent.
+   ``torch.compile`` (``--kernels tuned``: math attention under max-autotune) and, where the CPU has bf16
+   instructions, bf16 autocast (about 1.6x the steps per minute of plain fp32 eager on an AMX Xeon; a 500-step
+   pilot matched fp32's loss and shape score; ``--precision auto`` measures, since an AVX2-only CPU emulates bf16
+   at about a 12th of fp32's speed), and the stage stops when ``--max-minutes`` is spent. The VAE's window phase
+   is compiled too (``--compile-vae``); ``--no-compile`` compiles neither.
 
 The result is a ``WanImageToVideoPipeline`` folder (safetensors + configs, no text/image encoder) that
 ``from_pretrained`` and ``dymos export`` load, plus ``train_log.json`` (losses, timings, data prior, seeds).
@@ -303,10 +304,11 @@ KERNELS = ("stock", "tuned")
 
 def compiled(model: torch.nn.Module, kernels: str) -> Callable:
     """``torch.compile`` of the transformer. ``stock``: diffusers' attention as it ships (PyTorch picks its fused CPU
-    flash-attention kernel) and inductor's default mode, as the shipped run. ``tuned``: attention as explicit matmuls
-    and softmax (diffusers' math backend) under ``max-autotune``, which benchmarks GEMM templates for those matmuls
-    while compiling: a bf16 training step of the shipped transformer took 0.405 s against 0.490 s on an AVX-512-BF16
-    EPYC, where either change alone gained little (the README's pilots). Same model, other rounding."""
+    flash-attention kernel) and inductor's default mode, as the earlier shipped models. ``tuned`` (the shipped run's):
+    attention as explicit matmuls and softmax (diffusers' math backend) under ``max-autotune``, which benchmarks GEMM
+    templates for those matmuls while compiling: a bf16 training step of the shipped transformer took 0.405 s against
+    0.490 s on an AVX-512-BF16 EPYC, where either change alone gained little (the README's pilots). Same model, other
+    rounding."""
     if kernels == "stock":
         return torch.compile(model)
     if kernels != "tuned":
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps",
         type=steps_arg,
-        default=7515,  # the shipped run: --steps auto on an idle 2-core machine, logged so the run repeats
+        default=5917,  # the shipped run: --steps auto on a 2-core AVX-512-BF16 EPYC, logged so the run repeats
         help="transformer steps (the cosine schedule's length), or 'auto': as many as fit --max-minutes at the speed "
         "measured in the warmup (the log names the number, for repeating the run)",
     )
@@ -508,21 +510,26 @@ def main(argv: list[str] | None = None) -> int:
         "10x slower; the choice and the measured speeds go to train_log.json)",
     )
     parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the transformer"
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="torch.compile the transformer and (unless --no-compile-vae) the VAE's window phase; --no-compile "
+        "compiles nothing unless --compile-vae is given (no C compiler needed)",
     )
     parser.add_argument(
         "--compile-vae",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="torch.compile the VAE's window phase (off in the shipped run: a 5-frame step took 0.18 s against 0.31 s "
-        "eager on an AMX Xeon, after about a minute of compiling; other rounding)",
+        default=None,
+        help="torch.compile the VAE's window phase (default: as --compile; the shipped run did: a 5-frame step took "
+        "0.19 s against 0.27-0.31 s eager, after 1-2.5 minutes of compiling; other rounding)",
     )
     parser.add_argument(
         "--kernels",
         choices=KERNELS,
-        default="stock",
-        help="compiled kernels of the transformer: stock (the shipped run's) or tuned (math attention under "
-        "max-autotune: fewer seconds a step where measured, a longer compile, other rounding)",
+        default=None,
+        help="compiled kernels of the transformer: tuned (math attention under max-autotune, the shipped run's and "
+        "the default with --compile: fewer seconds a step where measured, a longer compile) or stock (PyTorch's "
+        "fused attention under inductor's default mode, the earlier models' run); needs --compile",
     )
     parser.add_argument(
         "--train-shift",
@@ -545,10 +552,15 @@ def main(argv: list[str] | None = None) -> int:
         "--max-minutes stopped, on any machine)",
     )
     args = parser.parse_args(argv)
-    if args.kernels != "stock" and not args.compile:
+    # unset compile options follow --compile: the shipped run's kernels and compiled VAE, or nothing compiled
+    if args.kernels and not args.compile:
         parser.error(f"--kernels {args.kernels} names compiled kernels: it needs --compile")
+    if args.compile:
+        args.kernels = args.kernels or "tuned"
     if args.compile_vae and args.vae_from:
         parser.error("--compile-vae compiles the VAE stage, which --vae-from skips")
+    if args.compile_vae is None:
+        args.compile_vae = args.compile and not args.vae_from
     if args.steps is None and not (args.max_minutes and args.warmup > AUTO_PROBE_END):
         parser.error(f"--steps auto needs --max-minutes and a --warmup over {AUTO_PROBE_END} steps (it times those)")
     if not args.vae_from:
@@ -566,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     log_rows: list = []
 
     args.precision, args.bf16_speedup = resolve_precision(args.precision)
-    log(f"rendering {args.clips} clips ({DEFAULT_PRIOR.describe()})")
+    log(f"rendering {args.clips} clips ({DEFAULT_PRIOR.describe(SIZE)})")
     pool = make_batch(args.seed, 0, args.clips, size=SIZE, frames=FRAMES)
     if args.vae_from:
         import diffusers
@@ -596,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "minutes": round(minutes, 1),
         "threads": args.threads,
-        "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": DEFAULT_PRIOR.describe()},
+        "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": DEFAULT_PRIOR.describe(SIZE)},
         "args": {k: v for k, v in vars(args).items() if k != "t0"},
         "vae": {key: vae.config[key] for key in VAE_CONFIG},  # the VAE trained or reused
         "transformer": transformer_config(args),
