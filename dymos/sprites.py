@@ -10,10 +10,10 @@ The prior is data (``ClipPrior``). By default a clip holds 1-2 sprites of half-e
 the frame side); 30 % of clips are fully static, 50 % slow (a clip speed of 0.25-0.75 px/frame) and 20 % fast
 (0.75-1.5 px/frame); each sprite moves at its clip's speed times 0.7-1.3, and non-disc sprites of moving clips
 turn at up to 10°/frame. The lean to static and slow clips is a copy prior: with it the tiny model learns to keep
-sprites whole within the training budget (a 500-step pilot: shape score 0.20 against 0.09 with the earlier 20 %
-static / 30 % slow / 50 % fast prior), and it under-moves, which is what DyMoS is for. Fewer, larger sprites
-than the earlier 1-3 of 2.9-5.1 px for the same reason: a 1,292-step pilot kept shapes at 0.50 against 0.37
-(README).
+sprites whole within the training budget (a 500-step pilot on the previous sprites: shape score 0.20 against 0.09
+with the earlier 20 % static / 30 % slow / 50 % fast prior), and it under-moves, which is what DyMoS is for.
+Fewer, larger sprites than the earlier 1-3 of 2.9-5.1 px for the same reason: a 1,292-step pilot kept shapes at
+0.50 against 0.37 (README).
 numpy only.
 """
 

@@ -103,6 +103,7 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert [row["step"] for row in log["log"] if row["stage"] == "transformer"] == [0, 1]
     assert [row["step"] for row in log["log"] if row["stage"] == "vae-clips"] == [0, 1]  # the whole-clip phase
+    assert log["machine"]["cpu"] and log["machine"]["cores"] >= 1  # the machine the step times belong to
     assert (tmp_path / "work" / "transformer-step1").is_dir()
     capsys.readouterr()
     again = [

@@ -12,10 +12,11 @@ Two stages, both real diffusers classes, both seeded:
    with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
    step: the model learns to ignore prompts. An EMA of the weights is what ships. The transformer runs under
    ``torch.compile`` (``--kernels tuned``: math attention under max-autotune) and, where the CPU has bf16
-   instructions, bf16 autocast (about 1.6x the steps per minute of plain fp32 eager on an AMX Xeon; a 500-step
-   pilot matched fp32's loss and shape score; ``--precision auto`` measures, since an AVX2-only CPU emulates bf16
-   at about a 12th of fp32's speed), and the stage stops when ``--max-minutes`` is spent. The VAE's window phase
-   is compiled too (``--compile-vae``); ``--no-compile`` compiles neither.
+   instructions, bf16 autocast (about 1.6x the steps per minute of plain fp32 eager on the previous run's
+   machine; a 500-step pilot matched fp32's loss and shape score; ``--precision auto`` measures, since an
+   AVX2-only CPU emulates bf16 at about a 12th of fp32's speed), and the stage stops when ``--max-minutes`` is
+   spent. The VAE's window phase is compiled too (``--compile-vae``); ``--no-compile`` compiles neither unless
+   ``--compile-vae`` is given.
 
 The result is a ``WanImageToVideoPipeline`` folder (safetensors + configs, no text/image encoder) that
 ``from_pretrained`` and ``dymos export`` load, plus ``train_log.json`` (losses, timings, data prior, seeds).
@@ -29,6 +30,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -179,6 +181,24 @@ def resolve_precision(requested: str, speedup: Callable[[], float] = bf16_speedu
     chosen = "bf16" if ratio >= AUTO_BF16_MIN_SPEEDUP else "fp32"
     log(f"--precision auto: bf16 autocast runs at {ratio:.2f}x fp32's speed on this CPU: training in {chosen}")
     return chosen, ratio
+
+
+def machine() -> dict[str, Any]:
+    """The CPU a run trained on, for its log: step times (and so ``--steps auto``) depend on it, and the bf16 and AMX
+    instructions decide the transformer's speed."""
+    import platform
+
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    if names:
+        info["cpu"] = names[0]
+    info["isa_flags"] = sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2"))
+    return info
 
 
 def log(message: str) -> None:
@@ -521,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="torch.compile the VAE's window phase (default: as --compile; the shipped run did: a 5-frame step took "
-        "0.19 s against 0.27-0.31 s eager, after 1-2.5 minutes of compiling; other rounding)",
+        "0.20 s there, 0.27-0.31 s eager on earlier machines, after 1-2.5 minutes of compiling; other rounding)",
     )
     parser.add_argument(
         "--kernels",
@@ -608,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "minutes": round(minutes, 1),
         "threads": args.threads,
+        "machine": machine(),
         "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": DEFAULT_PRIOR.describe(SIZE)},
         "args": {k: v for k, v in vars(args).items() if k != "t0"},
         "vae": {key: vae.config[key] for key in VAE_CONFIG},  # the VAE trained or reused
