@@ -126,19 +126,12 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "shape_by_frame": mean_shape_by_frame(group),
         }
         if strength != 0:
+            # each video with its strength-0 twin (same clip and seed), joined once for win rates and differences
+            twins = [(r, baseline[(r["clip"], r["seed"])]) for r in group if (r["clip"], r["seed"]) in baseline]
             for metric, sign in WIN_METRICS.items():
-                pairs = [
-                    (r[metric], baseline[(r["clip"], r["seed"])][metric])
-                    for r in group
-                    if (r["clip"], r["seed"]) in baseline
-                ]
-                entry[f"win_{metric}"] = _win_rate(pairs, sign)
+                entry[f"win_{metric}"] = _win_rate([(r[metric], b[metric]) for r, b in twins], sign)
             for metric in DIFFERENCE_METRICS:
-                triples = [
-                    (r["clip"], r[metric], baseline[(r["clip"], r["seed"])][metric])
-                    for r in group
-                    if (r["clip"], r["seed"]) in baseline
-                ]
+                triples = [(r["clip"], r[metric], b[metric]) for r, b in twins]
                 entry[f"diff_{metric}"], entry[f"diff_{metric}_se"] = paired_difference(triples)
         summary.append(entry)
     return summary

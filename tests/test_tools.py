@@ -337,12 +337,12 @@ def test_train_tiny_compiles_as_the_shipped_run_by_default(tmp_path: Path, monke
     assert calls == [(1, 3, 5, 32, 32)] * 2  # the two window steps; the whole-clip step ran eager:
     stages = [row["stage"] for row in json.loads((tmp_path / "out" / "train_log.json").read_text())["log"]]
     assert "vae-clips" in stages
-    assert transformer_modes == [{"mode": "max-autotune-no-cudagraphs"}]  # --kernels tuned
+    tuned = [{"mode": "max-autotune-no-cudagraphs"}]
+    assert transformer_modes == tuned  # --kernels tuned
     reuse = ["--vae-from", str(tmp_path / "work" / "vae")]
     for refused in (["--compile-vae", *reuse], ["--kernels", "stock", "--no-compile"]):
         with pytest.raises(SystemExit):
             train_tiny.main(refused)
-    tuned = [{"mode": "max-autotune-no-cudagraphs"}]
     for flags, vae_compiled, transformer in (
         (["--no-compile-vae"], False, tuned),
         (["--no-compile"], False, []),
