@@ -239,3 +239,35 @@ def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
             )
         # (x - mean) / std here, (x - mean) * (1 / std) in the pipeline: float rounding only
         torch.testing.assert_close(trained_on[i : i + 1], built, atol=1e-5, rtol=0)
+
+
+def test_ti2v_training_input_is_what_the_pipeline_builds(pipe) -> None:
+    """``train_tiny.py --form ti2v`` trains on the input and per-token timesteps the TI2V pipeline
+    (``expand_timesteps``) gives its transformer: the image's latent as latent frame 0, at timestep 0."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_tiny import encode_pool, model_inputs, normalize
+
+    from dymos.sprites import to_model_range
+    from dymos.tiny import wan_i2v_pipeline
+
+    ti2v = wan_i2v_pipeline(pipe.transformer, pipe.vae, expand_timesteps=True)
+    clips = np.stack([make_clip(1, i) for i in range(2)])
+    _, raw = encode_pool(pipe.vae, clips)
+    mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
+    x_t = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.3, 0.8])
+    trained_on, timesteps, first = model_inputs("ti2v", x_t, normalize(raw, mean, std), sigma, None, patch=2)
+    assert first == 1  # latent frame 0 is the image's, not the model's: it leaves the loss
+    for i in range(2):
+        image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
+        with torch.no_grad():
+            latents, condition, mask = ti2v.prepare_latents(
+                image, 1, 16, 32, 32, 9, torch.float32, torch.device("cpu"), None, latents=x_t[i : i + 1]
+            )
+        # the denoising loop's two lines for expand_timesteps (pipeline_wan_i2v.py)
+        built = (1 - mask) * condition + mask * latents
+        per_token = (mask[0][0][:, ::2, ::2] * sigma[i] * 1000.0).flatten()
+        torch.testing.assert_close(trained_on[i : i + 1], built, atol=1e-5, rtol=0)
+        torch.testing.assert_close(timesteps[i], per_token, atol=0, rtol=0)

@@ -116,13 +116,18 @@ PRECISIONS = ("auto", "bf16", "fp32")
 AUTO_BF16_MIN_SPEEDUP = 1.1  # bf16 rounds the activations: take it only for a clear gain in speed
 
 
+FORMS = ("i2v", "ti2v")
+
+
 def transformer_config(args: argparse.Namespace) -> dict:
-    """``TRANSFORMER_CONFIG`` with the command line's patch and size. A spatial patch of 4 gives 4x fewer tokens
-    (80 for a 9x32x32 clip), so a model 2x as wide (4x the parameters) costs about what the patch-2 one does."""
+    """``TRANSFORMER_CONFIG`` with the command line's form, patch and size. A spatial patch of 4 gives 4x fewer
+    tokens (80 for a 9x32x32 clip), so a model 2x as wide (4x the parameters) costs about what the patch-2 one
+    does. The TI2V form takes the latents alone (the image's latent is their first frame)."""
+    concat = args.vae_temporal + args.vae_channels if args.form == "i2v" else 0
     return {
         **TRANSFORMER_CONFIG,
-        # noisy latents + the first-frame mask (a channel per temporal factor) + the condition's latents
-        "in_channels": args.vae_channels + args.vae_temporal + args.vae_channels,
+        # noisy latents, then in I2V form the first-frame mask (a channel per temporal factor) + the condition
+        "in_channels": args.vae_channels + concat,
         "out_channels": args.vae_channels,
         "patch_size": [1, args.patch, args.patch],
         "num_attention_heads": args.heads,
@@ -314,6 +319,29 @@ def first_frame_mask(batch: int, latent_frames: int, temporal: int, height: int,
     return mask
 
 
+def model_inputs(
+    form: str,
+    x_t: torch.Tensor,
+    condition: torch.Tensor,
+    sigma: torch.Tensor,
+    mask: torch.Tensor | None,
+    patch: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The transformer's input and timestep as ``WanImageToVideoPipeline`` builds them, and the first latent frame
+    the loss counts. I2V (Wan 2.2 A14B): noisy latents, mask and condition latents on channels, one timestep per
+    item, every frame in the loss. TI2V (Wan 2.2 5B, ``expand_timesteps``): the image's clean latent replaces the
+    first latent frame, whose tokens get timestep 0 (the pipeline puts it back after each step, so its prediction
+    is never used and leaves the loss)."""
+    timestep = sigma * 1000.0
+    if form == "i2v":
+        return torch.cat([x_t, mask, condition], dim=1), timestep, 0
+    _, _, frames, height, width = x_t.shape
+    per_frame = (height // patch) * (width // patch)
+    tokens = timestep.view(-1, 1).repeat(1, frames * per_frame)
+    tokens[:, :per_frame] = 0.0
+    return torch.cat([condition[:, :, :1], x_t[:, :, 1:]], dim=2), tokens, 1
+
+
 def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     """The flow shift the sampler uses (sigma' = shift*s / (1 + (shift-1)*s)): training leans to high noise."""
     return shift * u / (1 + (shift - 1) * u)
@@ -371,10 +399,10 @@ def train_transformer(
         s = sigma.view(-1, 1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         text = torch.randn(args.batch, TEXT_TOKENS, model.config.text_dim, generator=rng)
-        model_input = torch.cat([x_t, mask, condition], dim=1)
+        model_input, timestep, first = model_inputs(args.form, x_t, condition, sigma, mask, args.patch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            prediction = forward(model_input, sigma * 1000.0, text, return_dict=False)[0]
-        loss = (prediction.float() - (noise - x0)).pow(2).mean()
+            prediction = forward(model_input, timestep, text, return_dict=False)[0]
+        loss = (prediction.float() - (noise - x0))[:, :, first:].pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -404,9 +432,11 @@ def train_transformer(
     return ema
 
 
-def save_pipeline(vae: torch.nn.Module, transformer: torch.nn.Module, out: Path) -> None:
-    """A ``WanImageToVideoPipeline`` folder without text/image encoders (prompts come as embeddings)."""
-    wan_i2v_pipeline(transformer, vae).save_pretrained(out, safe_serialization=True)
+def save_pipeline(vae: torch.nn.Module, transformer: torch.nn.Module, out: Path, form: str = "i2v") -> None:
+    """A ``WanImageToVideoPipeline`` folder without text/image encoders (prompts come as embeddings), in the form
+    the transformer was trained in."""
+    pipeline = wan_i2v_pipeline(transformer, vae, expand_timesteps=form == "ti2v")
+    pipeline.save_pretrained(out, safe_serialization=True)
     write_defaults(out)
 
 
@@ -557,6 +587,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="flow shift of the training noise levels (default: the sampler's; higher leans to high noise)",
     )
+    parser.add_argument(
+        "--form",
+        choices=FORMS,
+        default="i2v",
+        help="how the transformer takes the image: i2v (Wan 2.2 A14B: condition latents and mask on channels; the "
+        "shipped model) or ti2v (Wan 2.2 5B: the image's latent as the first latent frame, at timestep 0)",
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
@@ -622,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     vae.save_pretrained(work / "vae", safe_serialization=True)
     log(f"encoded {len(pool)} clips to latents {tuple(latents.shape[1:])}; training the transformer")
     transformer = train_transformer(latents, conditions, args, work, log_rows)
-    save_pipeline(vae, transformer, out)
+    save_pipeline(vae, transformer, out, args.form)
     minutes = (time.perf_counter() - args.t0) / 60
     summary = {
         "seed": args.seed,
