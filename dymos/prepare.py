@@ -168,6 +168,23 @@ def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Ten
     return prepared[1]  # (latents, condition) or, with expand_timesteps, (latents, condition, first_frame_mask)
 
 
+def wan_denoiser_input(
+    pipe: Any, latents: torch.Tensor, condition: torch.Tensor, timestep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``WanImageToVideoPipeline``'s loop hands its transformer for ``latents`` at ``timestep [B]``, with the
+    ``condition`` of :func:`wan_condition`: latents and condition on channels and one timestep an item, or with
+    ``expand_timesteps`` (Wan 2.2 TI2V) the condition in place of the first latent frame and per-token timesteps,
+    0 on that frame's tokens. For probes that run the transformer step by step outside the pipeline (the sweep's
+    attention probe, ``tools/sdedit_probe.py``), so they see the pipeline's inputs in either form."""
+    if not pipe.config.get("expand_timesteps"):
+        return torch.cat([latents, condition], dim=1), timestep
+    mask = torch.ones_like(latents[:1, :1])
+    mask[:, :, 0] = 0
+    _, patch_h, patch_w = pipe.transformer.config.patch_size
+    per_token = (mask[0, 0][None, :, ::patch_h, ::patch_w] * timestep.view(-1, 1, 1, 1)).flatten(1)
+    return (1 - mask) * condition + mask * latents, per_token
+
+
 def _deterministic_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Wan and HunyuanVideo: the condition, which draws nothing (:data:`CONDITION_FUNCTIONS`), the prompt embeddings
     (HunyuanVideo's real encoders: LLaVA's, made with the image) and, for Wan 2.1, the CLIP image context."""

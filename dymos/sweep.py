@@ -228,23 +228,33 @@ def vae_round_trip(vae: Any, clip: np.ndarray) -> np.ndarray:
 
 
 def probe_first_step(
-    pipe: Any, conditions: list[dict[str, np.ndarray]], strengths: Sequence[float], steps: int, seed: int = 0
+    pipe: Any,
+    conditions: list[dict[str, np.ndarray]],
+    strengths: Sequence[float],
+    steps: int,
+    frames: int,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Reference-key attention mass at the first denoising step on the sweep's real conditioning (a batch of
-    clips, seeded noise), per strength and layer: the mechanism DyMoS acts on, measured on the same inputs."""
+    clips, seeded noise, videos of ``frames`` frames), per strength and layer: the mechanism DyMoS acts on,
+    measured on the same inputs."""
     import torch
 
+    from dymos.models import pipeline_compression
+    from dymos.prepare import wan_denoiser_input
     from dymos.probe import attention_mass
 
     pipe.scheduler.set_timesteps(steps)
     condition = torch.from_numpy(np.concatenate([c["condition"] for c in conditions]))
-    shape = (int(pipe.vae.config.z_dim), *condition.shape[2:])
+    latent_frames = (frames - 1) // pipeline_compression(pipe)[0] + 1
+    shape = (int(pipe.vae.config.z_dim), latent_frames, *condition.shape[3:])
     noise = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))  # as the runtime
+    latents = noise.expand(len(conditions), *shape) * pipe.scheduler.init_noise_sigma
+    timestep = pipe.scheduler.timesteps[:1].repeat(len(conditions)).float()
+    hidden_states, timestep = wan_denoiser_input(pipe, latents, condition, timestep)
     inputs = {
-        "hidden_states": torch.cat(
-            [noise.expand(len(conditions), *shape) * pipe.scheduler.init_noise_sigma, condition], 1
-        ),
-        "timestep": pipe.scheduler.timesteps[:1].repeat(len(conditions)).float(),
+        "hidden_states": hidden_states,
+        "timestep": timestep,
         "encoder_hidden_states": torch.from_numpy(np.concatenate([c["prompt_embeds"] for c in conditions])),
         "return_dict": False,
     }
@@ -356,7 +366,7 @@ def run_sweep(
         eta = elapsed / (clip_index + 1) * (config.clips - clip_index - 1)
         log(f"clip {clip_index + 1}/{config.clips} ({elapsed:.0f}s, eta {eta:.0f}s)")
     summary = summarize(rows)
-    probe = probe_first_step(pipe, probe_conditions, strengths, steps, seed=config.seeds[0])
+    probe = probe_first_step(pipe, probe_conditions, strengths, steps, video["frames"], seed=config.seeds[0])
     document = {
         "export": str(export_dir),
         "model": export.manifest["model"]["source"],

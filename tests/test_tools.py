@@ -47,9 +47,65 @@ def test_bench_runtime_reports_every_thread_setup(tmp_path: Path) -> None:
         assert setup["whole_run_target_verdict"].startswith("undecided")
 
 
-def test_sdedit_probe_from_pure_noise_is_the_pipelines_own_generation() -> None:
+def other_wan_form(pipe):
+    """``pipe`` in the other Wan 2.2 image-to-video form (I2V's channel concat or TI2V's ``expand_timesteps``) with
+    a random transformer of the same size: code that runs the transformer by hand is checked in both forms."""
+    import diffusers
+    import torch
+
+    from dymos.tiny import wan_i2v_pipeline
+
+    ti2v = not pipe.config.get("expand_timesteps")
+    z_dim = int(pipe.vae.config.z_dim)
+    config = {**pipe.transformer.config, "in_channels": z_dim if ti2v else 2 * z_dim + pipe.vae_scale_factor_temporal}
+    torch.manual_seed(0)
+    transformer = diffusers.WanTransformer3DModel.from_config(config)
+    return wan_i2v_pipeline(transformer, pipe.vae, expand_timesteps=ti2v)
+
+
+@pytest.mark.parametrize("form", ["shipped", "other"])
+def test_wan_denoiser_input_is_what_the_pipeline_feeds_its_transformer(form: str) -> None:
+    """dymos.prepare.wan_denoiser_input (the sweep's attention probe, tools/sdedit_probe.py) builds exactly the
+    transformer input and timesteps of WanImageToVideoPipeline's first step, in both Wan 2.2 forms."""
+    import torch
+    from PIL import Image
+
+    from dymos.models import load_pipeline
+    from dymos.prepare import prepare_conditioning, wan_denoiser_input
+    from dymos.sprites import make_clip
+
+    pipe = load_pipeline("sprites")
+    if form == "other":
+        pipe = other_wan_form(pipe)
+    image = Image.fromarray(make_clip(1, 3)[0])
+    cond = prepare_conditioning(pipe, image, height=32, width=32, num_frames=9, text_shape=(16, 16))
+    seen: list[dict] = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    latents = torch.randn(1, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
+    pipe(
+        image=image,
+        prompt_embeds=torch.from_numpy(cond["prompt_embeds"]),
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        latents=latents,
+        output_type="latent",
+    )
+    hook.remove()
+    first = pipe.scheduler.timesteps[:1]
+    hidden_states, timestep = wan_denoiser_input(pipe, latents, torch.from_numpy(cond["condition"]), first)
+    assert torch.equal(hidden_states, seen[0]["hidden_states"])
+    assert torch.equal(timestep, seen[0]["timestep"])
+    assert timestep.shape == ((1, 5 * 8 * 8) if pipe.config.get("expand_timesteps") else (1,))
+
+
+@pytest.mark.parametrize("form", ["shipped", "other"])
+def test_sdedit_probe_from_pure_noise_is_the_pipelines_own_generation(form: str) -> None:
     """tools/sdedit_probe.py's loop, started at sigma 1, is the diffusers pipeline's generation (same noise, same
-    steps): only its starting latents differ, so its other rows measure the model, not a different sampler."""
+    steps): only its starting latents differ, so its other rows measure the model, not a different sampler. In
+    the shipped model's Wan 2.2 form and the other (random weights)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -62,6 +118,8 @@ def test_sdedit_probe_from_pure_noise_is_the_pipelines_own_generation() -> None:
     from dymos.sprites import make_clip
 
     pipe = load_pipeline("sprites")
+    if form == "other":
+        pipe = other_wan_form(pipe)
     clip = make_clip(1, 3)
     image = Image.fromarray(clip[0])
     text = prepare_conditioning(pipe, image, height=SIZE, width=SIZE, num_frames=FRAMES, text_shape=(16, 16))

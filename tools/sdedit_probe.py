@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dymos.metrics import video_metrics
 from dymos.models import load_pipeline
+from dymos.prepare import wan_denoiser_input
 from dymos.sprites import from_model_range, make_clip, to_model_range
 from dymos.sweep import vae_round_trip
 
@@ -50,22 +51,25 @@ def sample_from(
     std = torch.tensor(vae.config.latents_std).view(shape)
     video = torch.from_numpy(to_model_range(clip[None]))
     clean = (vae.encode(video).latent_dist.mode() - mean) / std
-    _, condition = pipe.prepare_latents(
+    condition = pipe.prepare_latents(
         video[:, :, 0], 1, clean.shape[1], SIZE, SIZE, FRAMES, torch.float32, torch.device("cpu"), None, latents=clean
-    )
+    )[1]  # (latents, condition) or, in TI2V form, (latents, condition, first-frame mask)
     scheduler = pipe.scheduler
     start, sigma = start_step(scheduler, steps, sigma0)
     scheduler.set_begin_index(start)
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
     latents = (1 - sigma) * clean + sigma * noise
     for t in scheduler.timesteps[start:]:
+        hidden_states, timestep = wan_denoiser_input(pipe, latents, condition, t.expand(1))
         velocity = pipe.transformer(
-            hidden_states=torch.cat([latents, condition], dim=1),
-            timestep=t.expand(1),
+            hidden_states=hidden_states,
+            timestep=timestep,
             encoder_hidden_states=prompt_embeds,
             return_dict=False,
         )[0]
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
+    if pipe.config.get("expand_timesteps"):  # the pipeline puts the image's latent back before decoding
+        latents = wan_denoiser_input(pipe, latents, condition, t.expand(1))[0]
     decoded = vae.decode(latents * std + mean).sample[0]
     return from_model_range(decoded.numpy())
 
