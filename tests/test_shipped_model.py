@@ -219,14 +219,17 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
 
 
 def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
-    """tools/train_tiny.py trains on the condition WanImageToVideoPipeline.prepare_latents makes at run time."""
+    """``train_tiny.py --form i2v`` trains on the condition WanImageToVideoPipeline.prepare_latents makes at run
+    time (the shipped VAE in an I2V-form pipeline, whichever form the shipped model has)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_tiny import encode_pool, first_frame_mask, normalize
 
     from dymos.sprites import to_model_range
+    from dymos.tiny import wan_i2v_pipeline
 
+    i2v = wan_i2v_pipeline(pipe.transformer, pipe.vae, expand_timesteps=False)
     clips = np.stack([make_clip(1, i) for i in range(2)])
     _, raw = encode_pool(pipe.vae, clips)
     mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
@@ -234,7 +237,7 @@ def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
     for i in range(2):
         image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
         with torch.no_grad():
-            _, built = pipe.prepare_latents(
+            _, built = i2v.prepare_latents(
                 image, 1, 16, 32, 32, 9, torch.float32, torch.device("cpu"), None, latents=torch.zeros(1, 16, 5, 16, 16)
             )
         # (x - mean) / std here, (x - mean) * (1 / std) in the pipeline: float rounding only
