@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -169,20 +169,36 @@ def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Ten
 
 
 def wan_denoiser_input(
-    pipe: Any, latents: torch.Tensor, condition: torch.Tensor, timestep: torch.Tensor
+    latents: torch.Tensor,
+    condition: torch.Tensor,
+    timestep: torch.Tensor,
+    *,
+    expand_timesteps: bool = False,
+    patch: Sequence[int] = (1, 2, 2),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """What ``WanImageToVideoPipeline``'s loop hands its transformer for ``latents`` at ``timestep [B]``, with the
     ``condition`` of :func:`wan_condition`: latents and condition on channels and one timestep an item, or with
-    ``expand_timesteps`` (Wan 2.2 TI2V) the condition in place of the first latent frame and per-token timesteps,
-    0 on that frame's tokens. For probes that run the transformer step by step outside the pipeline (the sweep's
-    attention probe, ``tools/sdedit_probe.py``), so they see the pipeline's inputs in either form."""
-    if not pipe.config.get("expand_timesteps"):
+    ``expand_timesteps`` (Wan 2.2 TI2V) the condition in place of the first latent frame and per-token timesteps
+    (tokens of the transformer's ``patch``), 0 on that frame's tokens. For code that runs the transformer outside
+    the pipeline (the sweep's attention probe, ``tools/sdedit_probe.py``, ``tools/train_tiny.py``), so it sees the
+    pipeline's inputs in either form."""
+    if not expand_timesteps:
         return torch.cat([latents, condition], dim=1), timestep
     mask = torch.ones_like(latents[:1, :1])
     mask[:, :, 0] = 0
-    _, patch_h, patch_w = pipe.transformer.config.patch_size
+    _, patch_h, patch_w = patch
     per_token = (mask[0, 0][None, :, ::patch_h, ::patch_w] * timestep.view(-1, 1, 1, 1)).flatten(1)
     return (1 - mask) * condition + mask * latents, per_token
+
+
+def pipeline_denoiser_input(
+    pipe: Any, latents: torch.Tensor, condition: torch.Tensor, timestep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`wan_denoiser_input` in ``pipe``'s form (its ``expand_timesteps``, its transformer's patch)."""
+    expand = bool(pipe.config.get("expand_timesteps"))
+    return wan_denoiser_input(
+        latents, condition, timestep, expand_timesteps=expand, patch=pipe.transformer.config.patch_size
+    )
 
 
 def _deterministic_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -241,7 +241,7 @@ def probe_first_step(
     import torch
 
     from dymos.models import pipeline_compression
-    from dymos.prepare import wan_denoiser_input
+    from dymos.prepare import pipeline_denoiser_input
     from dymos.probe import attention_mass
 
     pipe.scheduler.set_timesteps(steps)
@@ -251,7 +251,7 @@ def probe_first_step(
     noise = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))  # as the runtime
     latents = noise.expand(len(conditions), *shape) * pipe.scheduler.init_noise_sigma
     timestep = pipe.scheduler.timesteps[:1].repeat(len(conditions)).float()
-    hidden_states, timestep = wan_denoiser_input(pipe, latents, condition, timestep)
+    hidden_states, timestep = pipeline_denoiser_input(pipe, latents, condition, timestep)
     inputs = {
         "hidden_states": hidden_states,
         "timestep": timestep,

@@ -250,7 +250,7 @@ def test_ti2v_training_input_is_what_the_pipeline_builds(pipe) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from train_tiny import encode_pool, model_inputs, normalize
+    from train_tiny import encode_pool, first_frame_mask, model_inputs, normalize
 
     from dymos.sprites import to_model_range
     from dymos.tiny import wan_i2v_pipeline
@@ -261,7 +261,8 @@ def test_ti2v_training_input_is_what_the_pipeline_builds(pipe) -> None:
     mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
     x_t = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.3, 0.8])
-    trained_on, timesteps, first = model_inputs("ti2v", x_t, normalize(raw, mean, std), sigma, None, patch=2)
+    mask = first_frame_mask(2, 5, 2, 16, 16)  # unused in TI2V form
+    trained_on, timesteps, first = model_inputs("ti2v", x_t, normalize(raw, mean, std), sigma, mask, patch=2)
     assert first == 1  # latent frame 0 is the image's, not the model's: it leaves the loss
     for i in range(2):
         image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]

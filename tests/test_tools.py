@@ -71,7 +71,7 @@ def test_wan_denoiser_input_is_what_the_pipeline_feeds_its_transformer(form: str
     from PIL import Image
 
     from dymos.models import load_pipeline
-    from dymos.prepare import prepare_conditioning, wan_denoiser_input
+    from dymos.prepare import pipeline_denoiser_input, prepare_conditioning
     from dymos.sprites import make_clip
 
     pipe = load_pipeline("sprites")
@@ -95,7 +95,7 @@ def test_wan_denoiser_input_is_what_the_pipeline_feeds_its_transformer(form: str
     )
     hook.remove()
     first = pipe.scheduler.timesteps[:1]
-    hidden_states, timestep = wan_denoiser_input(pipe, latents, torch.from_numpy(cond["condition"]), first)
+    hidden_states, timestep = pipeline_denoiser_input(pipe, latents, torch.from_numpy(cond["condition"]), first)
     assert torch.equal(hidden_states, seen[0]["hidden_states"])
     assert torch.equal(timestep, seen[0]["timestep"])
     assert timestep.shape == ((1, 5 * 8 * 8) if pipe.config.get("expand_timesteps") else (1,))

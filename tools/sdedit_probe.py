@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dymos.metrics import video_metrics
 from dymos.models import load_pipeline
-from dymos.prepare import wan_denoiser_input
+from dymos.prepare import pipeline_denoiser_input
 from dymos.sprites import from_model_range, make_clip, to_model_range
 from dymos.sweep import vae_round_trip
 
@@ -60,7 +60,7 @@ def sample_from(
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
     latents = (1 - sigma) * clean + sigma * noise
     for t in scheduler.timesteps[start:]:
-        hidden_states, timestep = wan_denoiser_input(pipe, latents, condition, t.expand(1))
+        hidden_states, timestep = pipeline_denoiser_input(pipe, latents, condition, t.expand(1))
         velocity = pipe.transformer(
             hidden_states=hidden_states,
             timestep=timestep,
@@ -69,7 +69,7 @@ def sample_from(
         )[0]
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
     if pipe.config.get("expand_timesteps"):  # the pipeline puts the image's latent back before decoding
-        latents = wan_denoiser_input(pipe, latents, condition, t.expand(1))[0]
+        latents = pipeline_denoiser_input(pipe, latents, condition, t.expand(1))[0]
     decoded = vae.decode(latents * std + mean).sample[0]
     return from_model_range(decoded.numpy())
 

@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dymos.prepare import wan_denoiser_input
 from dymos.sprites import DEFAULT_PRIOR, make_batch, to_model_range
 from dymos.tiny import WAN_SCHEDULER, wan_i2v_pipeline
 
@@ -324,7 +325,7 @@ def model_inputs(
     x_t: torch.Tensor,
     condition: torch.Tensor,
     sigma: torch.Tensor,
-    mask: torch.Tensor | None,
+    mask: torch.Tensor,
     patch: int,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The transformer's input and timestep as ``WanImageToVideoPipeline`` builds them, and the first latent frame
@@ -332,14 +333,10 @@ def model_inputs(
     item, every frame in the loss. TI2V (Wan 2.2 5B, ``expand_timesteps``): the image's clean latent replaces the
     first latent frame, whose tokens get timestep 0 (the pipeline puts it back after each step, so its prediction
     is never used and leaves the loss)."""
-    timestep = sigma * 1000.0
     if form == "i2v":
-        return torch.cat([x_t, mask, condition], dim=1), timestep, 0
-    _, _, frames, height, width = x_t.shape
-    per_frame = (height // patch) * (width // patch)
-    tokens = timestep.view(-1, 1).repeat(1, frames * per_frame)
-    tokens[:, :per_frame] = 0.0
-    return torch.cat([condition[:, :, :1], x_t[:, :, 1:]], dim=2), tokens, 1
+        return (*wan_denoiser_input(x_t, torch.cat([mask, condition], dim=1), sigma * 1000.0), 0)
+    first = condition[:, :, :1]  # the latent of [image, zeros...] starts with the image's own: the VAE is causal
+    return (*wan_denoiser_input(x_t, first, sigma * 1000.0, expand_timesteps=True, patch=(1, patch, patch)), 1)
 
 
 def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
