@@ -8,7 +8,8 @@ Two stages, both real diffusers classes, both seeded:
    32x32x9 videos become 16x5x16x16 latents;
 2. a 4-layer ``WanTransformer3DModel`` in Wan 2.2 I2V form (latents + first-frame mask + VAE latents of
    ``[image, zeros...]`` concatenated on channels, exactly what ``WanImageToVideoPipeline.prepare_latents``
-   builds) trained with rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
+   builds; ``--form ti2v``: Wan 2.2 5B's form, the image's latent as latent frame 0 at timestep 0) trained with
+   rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
    with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
    step: the model learns to ignore prompts. An EMA of the weights is what ships. The transformer runs under
    ``torch.compile`` (``--kernels tuned``: math attention under max-autotune) and, where the CPU has bf16
