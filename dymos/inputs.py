@@ -35,6 +35,14 @@ def _wan(cfg: dict[str, Any], batch: int, frames: int, height: int, width: int, 
     return inputs
 
 
+def first_frame_zero_timesteps(timestep: torch.Tensor, frames: int, tokens_per_frame: int) -> torch.Tensor:
+    """``[B]`` timesteps -> ``[B, frames * tokens_per_frame]``: 0 on the first latent frame's tokens, ``t`` on the
+    others; the same product (0/1 mask times ``t``, frame-major) as ``WanImageToVideoPipeline`` with
+    ``expand_timesteps`` and ``LTXImageToVideoPipeline`` form, so the values are bit-equal."""
+    later = torch.arange(frames * tokens_per_frame, device=timestep.device) >= tokens_per_frame
+    return later.to(timestep.dtype)[None, :] * timestep[:, None]
+
+
 def cogvideox_rotary_embedding(cfg: dict[str, Any], frames: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
     """CogVideoX's RoPE tables for a latent of ``frames`` x ``height`` x ``width``, computed by the pipeline's own
     method (1.0 and 1.5 differ), so denoiser inputs match what ``CogVideoXImageToVideoPipeline`` feeds."""

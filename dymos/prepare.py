@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dymos.images import load_image
+from dymos.inputs import first_frame_zero_timesteps
 from dymos.manifest import GUIDED_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT, atomic_write_bytes, load_manifest
 from dymos.models import load_pipeline, pipeline_compression
 
@@ -169,36 +170,29 @@ def wan_condition(pipe: Any, pixels: torch.Tensor, num_frames: int) -> torch.Ten
 
 
 def wan_denoiser_input(
-    latents: torch.Tensor,
-    condition: torch.Tensor,
-    timestep: torch.Tensor,
-    *,
-    expand_timesteps: bool = False,
-    patch: Sequence[int] = (1, 2, 2),
+    latents: torch.Tensor, condition: torch.Tensor, timestep: torch.Tensor, *, expand_timesteps: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """What ``WanImageToVideoPipeline``'s loop hands its transformer for ``latents`` at ``timestep [B]``, with the
     ``condition`` of :func:`wan_condition`: latents and condition on channels and one timestep an item, or with
-    ``expand_timesteps`` (Wan 2.2 TI2V) the condition in place of the first latent frame and per-token timesteps
-    (tokens of the transformer's ``patch``), 0 on that frame's tokens. For code that runs the transformer outside
-    the pipeline (the sweep's attention probe, ``tools/sdedit_probe.py``, ``tools/train_tiny.py``), so it sees the
-    pipeline's inputs in either form."""
+    ``expand_timesteps`` (Wan 2.2 TI2V) the condition in place of the first latent frame and per-token timesteps,
+    0 on that frame's tokens (tokens of 2x2 latents: the pipeline assumes the real model's spatial patch). For code
+    that runs the transformer outside the pipeline (the sweep's attention probe, ``tools/sdedit_probe.py``,
+    ``tools/train_tiny.py``), so it sees the pipeline's inputs in either form."""
     if not expand_timesteps:
         return torch.cat([latents, condition], dim=1), timestep
-    mask = torch.ones_like(latents[:1, :1])
-    mask[:, :, 0] = 0
-    _, patch_h, patch_w = patch
-    per_token = (mask[0, 0][None, :, ::patch_h, ::patch_w] * timestep.view(-1, 1, 1, 1)).flatten(1)
-    return (1 - mask) * condition + mask * latents, per_token
+    _, _, frames, height, width = latents.shape
+    image = torch.cat([condition, latents[:, :, 1:]], dim=2)  # the pipeline's 0/1 mask blend, exactly
+    return image, first_frame_zero_timesteps(timestep, frames, (height // 2) * (width // 2))
 
 
 def pipeline_denoiser_input(
     pipe: Any, latents: torch.Tensor, condition: torch.Tensor, timestep: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`wan_denoiser_input` in ``pipe``'s form (its ``expand_timesteps``, its transformer's patch)."""
+    """:func:`wan_denoiser_input` in ``pipe``'s form (its ``expand_timesteps``)."""
     expand = bool(pipe.config.get("expand_timesteps"))
-    return wan_denoiser_input(
-        latents, condition, timestep, expand_timesteps=expand, patch=pipe.transformer.config.patch_size
-    )
+    if expand and tuple(pipe.transformer.config.patch_size)[1:] != (2, 2):
+        raise ValueError("the TI2V pipeline forms its per-token timesteps for a 2x2 spatial patch")
+    return wan_denoiser_input(latents, condition, timestep, expand_timesteps=expand)
 
 
 def _deterministic_conditioning(pipe: Any, image: Any, request: dict[str, Any]) -> dict[str, torch.Tensor]:

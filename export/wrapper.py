@@ -15,18 +15,10 @@ import torch
 
 from dymos.attention import DEFAULT_STRATEGY
 from dymos.denoiser import DyMoSDenoiser
-from dymos.inputs import cogvideox_rotary_embedding
+from dymos.inputs import cogvideox_rotary_embedding, first_frame_zero_timesteps
 from dymos.layouts import layout_for, token_grid
 
 from .specs import FAMILY_EXPORTS, ExportSpec
-
-
-def first_frame_zero_timesteps(timestep: torch.Tensor, frames: int, tokens_per_frame: int) -> torch.Tensor:
-    """``[B]`` timesteps -> ``[B, frames * tokens_per_frame]``: 0 on the first latent frame's tokens, ``t`` on the
-    others; the same product (0/1 mask times ``t``, frame-major) as ``WanImageToVideoPipeline`` with
-    ``expand_timesteps`` and ``LTXImageToVideoPipeline`` form, so the values are bit-equal."""
-    later = torch.arange(frames * tokens_per_frame, device=timestep.device) >= tokens_per_frame
-    return later.to(timestep.dtype)[None, :] * timestep[:, None]
 
 
 class StrengthInputDenoiser(torch.nn.Module):

@@ -300,7 +300,7 @@ def test_ti2v_per_token_timesteps_equal_the_pipelines(batch: int, frames: int, h
     what ``WanImageToVideoPipeline`` with ``expand_timesteps`` computes: the first-frame mask, patch-strided, times
     the scheduler's int64 timestep. (That the wrapper feeds them at the right token grid is checked end to end by the
     runtime == pipeline tests of tests/test_runtime.py.)"""
-    from dymos.export.wrapper import first_frame_zero_timesteps
+    from dymos.inputs import first_frame_zero_timesteps
 
     t = torch.tensor(937)  # UniPC's timesteps are int64
     first_frame_mask = torch.ones(1, 1, frames, height, width)

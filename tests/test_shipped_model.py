@@ -219,12 +219,13 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
 
 
 def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
-    """``train_tiny.py --form i2v`` trains on the condition WanImageToVideoPipeline.prepare_latents makes at run
-    time (the shipped VAE in an I2V-form pipeline, whichever form the shipped model has)."""
+    """``train_tiny.py --form i2v`` trains on the input WanImageToVideoPipeline gives its transformer: the latents,
+    then the condition ``prepare_latents`` makes at run time (the shipped VAE in an I2V-form pipeline, whichever
+    form the shipped model has), one timestep an item, every frame in the loss."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from train_tiny import encode_pool, first_frame_mask, normalize
+    from train_tiny import encode_pool, first_frame_mask, model_inputs, normalize
 
     from dymos.sprites import to_model_range
     from dymos.tiny import wan_i2v_pipeline
@@ -233,15 +234,21 @@ def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
     clips = np.stack([make_clip(1, i) for i in range(2)])
     _, raw = encode_pool(pipe.vae, clips)
     mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
-    trained_on = torch.cat([first_frame_mask(2, 5, 2, 16, 16), normalize(raw, mean, std)], dim=1)
+    x_t = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.3, 0.8])
+    mask = first_frame_mask(2, 5, 2, 16, 16)
+    trained_on, timesteps, first_loss_frame = model_inputs("i2v", x_t, normalize(raw, mean, std), sigma, mask)
+    assert first_loss_frame == 0 and torch.equal(timesteps, sigma * 1000.0)
     for i in range(2):
         image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
         with torch.no_grad():
             _, built = i2v.prepare_latents(
                 image, 1, 16, 32, 32, 9, torch.float32, torch.device("cpu"), None, latents=torch.zeros(1, 16, 5, 16, 16)
             )
-        # (x - mean) / std here, (x - mean) * (1 / std) in the pipeline: float rounding only
-        torch.testing.assert_close(trained_on[i : i + 1], built, atol=1e-5, rtol=0)
+        # the loop's torch.cat([latents, condition], dim=1); (x - mean) / std here, (x - mean) * (1 / std) in the
+        # pipeline: float rounding only
+        pipeline_input = torch.cat([x_t[i : i + 1], built], dim=1)
+        torch.testing.assert_close(trained_on[i : i + 1], pipeline_input, atol=1e-5, rtol=0)
 
 
 def test_ti2v_training_input_is_what_the_pipeline_builds(pipe) -> None:
@@ -262,8 +269,8 @@ def test_ti2v_training_input_is_what_the_pipeline_builds(pipe) -> None:
     x_t = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.3, 0.8])
     mask = first_frame_mask(2, 5, 2, 16, 16)  # unused in TI2V form
-    trained_on, timesteps, first = model_inputs("ti2v", x_t, normalize(raw, mean, std), sigma, mask, patch=2)
-    assert first == 1  # latent frame 0 is the image's, not the model's: it leaves the loss
+    trained_on, timesteps, first_loss_frame = model_inputs("ti2v", x_t, normalize(raw, mean, std), sigma, mask)
+    assert first_loss_frame == 1  # latent frame 0 is the image's, not the model's: it leaves the loss
     for i in range(2):
         image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
         with torch.no_grad():

@@ -102,6 +102,30 @@ def test_wan_denoiser_input_is_what_the_pipeline_feeds_its_transformer(form: str
 
 
 @pytest.mark.parametrize("form", ["shipped", "other"])
+def test_sweep_attention_probe_runs_in_both_wan_forms(form: str) -> None:
+    """The sweep's first-step attention probe builds the pipeline's inputs in either Wan 2.2 form (TI2V's condition
+    is one latent frame: the video's latent frames come from its frame count) and the bias lowers the mass."""
+    from PIL import Image
+
+    from dymos.models import load_pipeline
+    from dymos.prepare import prepare_conditioning
+    from dymos.sprites import make_clip
+    from dymos.sweep import probe_first_step
+
+    pipe = load_pipeline("sprites")
+    if form == "other":
+        pipe = other_wan_form(pipe)
+    images = [Image.fromarray(make_clip(1, i)[0]) for i in range(2)]
+    conditions = [
+        prepare_conditioning(pipe, image, height=32, width=32, num_frames=9, text_shape=(16, 16)) for image in images
+    ]
+    probe = probe_first_step(pipe, conditions, [0.0, 4.0], steps=4, frames=9)
+    assert probe["clips"] == 2 and probe["uniform_mass"] == pytest.approx(64 / 320)  # 5 latent frames of 8x8 tokens
+    masses = [row["mean_mass"] for row in probe["strengths"]]
+    assert 0 < masses[1] < masses[0] < 1
+
+
+@pytest.mark.parametrize("form", ["shipped", "other"])
 def test_sdedit_probe_from_pure_noise_is_the_pipelines_own_generation(form: str) -> None:
     """tools/sdedit_probe.py's loop, started at sigma 1, is the diffusers pipeline's generation (same noise, same
     steps): only its starting latents differ, so its other rows measure the model, not a different sampler. In
@@ -180,6 +204,11 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert "encoded latents from" in capsys.readouterr().out
     config = json.loads((tmp_path / "again" / "transformer" / "config.json").read_text())
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
+    ti2v = ["--out", str(tmp_path / "ti2v"), "--work", str(tmp_path / "work3"), "--form", "ti2v"]
+    assert train_tiny.main([*common, *ti2v, "--vae-from", str(tmp_path / "work" / "vae")]) == 0
+    pipe = _plain_from_pretrained(tmp_path / "ti2v")
+    assert pipe.config.expand_timesteps and pipe.transformer.config.in_channels == 16  # the latents alone
+    assert _two_step_video(pipe).shape == (9, 32, 32, 3)  # diffusers' own TI2V loop runs it
 
 
 def _plain_from_pretrained(folder: Path) -> Any:
@@ -300,7 +329,8 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
     transformer = json.loads((tmp_path / "out" / "transformer" / "config.json").read_text())
     assert (transformer["num_layers"], transformer["num_attention_heads"], transformer["ffn_dim"]) == (1, 1, 16)
 
-    for bad in (["--steps", "0"], ["--steps", "auto", "--warmup", "2"], ["--steps", "auto", "--max-minutes", "0"]):
+    bad_args = (["--steps", "0"], ["--steps", "auto", "--warmup", "2"], ["--steps", "auto", "--max-minutes", "0"])
+    for bad in (*bad_args, ["--form", "ti2v", "--patch", "1"]):
         with pytest.raises(SystemExit):
             train_tiny.main(bad)
 

@@ -69,7 +69,7 @@ def sample_from(
         )[0]
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
     if pipe.config.get("expand_timesteps"):  # the pipeline puts the image's latent back before decoding
-        latents = pipeline_denoiser_input(pipe, latents, condition, t.expand(1))[0]
+        latents = torch.cat([condition, latents[:, :, 1:]], dim=2)
     decoded = vae.decode(latents * std + mean).sample[0]
     return from_model_range(decoded.numpy())
 

@@ -322,22 +322,18 @@ def first_frame_mask(batch: int, latent_frames: int, temporal: int, height: int,
 
 
 def model_inputs(
-    form: str,
-    x_t: torch.Tensor,
-    condition: torch.Tensor,
-    sigma: torch.Tensor,
-    mask: torch.Tensor,
-    patch: int,
+    form: str, x_t: torch.Tensor, condition: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The transformer's input and timestep as ``WanImageToVideoPipeline`` builds them, and the first latent frame
-    the loss counts. I2V (Wan 2.2 A14B): noisy latents, mask and condition latents on channels, one timestep per
-    item, every frame in the loss. TI2V (Wan 2.2 5B, ``expand_timesteps``): the image's clean latent replaces the
-    first latent frame, whose tokens get timestep 0 (the pipeline puts it back after each step, so its prediction
-    is never used and leaves the loss)."""
+    the loss counts. I2V (Wan 2.2 A14B): noisy latents, the ``mask`` channels and condition latents on channels, one
+    timestep per item, every frame in the loss. TI2V (Wan 2.2 5B, ``expand_timesteps``; ``mask`` unused): the
+    image's clean latent replaces the first latent frame, whose tokens get timestep 0 (the pipeline puts the image's
+    latent in every step's input and in the final latents, so that frame's prediction is never used and leaves the
+    loss)."""
     if form == "i2v":
         return (*wan_denoiser_input(x_t, torch.cat([mask, condition], dim=1), sigma * 1000.0), 0)
-    first = condition[:, :, :1]  # the latent of [image, zeros...] starts with the image's own: the VAE is causal
-    return (*wan_denoiser_input(x_t, first, sigma * 1000.0, expand_timesteps=True, patch=(1, patch, patch)), 1)
+    image_latent = condition[:, :, :1]  # the latent of [image, zeros...] starts with the image's: the VAE is causal
+    return (*wan_denoiser_input(x_t, image_latent, sigma * 1000.0, expand_timesteps=True), 1)
 
 
 def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
@@ -397,10 +393,10 @@ def train_transformer(
         s = sigma.view(-1, 1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         text = torch.randn(args.batch, TEXT_TOKENS, model.config.text_dim, generator=rng)
-        model_input, timestep, first = model_inputs(args.form, x_t, condition, sigma, mask, args.patch)
+        model_input, timestep, first_loss_frame = model_inputs(args.form, x_t, condition, sigma, mask)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             prediction = forward(model_input, timestep, text, return_dict=False)[0]
-        loss = (prediction.float() - (noise - x0))[:, :, first:].pow(2).mean()
+        loss = (prediction.float() - (noise - x0))[:, :, first_loss_frame:].pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -612,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--kernels {args.kernels} names compiled kernels: it needs --compile")
     if args.compile:
         args.kernels = args.kernels or "tuned"
+    if args.form == "ti2v" and args.patch != 2:
+        parser.error("--form ti2v needs --patch 2: the TI2V pipeline forms its per-token timesteps for 2x2 tokens")
     if args.compile_vae and args.vae_from:
         parser.error("--compile-vae compiles the VAE stage, which --vae-from skips")
     if args.compile_vae is None:
