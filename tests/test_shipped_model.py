@@ -218,10 +218,12 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     print(f"motion gain at s={HIGH:g}: {_mean_and_error(gains)}; {wins} of {len(gains)} clips move more")
 
 
-def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
-    """``train_tiny.py --form i2v`` trains on the input WanImageToVideoPipeline gives its transformer: the latents,
-    then the condition ``prepare_latents`` makes at run time (the shipped VAE in an I2V-form pipeline, whichever
-    form the shipped model has), one timestep an item, every frame in the loss."""
+@pytest.mark.parametrize("form", ["i2v", "ti2v"])
+def test_training_input_is_what_the_pipeline_builds(pipe, form: str) -> None:
+    """``train_tiny.py --form FORM`` trains on the input and timesteps WanImageToVideoPipeline gives its transformer
+    (the shipped VAE in a pipeline of that form, whichever form the shipped model has). I2V: the latents, then the
+    condition ``prepare_latents`` makes, one timestep an item, every frame in the loss; TI2V (``expand_timesteps``):
+    the image's latent as latent frame 0 at timestep 0, that frame out of the loss."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -230,55 +232,31 @@ def test_training_condition_is_what_the_pipeline_builds(pipe) -> None:
     from dymos.sprites import to_model_range
     from dymos.tiny import wan_i2v_pipeline
 
-    i2v = wan_i2v_pipeline(pipe.transformer, pipe.vae, expand_timesteps=False)
+    ti2v = form == "ti2v"
+    built_by = wan_i2v_pipeline(pipe.transformer, pipe.vae, expand_timesteps=ti2v)
     clips = np.stack([make_clip(1, i) for i in range(2)])
     _, raw = encode_pool(pipe.vae, clips)
     mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
     x_t = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.3, 0.8])
-    mask = first_frame_mask(2, 5, 2, 16, 16)
-    trained_on, timesteps, first_loss_frame = model_inputs("i2v", x_t, normalize(raw, mean, std), sigma, mask)
-    assert first_loss_frame == 0 and torch.equal(timesteps, sigma * 1000.0)
+    mask = first_frame_mask(2, 5, 2, 16, 16)  # I2V's mask channels (unused in TI2V form)
+    trained_on, timesteps, first_loss_frame = model_inputs(form, x_t, normalize(raw, mean, std), sigma, mask)
+    assert first_loss_frame == int(ti2v)  # in TI2V form latent frame 0 is the image's, not the model's
     for i in range(2):
         image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
         with torch.no_grad():
-            _, built = i2v.prepare_latents(
-                image, 1, 16, 32, 32, 9, torch.float32, torch.device("cpu"), None, latents=torch.zeros(1, 16, 5, 16, 16)
-            )
-        # the loop's torch.cat([latents, condition], dim=1); (x - mean) / std here, (x - mean) * (1 / std) in the
-        # pipeline: float rounding only
-        pipeline_input = torch.cat([x_t[i : i + 1], built], dim=1)
-        torch.testing.assert_close(trained_on[i : i + 1], pipeline_input, atol=1e-5, rtol=0)
-
-
-def test_ti2v_training_input_is_what_the_pipeline_builds(pipe) -> None:
-    """``train_tiny.py --form ti2v`` trains on the input and per-token timesteps the TI2V pipeline
-    (``expand_timesteps``) gives its transformer: the image's latent as latent frame 0, at timestep 0."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from train_tiny import encode_pool, first_frame_mask, model_inputs, normalize
-
-    from dymos.sprites import to_model_range
-    from dymos.tiny import wan_i2v_pipeline
-
-    ti2v = wan_i2v_pipeline(pipe.transformer, pipe.vae, expand_timesteps=True)
-    clips = np.stack([make_clip(1, i) for i in range(2)])
-    _, raw = encode_pool(pipe.vae, clips)
-    mean, std = (torch.tensor(pipe.vae.config[k]) for k in ("latents_mean", "latents_std"))
-    x_t = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(0))
-    sigma = torch.tensor([0.3, 0.8])
-    mask = first_frame_mask(2, 5, 2, 16, 16)  # unused in TI2V form
-    trained_on, timesteps, first_loss_frame = model_inputs("ti2v", x_t, normalize(raw, mean, std), sigma, mask)
-    assert first_loss_frame == 1  # latent frame 0 is the image's, not the model's: it leaves the loss
-    for i in range(2):
-        image = torch.from_numpy(to_model_range(clips[i, :1]))[:, 0][None]
-        with torch.no_grad():
-            latents, condition, mask = ti2v.prepare_latents(
+            prepared = built_by.prepare_latents(
                 image, 1, 16, 32, 32, 9, torch.float32, torch.device("cpu"), None, latents=x_t[i : i + 1]
             )
-        # the denoising loop's two lines for expand_timesteps (pipeline_wan_i2v.py)
-        built = (1 - mask) * condition + mask * latents
-        per_token = (mask[0][0][:, ::2, ::2] * sigma[i] * 1000.0).flatten()
-        torch.testing.assert_close(trained_on[i : i + 1], built, atol=1e-5, rtol=0)
-        torch.testing.assert_close(timesteps[i], per_token, atol=0, rtol=0)
+        # the denoising loop's lines for each form (pipeline_wan_i2v.py)
+        if ti2v:
+            latents, condition, frame_mask = prepared
+            pipeline_input = (1 - frame_mask) * condition + frame_mask * latents
+            pipeline_timestep = (frame_mask[0][0][:, ::2, ::2] * sigma[i] * 1000.0).flatten()
+        else:
+            latents, condition = prepared
+            pipeline_input = torch.cat([latents, condition], dim=1)
+            pipeline_timestep = sigma[i] * 1000.0
+        # (x - mean) / std here, (x - mean) * (1 / std) in the pipeline: float rounding only
+        torch.testing.assert_close(trained_on[i : i + 1], pipeline_input, atol=1e-5, rtol=0)
+        torch.testing.assert_close(timesteps[i], pipeline_timestep, atol=0, rtol=0)
