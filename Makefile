@@ -27,7 +27,7 @@ help:
 	@echo "make test-slow  slower end-to-end checks"
 	@echo "make test-gpu   GPU/TensorRT tests (skip with a reason without a GPU)"
 	@echo "make lint       ruff"
-	@echo "make export     export the default model (MODEL=<tiny:case|checkpoint dir>, EXPORT_ARGS=...)"
+	@echo "make export     export the default model into OUT=build/ (MODEL=<sprites|tiny-pipeline:name|tiny:case|family|checkpoint dir>, EXPORT_ARGS=...)"
 	@echo "make bench      benchmarks (ratios measured side by side)"
 	@echo "make bench-gpu  DyMoS cost on a CUDA GPU in PyTorch (tools/bench_gpu.py; BENCH_GPU_ARGS=...)"
 	@echo "make train      retrain the shipped sprite model (60 min on 2 cores; TRAIN_ARGS=...)"

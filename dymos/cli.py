@@ -1,4 +1,4 @@
-"""The ``dymos`` command: subcommands over the library (``dymos probe``; more as they land).
+"""The ``dymos`` command: subcommands over the library (probe, export, inspect, prepare, run, sweep).
 
 Heavy imports (torch, diffusers) happen inside the subcommands so ``dymos --help`` is instant.
 """
