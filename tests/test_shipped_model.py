@@ -51,6 +51,9 @@ def measure(
         clip = make_clip(data_seed, index)
         image = Image.fromarray(clip[0])
         for strength in strengths:
+            # a stochastic sampler (``--sampler euler-sde``) draws from torch's global generator, which the pipeline
+            # does not pass its own: seeded per clip, so every strength and model sees the same noise
+            torch.manual_seed(seed + index)
             with dymos.enable(pipe, strength=strength, fraction=FRACTION):
                 frames = pipe(
                     image=image,
@@ -167,6 +170,35 @@ def _mean_and_error(values) -> str:
     return f"{array.mean():.3f} ± {array.std(ddof=1) / np.sqrt(len(array)):.3f}"
 
 
+def with_sampler(pipe, sampler: str = "unipc", flow_shift: float | None = None):
+    """``pipe`` with its scheduler swapped for a sampler variant (the model's own UniPC and shift: unchanged), to tell
+    the model's limits from the sampler's."""
+    if sampler == "unipc" and flow_shift is None:
+        return pipe
+    import diffusers
+
+    shift = flow_shift if flow_shift is not None else pipe.scheduler.config.flow_shift
+    if sampler == "unipc":
+        pipe.scheduler = diffusers.UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=shift)
+    else:
+        pipe.scheduler = diffusers.FlowMatchEulerDiscreteScheduler(
+            shift=shift, stochastic_sampling=sampler == "euler-sde"
+        )
+    return pipe
+
+
+def paired_report(metrics: list, baseline: list, key: str) -> str:
+    """``key`` of each clip's video minus the same clip's in ``baseline`` (same clip, noise and sampler): mean ±
+    standard error over the clips, and how many clips are higher / lower (clips without a tracked sprite skipped)."""
+    from dymos.sweep import paired_difference
+
+    pairs = [(i, getattr(m, key), getattr(b, key)) for i, (m, b) in enumerate(zip(metrics, baseline, strict=True))]
+    mean, error = paired_difference(pairs)
+    higher = sum(v > b for _, v, b in pairs)
+    lower = sum(v < b for _, v, b in pairs)
+    return f"{mean:+.3f} ± {error:.3f} ({higher} clips higher, {lower} lower)"
+
+
 if __name__ == "__main__":  # print the measurement the pins come from (or a candidate's: a pipeline folder)
     import argparse
 
@@ -183,7 +215,7 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         default="unipc",
         help="the pipeline's scheduler: UniPC (the model's), flow-match Euler, or flow-match Euler with diffusers' "
         "stochastic_sampling (each step re-noises its x0 estimate; the pipeline draws that noise from torch's "
-        "global generator, seeded here)",
+        "global generator, seeded here per clip)",
     )
     parser.add_argument("--flow-shift", type=float, default=None, help="the scheduler's flow shift (default: its own)")
     parser.add_argument(
@@ -193,20 +225,14 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         help=f"the clips' data seed (default {HELD_OUT_SEED}, held out; 0 is the training data, clips 0-11,999 of "
         "it with train_tiny's default --clips: an over-fitting check)",
     )
+    parser.add_argument(
+        "--against",
+        default=None,
+        help="a second model ('sprites' or a folder), run at s=0 on the same clips, noise and sampler: prints the "
+        "paired differences (model - against, mean ± standard error over clips) and how many clips each side wins",
+    )
     options = parser.parse_args()
-    candidate = load_pipeline(options.model)
-    if options.sampler != "unipc" or options.flow_shift is not None:
-        import diffusers
-
-        shift = options.flow_shift if options.flow_shift is not None else candidate.scheduler.config.flow_shift
-        if options.sampler != "unipc":
-            stochastic = options.sampler == "euler-sde"
-            candidate.scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift, stochastic_sampling=stochastic)
-            torch.manual_seed(0)
-        else:
-            candidate.scheduler = diffusers.UniPCMultistepScheduler.from_config(
-                candidate.scheduler.config, flow_shift=shift
-            )
+    candidate = with_sampler(load_pipeline(options.model), options.sampler, options.flow_shift)
     results = measure(candidate, options.clips, steps=options.steps, data_seed=options.data_seed)
     results["VAE round trip"] = vae_round_trip(candidate, options.clips, options.data_seed)
     for strength, metrics in results.items():
@@ -216,6 +242,12 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     gains = [h.motion - b.motion for h, b in zip(results[HIGH], results[0.0], strict=True)]
     wins = sum(h.motion > b.motion for h, b in zip(results[HIGH], results[0.0], strict=True))
     print(f"motion gain at s={HIGH:g}: {_mean_and_error(gains)}; {wins} of {len(gains)} clips move more")
+    if options.against is not None:
+        other = with_sampler(load_pipeline(options.against), options.sampler, options.flow_shift)
+        baseline = measure(other, options.clips, (0.0,), steps=options.steps, data_seed=options.data_seed)[0.0]
+        print(f"s=0, {options.model} - {options.against} on the same {options.clips} clips and noise:")
+        for key in ("shape", "lost", "motion", "psnr0"):
+            print(f"  {key}: {paired_report(results[0.0], baseline, key)}")
 
 
 @pytest.mark.parametrize("form", ["i2v", "ti2v"])
@@ -260,3 +292,13 @@ def test_training_input_is_what_the_pipeline_builds(pipe, form: str) -> None:
         # (x - mean) / std here, (x - mean) * (1 / std) in the pipeline: float rounding only
         torch.testing.assert_close(trained_on[i : i + 1], pipeline_input, atol=1e-5, rtol=0)
         torch.testing.assert_close(timesteps[i], pipeline_timestep, atol=0, rtol=0)
+
+
+def test_paired_report_pairs_each_clip_with_its_twin() -> None:
+    """The candidate-vs-model comparison of ``--against``: differences per clip, clips without a sprite skipped."""
+    from types import SimpleNamespace
+
+    model = [SimpleNamespace(shape=v) for v in (0.5, 0.7, float("nan"), 0.25)]
+    against = [SimpleNamespace(shape=v) for v in (0.4, 0.7, 0.3, 0.3)]
+    # differences 0.1, 0.0, -0.05 (the NaN clip skipped): mean 0.0167, standard deviation 0.0764, error 0.0764 / sqrt(3)
+    assert paired_report(model, against, "shape") == "+0.017 ± 0.044 (1 clips higher, 1 lower)"
