@@ -1,8 +1,9 @@
 """The one biased-attention implementation that serves every model family.
 
-DyMoS adds ``-s * r[q] * c[k]`` to the attention logits, where ``r`` marks queries of non-reference frames and
-``c`` marks keys of the reference frame (DESIGN.md §1). The bias is rank one, so it can be put into a graph in
-several exact ways (§3); all of them live here and agree with :func:`naive_attention` within fp32 rounding.
+DyMoS adds ``-s * r[q] * c[k]`` to the attention logits, where ``r`` marks queries of non-reference frames and ``c``
+marks keys of the reference frame (README, *The formulation*). The bias is rank one, so it can be put into a graph in
+several exact ways (README, *Strategies*); all of them live here and agree with :func:`naive_attention` within fp32
+rounding.
 
 Tensors follow ``torch.nn.functional.scaled_dot_product_attention``: ``q, k, v`` are ``[B, H, L, D]``. The
 strength ``s`` is ``[B]`` (one value per attention batch row). The reference pattern is built from token

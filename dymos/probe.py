@@ -1,9 +1,9 @@
 """The attention-mass probe: how much attention non-reference queries give to reference-frame keys.
 
-This is the diagnostic that shows DyMoS's mechanism (DESIGN.md §1): with near-uniform attention over F frames
-the mass is about 1/F at s = 0 and follows m·e^(-s) / (m·e^(-s) + 1 - m). The probe runs the patched model at
-each strength and, at every selected layer, recomputes that layer's biased attention probabilities explicitly
-for the biased query rows only (memory O(B·H·L_biased·L)).
+This is the diagnostic that shows DyMoS's mechanism (README, *The formulation*): with near-uniform attention over F
+frames the mass is about 1/F at s = 0 and follows m·e^(-s) / (m·e^(-s) + 1 - m). The probe runs the patched model at
+each strength and, at every selected layer, recomputes that layer's biased attention probabilities explicitly for the
+biased query rows only (memory O(B·H·L_biased·L)).
 """
 
 from __future__ import annotations

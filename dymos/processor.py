@@ -1,9 +1,10 @@
 """Attention-processor wrapper that routes a diffusers processor's attention call through DyMoS.
 
 diffusers' processors project q/k/v, apply norms and RoPE, then call ``scaled_dot_product_attention`` (directly
-or through ``dispatch_attention_fn``'s native backend). Rather than re-implementing each processor, the wrapper
-runs the original processor unchanged and intercepts that one call with a scoped ``TorchFunctionMode``: the
-bias lands on the logits after RoPE, exactly where DESIGN.md §2 puts it, and every family shares the code.
+or through ``dispatch_attention_fn``'s native backend). Rather than re-implementing each processor, the wrapper runs
+the original processor unchanged and intercepts that one call with a scoped ``TorchFunctionMode``: the bias lands on
+the logits after RoPE, exactly where the method puts it (README, *The formulation*), and every family shares the
+code.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ Sources (read 2025-11, TensorRT 10.14/10.15):
 - ``Attention`` limits: the same table (Q, K, V and ``attn_mask`` 4-D; no ``past_key``/``past_value``/
   ``nonpad_kv_seqlen``; only the first output; no ``qk_matmul_output_mode``/``softcap``), the parser's Attention
   importer (one output; mask rank <= 4; ``is_causal`` and a mask are not combined) and the IAttention operator page
-  (mask shape ``[a0, a1, s_q, s_kv]`` where only a0/a1 broadcast; a float mask must have Q's dtype). DESIGN.md §4
-  records a float mask of Q's dtype as the one form that works, so bool masks are refused by default even though
-  the IAttention page lists bool as a mask type (``allow_bool_mask=True`` follows the page instead).
+  (mask shape ``[a0, a1, s_q, s_kv]`` where only a0/a1 broadcast; a float mask must have Q's dtype). The project's
+  design notes (measured before this repo) record a float mask of Q's dtype as the one form that works, so bool masks
+  are refused by default even though the IAttention page lists bool as a mask type (``allow_bool_mask=True`` follows
+  the page instead).
 - data types: the table's header lists FLOAT32, FLOAT16, BFLOAT16, INT32, INT64, UINT8 (network I/O only) and BOOL;
   INT64 is native in TensorRT 10 (no cast-down to INT32 any more); DOUBLE is only cast down inside the graph, and
   INT8/INT4/FP8/FP4 exist only as quantized types behind Q/DQ, never as graph I/O.

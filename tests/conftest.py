@@ -14,7 +14,7 @@ from dymos.tiny import TINY_CASES
 
 SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "configs"
 
-# fp32 tolerance of every exact strategy against the naive explicit-softmax reference (DESIGN.md §3).
+# fp32 tolerance of every exact strategy against the naive explicit-softmax reference (README, *Strategies*).
 FP32_ATOL = 1e-5
 
 

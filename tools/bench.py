@@ -14,8 +14,9 @@ The model is a ``WanTransformer3DModel`` with the real Wan structure (the tiny `
 frames/height/width, and run at every size. Exports are cached under ``--out`` by a key over the config, the
 export settings, the library versions and the source files the graph is made of (:data:`GRAPH_SOURCES`).
 
-Target (DESIGN.md §4 numbers to beat): the default strategy (``split`` at opset 20, ``fold`` at 23, see
-``export/build.py:default_strategy``) within 1.05x of stock in latency and peak memory at every size.
+Target (the project's prototype measurements, the numbers to beat): the default strategy (``split`` at opset 20,
+``fold`` at 23, see ``export/build.py:default_strategy``) within 1.05x of stock in latency and peak memory at every
+size.
 """
 
 from __future__ import annotations
