@@ -229,7 +229,7 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         "--against",
         default=None,
         help="a second model ('sprites' or a folder), run at s=0 on the same clips, noise and sampler: prints the "
-        "paired differences (model - against, mean ± standard error over clips) and how many clips each side wins",
+        "paired differences (model - against, mean ± standard error over clips) and how many clips read higher / lower",
     )
     options = parser.parse_args()
     candidate = with_sampler(load_pipeline(options.model), options.sampler, options.flow_shift)
