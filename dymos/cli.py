@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dymos import __version__
 
@@ -27,6 +28,26 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from err
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not value >= 0 or value == float("inf"):  # NaN fails the comparison
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
 
 
@@ -138,6 +159,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="weights/activations (default fp32)"
     )
     p.add_argument(
+        "--trt-precision",
+        default=None,
+        choices=["fp32", "fp16", "bf16"],
+        help="TensorRT engines: the build precision (default: fp16 for an fp32 export, TensorRT choosing fp16 or "
+        "fp32 per layer; else the export's). Engines are cached in $DYMOS_CACHE/tensorrt (default "
+        "~/.cache/dymos/tensorrt) with TensorRT's timing cache",
+    )
+    p.add_argument(
         "--strategy",
         default=None,
         choices=["mask", "split", "fold"],
@@ -191,6 +220,7 @@ def _run_export(args: argparse.Namespace) -> int:
         name=args.name,
         formats=args.formats,
         precision=args.precision,
+        trt_precision=args.trt_precision,
         strategy=args.strategy,
         fold_pad_to=args.fold_pad_to,
         opset=args.opset,
@@ -231,7 +261,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--negative-prompt", default="", help="negative prompt for classifier-free guidance")
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the random draws here (CogVideoX image latents, SVD noise aug)"
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the random draws here (CogVideoX image latents, SVD noise aug)",
     )
     _add_micro_conditioning(p)
     p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
@@ -240,10 +273,15 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def _add_micro_conditioning(p: argparse.ArgumentParser) -> None:
     """SVD's micro-conditioning options, shared by `dymos prepare` and `dymos run --image`."""
-    p.add_argument("--cond-fps", type=int, default=7, help="SVD: the fps micro-conditioning (default 7)")
-    p.add_argument("--motion-bucket-id", type=int, default=127, help="SVD: motion bucket id (default 127)")
+    p.add_argument("--cond-fps", type=_positive_int, default=7, help="SVD: the fps micro-conditioning (default 7)")
     p.add_argument(
-        "--noise-aug-strength", type=float, default=0.02, help="SVD: image noise augmentation (default 0.02)"
+        "--motion-bucket-id", type=_non_negative_int, default=127, help="SVD: motion bucket id (default 127)"
+    )
+    p.add_argument(
+        "--noise-aug-strength",
+        type=_non_negative_float,
+        default=0.02,
+        help="SVD: image noise augmentation (default 0.02)",
     )
 
 
@@ -330,7 +368,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=_non_negative_int,
         default=0,
         help="seed of the initial noise (and, with --image, of CogVideoX's image-latent sample and SVD's noise "
         "augmentation)",
@@ -345,9 +383,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="onnxruntime CPU threads: one pool shared by every session (default; no busy-waiting pool of the last "
         "session competes with the next), onnxruntime's per-session pools, or per-session pools without spinning",
     )
-    p.add_argument("--fps", type=int, default=16, help="frames per second of the output (default 16)")
+    p.add_argument("--fps", type=_positive_int, default=16, help="frames per second of the output (default 16)")
     _add_micro_conditioning(p)
-    p.add_argument("--out", default="video.mp4", help="output .mp4, .gif or .png (frames); one per strength")
+    p.add_argument(
+        "--out",
+        default="video.mp4",
+        help="output .mp4, .gif or .png (frames); several strengths write one file each, NAME_s<strength> (and "
+        "_<item> after it when a strength repeats)",
+    )
     p.set_defaults(handler=_run_run)
 
 
@@ -363,7 +406,7 @@ def _run_run(args: argparse.Namespace) -> int:
         supports_prompts,
         takes_prompts,
     )
-    from dymos.runtime.loop import RunRequest, check_request, load_conditioning, sample
+    from dymos.runtime.loop import RunRequest, check_conditioning, check_request, load_conditioning, sample
     from dymos.runtime.video import VIDEO_FORMATS, write_video
     from dymos.schedule import StrengthSchedule
 
@@ -387,7 +430,7 @@ def _run_run(args: argparse.Namespace) -> int:
     )
     check_request(export, request)  # before conditioning: that can load encoders or a whole torch pipeline
     if args.cond is not None:
-        cond = load_conditioning(args.cond)
+        cond = load_conditioning(args.cond, export)
     elif args.image is None:
         raise ValueError("give --cond (from `dymos prepare`) or --image (and --prompt)")
     elif supports_image_conditioning(export) and (
@@ -407,7 +450,13 @@ def _run_run(args: argparse.Namespace) -> int:
             text += f", negative prompt {args.negative_prompt!r}"
         print(f"conditioned on {args.image} with the exported condition encoder and {text}")
     else:
-        from dymos.prepare import prepare
+        try:
+            from dymos.prepare import prepare
+        except ImportError as err:
+            raise ValueError(
+                f"this export cannot encode {'the prompt' if args.prompt or args.negative_prompt else 'the image'} "
+                f"without torch ({err}): install torch, or run `dymos prepare` where it is and pass --cond"
+            ) from err
 
         _quiet_torch_export_noise()
         out = Path(args.out).with_suffix(".cond.npz")
@@ -424,7 +473,8 @@ def _run_run(args: argparse.Namespace) -> int:
                 noise_aug_strength=args.noise_aug_strength,
             )
         )
-        cond = load_conditioning(args.cond)
+        cond = load_conditioning(args.cond, export)
+    check_conditioning(export, cond, request)  # before any engine is loaded
     prefer = BACKENDS if args.backend == "auto" else (args.backend,)
 
     def note(reason: str) -> None:  # why an engine the export has was not used (e.g. a stale TensorRT engine)
@@ -433,7 +483,7 @@ def _run_run(args: argparse.Namespace) -> int:
     skipped = note if args.backend == "auto" else None  # an explicit --backend fails with the reason instead
     denoiser = open_backend(export, "denoiser", prefer=prefer, threading=args.threading, on_skip=skipped)
     decoder = open_backend(export, "vae_decoder", threading=args.threading, on_skip=skipped)
-    stock = open_stock_backend(export, threading=args.threading)
+    stock = open_stock_backend(export, threading=args.threading, beside=denoiser)
     # Wan 2.2 A14B's second expert, on the same backend choice
     low_noise = open_low_noise(export, prefer=prefer, threading=args.threading, on_skip=skipped)
 
@@ -452,15 +502,24 @@ def _run_run(args: argparse.Namespace) -> int:
     result = sample(
         export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock, low_noise=low_noise, progress=progress
     )
-    out = Path(args.out)
-    for i, frames in enumerate(result.frames):
-        target = out if len(result.frames) == 1 else out.with_name(f"{out.stem}_s{args.strength[i]:g}{out.suffix}")
+    for frames, target in zip(result.frames, _video_paths(Path(args.out), args.strength), strict=True):
         written = write_video(frames, target, fps=args.fps)
         print(f"wrote {written[0]}" + (f" (+{len(written) - 1} frames)" if len(written) > 1 else ""))
     engine = sum(result.engine_seconds)
     total = sum(result.step_seconds)
     print(f"{total:.2f}s sampling ({total / len(result.step_seconds) * 1000:.0f} ms/step, engine {engine / total:.0%})")
     return 0
+
+
+def _video_paths(out: Path, strengths: Sequence[float]) -> list[Path]:
+    """One output per video: ``out`` itself for one, else ``NAME_s<strength>``, with the item index after it when a
+    strength repeats (so no video overwrites another)."""
+    if len(strengths) == 1:
+        return [out]
+    tags = [f"s{s:g}" for s in strengths]
+    if len(set(tags)) < len(tags):
+        tags = [f"{tag}_{i}" for i, tag in enumerate(tags)]
+    return [out.with_name(f"{out.stem}_{tag}{out.suffix}") for tag in tags]
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:

@@ -117,13 +117,29 @@ def load_manifest(root: Path, *, verify_hashes: bool = True, tensorrt_version: s
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path} is corrupt: {err}") from err
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} holds a JSON {type(manifest).__name__}, not a dymos manifest")
     if manifest.get("format") != FORMAT:
         raise ManifestError(f"{path} is not a dymos manifest (format={manifest.get('format')!r})")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ManifestError(
             f"{path} has format version {manifest.get('format_version')}; this dymos reads version {FORMAT_VERSION}"
         )
-    for name, entry in manifest.get("files", {}).items():
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise ManifestError(f"{path}: 'files' must map file names to their bytes and sha256")
+    for name, entry in files.items():
+        well_formed = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+            and not Path(name).is_absolute()
+            and ".." not in Path(name).parts
+        )
+        if not well_formed:
+            raise ManifestError(
+                f"{path}: the entry of file {name!r} is malformed (it needs bytes and sha256, and a path inside)"
+            )
         file = root / name
         if not file.is_file():
             raise ManifestError(f"{file} is listed in the manifest but missing")

@@ -8,6 +8,7 @@ No hub access is assumed: a checkpoint is a local directory in diffusers format,
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,31 @@ def _folder(spec: str) -> Path:
     return shipped_path(spec) or Path(spec).expanduser()
 
 
+def source_folder(spec: str) -> Path | None:
+    """The local folder a model spec loads from (a shipped model's too); None for tiny models built in memory."""
+    spec = canonical_model(spec)
+    if spec.startswith(("tiny:", TINY_PIPELINE_PREFIX)):
+        return None
+    return _folder(spec)
+
+
 def pipeline_defaults(spec: str) -> dict[str, Any]:
     """Generation defaults stored beside a pipeline folder's model_index.json (empty when there are none)."""
     if spec.startswith(TINY_PIPELINE_PREFIX):
         return {}
     path = _folder(spec) / DEFAULTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return _read_json(path) if path.is_file() else {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a model folder; anything else names the file (not a bare decoder message)."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelNotFoundError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ModelNotFoundError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def canonical_model(spec: str) -> str:
@@ -100,10 +120,7 @@ def resolve_model(spec: str) -> tuple[str, str, dict]:
             f"model (tiny:{'|'.join(TINY_CASES)})"
         )
     config_path = _model_folder(path) / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelNotFoundError(f"{config_path} is not valid JSON: {err}") from err
+    config = _read_json(config_path)
     class_name = config.get("_class_name")
     if not class_name:
         raise ModelNotFoundError(f"{config_path} has no _class_name: not a diffusers model config")
@@ -149,7 +166,7 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
     folder = _folder(spec)
     if not (folder / "model_index.json").is_file():
         raise ModelNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
-    index = json.loads((folder / "model_index.json").read_text())
+    index = _read_json(folder / "model_index.json")
     absent = {name: None for name, entry in index.items() if isinstance(entry, list) and not (folder / name).is_dir()}
     # the folder's own class, not the generic DiffusionPipeline: diffusers 0.42's generic loader ignores component
     # objects passed to it (it loads them from disk instead), which would silently drop ``components``
@@ -157,6 +174,18 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
     pipe = pipeline_class.from_pretrained(folder, dtype=dtype, **{**absent, **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# VAEs whose encoder reads the frames after the first in fixed causal chunks (diffusers' AutoencoderKLWan: 4, even
+# where its temporal compression is 2, as the shipped model's is): the video's later frames must fill whole chunks
+VAE_FRAME_CHUNKS = {"AutoencoderKLWan": 4}
+
+
+def pipeline_frame_step(pipe: Any) -> int:
+    """A pipeline's videos have ``step * n + 1`` frames: its VAE's temporal compression, or the encoder's causal
+    chunk where that is longer."""
+    temporal, _ = pipeline_compression(pipe)
+    return math.lcm(temporal, VAE_FRAME_CHUNKS.get(type(getattr(pipe, "vae", None)).__name__, 1))
 
 
 def pipeline_compression(pipe: Any) -> tuple[int, int]:

@@ -432,6 +432,8 @@ def prepare_conditioning(
     conditioner = _CONDITIONERS.get(type(pipe).__name__)
     if conditioner is None:
         raise ValueError(f"dymos prepare supports {', '.join(_CONDITIONERS)}, not {type(pipe).__name__}")
+    if not (np.isfinite(noise_aug_strength) and noise_aug_strength >= 0):  # a NaN here turns every frame black
+        raise ValueError(f"noise_aug_strength must be finite and >= 0, got {noise_aug_strength!r}")
     request = {
         "prompt": prompt,
         "negative_prompt": negative_prompt,

@@ -65,6 +65,8 @@ def _reference_mass(
 ) -> float:
     """Mean over batch, heads and biased queries of the probability mass on reference keys."""
     b0, b1 = span.biased_start, span.biased_end
+    if b1 <= b0:
+        raise ValueError("the inputs hold one token-frame: no query to bias, no mass to measure; give more frames")
     q = query[:, :, b0:b1].float()
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     _, c = reference_indicators(span, key.shape[-2], torch.float32, q.device)

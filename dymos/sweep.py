@@ -302,7 +302,7 @@ def run_sweep(
     steps = config.steps or int(defaults.get("steps", 20))
     guidance = config.guidance_scale if config.guidance_scale is not None else float(defaults.get("guidance_scale", 1))
     denoiser, decoder = open_backend(export, "denoiser"), open_backend(export, "vae_decoder")
-    stock, low_noise = open_stock_backend(export), open_low_noise(export)
+    stock, low_noise = open_stock_backend(export, beside=denoiser), open_low_noise(export)
     # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
     max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
     pipe = load_pipeline(export.manifest["model"]["source"], seed=export.manifest["export"]["seed"])

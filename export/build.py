@@ -40,11 +40,13 @@ from dymos.models import (
     load_pipeline,
     pipeline_compression,
     pipeline_defaults,
+    pipeline_frame_step,
     resolve_model,
+    source_folder,
 )
 from dymos.schedule import DEFAULT_FRACTION
 
-from .onnx_export import export_program, onnx_model, save_onnx, save_onnx_shared
+from .onnx_export import OPSETS, export_program, onnx_model, save_onnx, save_onnx_shared
 from .specs import FAMILY_EXPORTS, STRENGTH_INPUT, ExportSpec, build_spec, sample_inputs
 from .tensorrt import tensorrt_version
 from .trt_compat import check_tensorrt_compat
@@ -72,6 +74,9 @@ class ExportOptions:
     # fold only: pad q/k to a multiple of this head dim (None: 8 when building TensorRT engines, else 1). On CUDA an
     # odd head dim (129) misses every fast attention kernel (tools/bench_gpu.py: 1.98x per block vs 1.23x at 136).
     fold_pad_to: int | None = None
+    # TensorRT engines only: the build precision (None: fp16 for an fp32 export, else the export's; see
+    # engine_precision)
+    trt_precision: str | None = None
     opset: int = 20
     batch: int = 1
     max_batch: int = 4
@@ -81,7 +86,16 @@ class ExportOptions:
     seed: int = 0
 
     def target_dir(self) -> Path:
-        name = self.name or canonical_model(self.model).replace(":", "-").rstrip("/").split("/")[-1]
+        """``out/name``; ``name`` must be one plain folder name (the export replaces that folder as a whole)."""
+        if self.name is not None:
+            name, where = self.name, "--name"
+        else:
+            name, where = canonical_model(self.model).replace(":", "-").rstrip("/").split("/")[-1], "--model"
+        if name in ("", ".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+            raise ExportError(
+                f"{where} {self.name if self.name is not None else self.model!r} does not give a plain folder name "
+                "for the export (it replaces `OUT/NAME` as a whole): pass --name NAME"
+            )
         return Path(self.out) / name
 
 
@@ -120,21 +134,32 @@ def latent_sizes(
     height: int | None,
     width: int | None,
     compression: tuple[int, int] | None = None,
+    frame_step: int | None = None,
 ) -> tuple[int | None, int | None, int | None]:
     """Video frames / pixel sizes -> latent frames / sizes, checking what the model can take.
 
     ``compression`` = (temporal, spatial) factors of the pipeline's own VAE; default: the family's real VAE.
+    ``frame_step``: videos have ``frame_step * n + 1`` frames (default: the temporal factor; a pipeline's VAE may
+    need more, :func:`~dymos.models.pipeline_frame_step`).
     """
     fx = FAMILY_EXPORTS[family]
     t, spatial = compression or (fx.temporal_compression, fx.spatial_compression)
+    step_t = frame_step or t
     p_t, _, p_s = patch_sizes(FAMILIES[family], config)
     latent_frames = None
     if frames is not None:
-        if frames < 1 or (frames - 1) % t:
-            rule = f"{t}n+1" if t > 1 else "at least 1"
-            raise ExportError(f"this {family} model takes {rule} video frames (VAE temporal factor {t}); got {frames}")
+        if frames < 1 or (frames - 1) % step_t:
+            rule = f"{step_t}n+1" if step_t > 1 else "at least 1"
+            why = f"VAE temporal factor {t}" + (f", encoder chunks of {step_t} frames" if step_t != t else "")
+            raise ExportError(f"this {family} model takes {rule} video frames ({why}); got {frames}")
         latent_frames = (frames - 1) // t + 1
         latent_frames += (-latent_frames) % p_t  # the pipeline pads to whole token-frames (CogVideoX 1.5)
+        if latent_frames < 2 * p_t:
+            fewest = -(-(2 * p_t - 1) * t // step_t) * step_t + 1
+            raise ExportError(
+                f"{frames} video frames give one token-frame: DyMoS needs the reference frame and at least one "
+                f"frame to bias; this {family} model takes at least {fewest} frames"
+            )
     sizes = []
     for label, value in (("height", height), ("width", width)):
         if value is None:
@@ -143,6 +168,8 @@ def latent_sizes(
         step = spatial * p_s
         if value <= 0 or value % step:
             raise ExportError(f"{family} {label} must be a positive multiple of {step} pixels; got {value}")
+        if value // step < 2:  # one token a side would be a size-1 dim, which torch.export cannot keep dynamic
+            raise ExportError(f"{family} {label} must be at least {2 * step} pixels (two tokens); got {value}")
         sizes.append(value // spatial)
     return latent_frames, sizes[0], sizes[1]
 
@@ -155,6 +182,16 @@ def resolve_fold_pad_to(requested: int | None, formats: Sequence[str]) -> int:
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
         raise ExportError(f"fold_pad_to must be a positive integer, got {requested!r}")
     return requested
+
+
+def _check_not_inside(target: Path, source: Path) -> None:
+    """Refuse a target that is the source checkpoint or a folder above it: the export replaces the target whole."""
+    target, source = target.resolve(), source.resolve()
+    if target == source or target in source.parents:
+        raise ExportError(
+            f"the export would replace {target}, which holds the model being exported ({source}): choose another "
+            "--out or --name"
+        )
 
 
 def _check_writable(directory: Path) -> None:
@@ -241,8 +278,16 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     """Export ``options.model`` to ``options.target_dir()``; see the module docstring for the guarantees."""
     formats = list(dict.fromkeys(options.formats))
     unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ExportError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    if unknown or not formats:
+        what = f"unknown format(s) {unknown}" if unknown else "no format given"
+        raise ExportError(f"{what}; choose from {', '.join(FORMATS)}")
+    if options.opset not in OPSETS:
+        raise ExportError(f"opset {options.opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
+    if options.batch < 1 or options.max_batch < max(2, options.batch):
+        raise ExportError(
+            f"--max-batch must be at least 2 (the parity check runs a batch mixing two strengths) and at least "
+            f"--batch {options.batch}; got {options.max_batch}"
+        )
     if "trt" in formats and "onnx" not in formats:
         formats.insert(0, "onnx")  # the engine is built from the validated ONNX
     if "trt" in formats and tensorrt_version() is None:  # before minutes of export work, not after
@@ -253,6 +298,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         )
     if options.precision not in PRECISIONS:
         raise ExportError(f"unknown precision {options.precision!r}; choose from {', '.join(PRECISIONS)}")
+    engine_precision(options.precision, options.trt_precision)
     strategy = options.strategy or default_strategy(options.opset)
     if strategy in EAGER_STRATEGIES:
         raise ExportError(
@@ -268,14 +314,17 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         )
     fold_pad_to = resolve_fold_pad_to(options.fold_pad_to, formats)
     _validation_providers(options.precision)  # fail before loading anything
+    target = options.target_dir()
     source = canonical_model(options.model)
     pipe = None
     if is_pipeline_spec(source):
         kind = "pipeline"
     else:
         kind, class_name, _ = resolve_model(source)
-    target = options.target_dir()
     _check_writable(target.parent)
+    folder = source_folder(source)
+    if folder is not None:
+        _check_not_inside(target, folder)
 
     dtype = PRECISIONS[options.precision]
     if kind == "pipeline":
@@ -291,7 +340,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     defaults = pipeline_defaults(source) if pipe is not None else {}
     video = {k: getattr(options, k) or defaults.get("video", {}).get(k) for k in ("frames", "height", "width")}
     compression = pipeline_compression(pipe) if pipe is not None and getattr(pipe, "vae", None) else None
-    frames, height, width = latent_sizes(family, config, **video, compression=compression)
+    frame_step = pipeline_frame_step(pipe) if pipe is not None and getattr(pipe, "vae", None) else None
+    frames, height, width = latent_sizes(family, config, **video, compression=compression, frame_step=frame_step)
     text_tokens = pipeline_text_tokens(pipe, family)
     recipe = pipeline_recipe(pipe) if pipe is not None else None
     spec = build_spec(
@@ -333,7 +383,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             files += expert_files
         pipeline_entry = None
         if pipe is not None:
-            sink = GraphSink(staging, options, log, submodels, submodel_artifacts)
+            # the effective video size (dymos_defaults.json fills what the options leave unset)
+            sink = GraphSink(staging, dataclasses.replace(options, **video), log, submodels, submodel_artifacts)
             pipeline_entry = _export_pipeline_parts(pipe, family, cases, sink)
             files += pipeline_entry.pop("files")
             # the recipe's (the pipeline's own), then a shipped model's (e.g. the guidance it was trained for)
@@ -487,8 +538,14 @@ def _export_denoiser(
         for case in report["cases"]:
             log(f"[onnx]   {case['name']:<24} max|err| {case['max_abs_err']:.2e}  strength {case['strength']}")
     if "trt" in job.formats:
-        artifacts["tensorrt"] = _build_tensorrt(staging / f"{submodel}.onnx", spec, options, log)
-        files += [artifacts["tensorrt"]["file"]]
+        artifacts["tensorrt"] = _build_tensorrt(
+            staging / f"{submodel}.onnx", spec, options, job.cases, staging / f"parity{suffix}", log
+        )
+        report_name = f"parity_tensorrt{suffix}.json"
+        report = artifacts["tensorrt"].pop("report")
+        atomic_write_bytes(staging / report_name, (json.dumps(report, indent=2) + "\n").encode())
+        artifacts["tensorrt"]["validated"] = {**validated_entry(report), "report": report_name}
+        files += [artifacts["tensorrt"]["file"], report_name]
     for fmt in ("pt2", "aoti", "torchscript"):
         if fmt in job.formats:
             entry = _pytorch_artifact(fmt, submodel, program, wrapper, sample, job, staging, log)
@@ -978,21 +1035,61 @@ def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
-def _build_tensorrt(onnx_path: Path, spec: ExportSpec, options: ExportOptions, log: Callable[[str], None]) -> dict:
-    """Check the ONNX graph against TensorRT's parser (CPU), then build the engine (GPU, TensorRT installed)."""
+def engine_precision(export_precision: str, requested: str | None = None) -> str:
+    """The TensorRT build precision: as requested, else fp16 for an fp32 export (TensorRT then runs each layer in
+    fp16 or fp32, whichever is faster: the usual engine of an fp32 graph) and the export's own otherwise."""
+    if requested is None:
+        return "fp16" if export_precision == "fp32" else export_precision
+    if requested not in PRECISIONS:
+        raise ExportError(f"unknown TensorRT precision {requested!r}; choose from {', '.join(PRECISIONS)}")
+    return requested
+
+
+def tensorrt_cache_dir() -> Path:
+    """Where built engines and timing caches are kept between exports: ``$DYMOS_CACHE/tensorrt``, else
+    ``$XDG_CACHE_HOME/dymos/tensorrt`` (``~/.cache/dymos/tensorrt``)."""
+    root = os.environ.get("DYMOS_CACHE")
+    if root:
+        return Path(root).expanduser() / "tensorrt"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "dymos" / "tensorrt"
+
+
+def _build_tensorrt(
+    onnx_path: Path,
+    spec: ExportSpec,
+    options: ExportOptions,
+    cases: Sequence[ParityCase],
+    parity_dir: Path,
+    log: Callable[[str], None],
+) -> dict:
+    """Check the ONNX graph against TensorRT's parser (CPU), build the engine (GPU, TensorRT installed; reused from
+    the cache when one was built from the same graph, settings and GPU), and check it against the PyTorch outputs
+    the ONNX parity saved, within the engine precision's tolerance (a failed check fails the export)."""
     from .tensorrt import TensorRTNotInstalledError, build_engine
+    from .validate import validate_engine
 
     report = check_tensorrt_compat(onnx_path, tensorrt_version=tensorrt_version() or "10.14")
     report.raise_if_incompatible()
     log(f"[trt] graph passes the TensorRT ONNX-parser check ({sum(report.op_counts.values())} nodes)")
-    trt_precision = "fp16" if options.precision == "fp32" else options.precision
+    trt_precision = engine_precision(options.precision, options.trt_precision)
+    cache = tensorrt_cache_dir()
     try:
-        engine = build_engine(onnx_path, spec, onnx_path.parent, precision=trt_precision)
+        engine = build_engine(
+            onnx_path,
+            spec,
+            onnx_path.parent,
+            precision=trt_precision,
+            cache_dir=cache / "engines",
+            timing_cache=cache / f"timing-{tensorrt_version()}.cache",
+        )
     except TensorRTNotInstalledError as err:
         raise ExportError(
             f"{err}. The ONNX artifact is exportable here; build the engine on a GPU machine "
             "(`make setup GPU=1 && dymos export --formats onnx,trt ...`)"
         ) from err
+    parity = validate_engine(engine, cases, parity_dir, precision=trt_precision)
+    worst = max(case["max_abs_err"] for case in parity["cases"])
+    log(f"[trt] {engine.name} ({trt_precision}) validated against PyTorch, max|err| {worst:.2e}")
     return {
         "file": engine.name,
         "precision": trt_precision,
@@ -1000,6 +1097,7 @@ def _build_tensorrt(onnx_path: Path, spec: ExportSpec, options: ExportOptions, l
         "profile": {
             name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in spec.profile().items()
         },
+        "report": parity,
     }
 
 
@@ -1076,8 +1174,13 @@ def _replace_dir(staging: Path, target: Path) -> None:
     the swap, or put back if the swap fails (so ``target`` is always the old export or the new one)."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
+        # a fresh empty name (rename replaces an empty dir): a leftover of a crashed run cannot collide
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        try:
+            os.replace(target, old)
+        except BaseException:
+            old.rmdir()
+            raise
     try:
         os.replace(staging, target)
     except BaseException:

@@ -98,6 +98,27 @@ def _ancestors(model: onnx.ModelProto, output: str) -> set[str]:
     return seen
 
 
+def _uses(graph: onnx.GraphProto) -> dict[str, set[tuple[str, int]]]:
+    """(op type, input position) of every read of each value name, subgraphs (If branches) included."""
+    uses: dict[str, set[tuple[str, int]]] = {}
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for node in current.node:
+            for position, name in enumerate(node.input):
+                uses.setdefault(name, set()).add((node.op_type, position))
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.HasField("g") else [])
+                stack.extend(attr.graphs)
+    return uses
+
+
+def _is_weight(uses: set[tuple[str, int]]) -> bool:
+    """Read only as the right-hand matrix of MatMul/Gemm: a projection weight (a square one can match L by chance,
+    e.g. 128 tokens and width 128), not a pattern added to attention logits."""
+    return bool(uses) and all(op in ("MatMul", "Gemm") and position == 1 for op, position in uses)
+
+
 def check_graph(
     model: onnx.ModelProto, spec: ExportSpec, *, sequence_lengths: Sequence[int] = (), require_strength: bool = True
 ) -> None:
@@ -113,9 +134,10 @@ def check_graph(
     expected = set(spec.input_names)
     if set(names) != expected:
         raise OnnxExportError(f"graph inputs {names} differ from the spec's {sorted(expected)}")
+    uses = _uses(model.graph) if sequence_lengths else {}
     for length in sequence_lengths:
         for init in model.graph.initializer:
-            if [d for d in init.dims if d != 1] == [length, length]:
+            if [d for d in init.dims if d != 1] == [length, length] and not _is_weight(uses.get(init.name, set())):
                 raise OnnxExportError(f"constant {init.name} of shape {list(init.dims)} looks like an L x L pattern")
 
 

@@ -235,7 +235,17 @@ def _onnx_digest(onnx_path: Path, graph: onnx.ModelProto) -> str:
 
 
 def _device_tag() -> str:
-    """GPU name and compute capability: engines only run on the architecture they were built for."""
+    """GPU name and compute capability: engines only run on the architecture they were built for. Asked of
+    cuda-python (installed with TensorRT by the gpu extra), else of torch (a CUDA build)."""
+    try:
+        from cuda.bindings import runtime as cudart
+
+        err, props = cudart.cudaGetDeviceProperties(0)
+        if int(err) == 0:
+            name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+            return f"{name.rstrip(chr(0)).strip()} sm_{props.major}{props.minor}"
+    except Exception:  # not installed, or no usable GPU: try torch
+        pass
     try:
         import torch
 

@@ -102,8 +102,6 @@ def _compare(
     output_name: str,
     strength_input: bool,
 ) -> dict[str, Any]:
-
-    tol = TOLERANCES[precision]
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs_path, outputs_path = out_dir / "inputs.json", out_dir / "torch_outputs.json"
     feeds = [_feed(case) for case in cases]
@@ -116,33 +114,81 @@ def _compare(
     torch_results.append(("torch", iterations))
     save_json(feeds, str(inputs_path), description="parity inputs")
     torch_results.save(str(outputs_path))
-
     # What `polygraphy run --onnxrt --load-inputs --load-outputs` does, through its Python API.
     runner = OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=list(providers)))
-    ort_results = Comparator.run([runner], data_loader=load_json(str(inputs_path)))
+    return _against_saved(
+        runner,
+        onnx_path,
+        f"onnxruntime ({', '.join(providers)})",
+        "--onnxrt",
+        cases,
+        out_dir,
+        precision,
+        output_name,
+        strength_input,
+    )
+
+
+def validate_engine(
+    engine_path: Path,
+    cases: Sequence[ParityCase],
+    parity_dir: Path,
+    *,
+    precision: str,
+    output_name: str = OUTPUT_NAME,
+) -> dict[str, Any]:
+    """A TensorRT engine against the PyTorch outputs its ONNX check saved in ``parity_dir``, within ``precision``'s
+    tolerance (the engine's build precision): ``polygraphy run ENGINE --trt --load-inputs ... --load-outputs ...``.
+    Needs TensorRT and a GPU; raises :class:`ParityError` like :func:`validate_onnx`."""
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    runner = TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path))))
+    with G_LOGGER.verbosity(G_LOGGER.ERROR):
+        return _against_saved(
+            runner, engine_path, "tensorrt", "--trt", cases, parity_dir, precision, output_name, strength_input=True
+        )
+
+
+def _against_saved(
+    runner: Any,
+    artifact: Path,
+    backend: str,
+    polygraphy_flag: str,
+    cases: Sequence[ParityCase],
+    out_dir: Path,
+    precision: str,
+    output_name: str,
+    strength_input: bool,
+) -> dict[str, Any]:
+    """Run ``runner`` (a polygraphy runner of ``artifact``) on the inputs saved in ``out_dir`` and compare with the
+    PyTorch outputs saved beside them: the report, or :class:`ParityError`."""
+    tol = TOLERANCES[precision]
+    inputs_path, outputs_path = out_dir / "inputs.json", out_dir / "torch_outputs.json"
+    artifact_results = Comparator.run([runner], data_loader=load_json(str(inputs_path)))
     saved = RunResults.load(str(outputs_path))
     combined = RunResults()
     combined.extend(saved)
-    combined.extend(ort_results)
+    combined.extend(artifact_results)
     accuracy = Comparator.compare_accuracy(
         combined, compare_func=SimpleCompareFunc(atol=tol["atol"], rtol=tol["rtol"], check_shapes=True)
     )
 
     results = []
-    ort_iterations = ort_results[0][1]
-    for case, ref_it, ort_it in zip(cases, iterations, ort_iterations):
+    artifact_iterations = artifact_results[0][1]
+    for case, ref_it, got_it in zip(cases, saved[0][1], artifact_iterations):
         results.append(
             CaseResult(
                 name=case.name,
                 shapes={k: list(v.shape) for k, v in case.inputs.items()},
                 strength=case.inputs[STRENGTH_INPUT].float().tolist() if strength_input else [],
-                **compare(ref_it[output_name], ort_it[output_name], tol),
+                **compare(ref_it[output_name], got_it[output_name], tol),
             )
         )
-    effect = _strength_effect(cases, ort_iterations) if strength_input else {"changes_output": True, "note": "n/a"}
+    effect = _strength_effect(cases, artifact_iterations) if strength_input else {"changes_output": True, "note": "n/a"}
     report = {
-        "artifact": onnx_path.name,
-        "backend": f"onnxruntime ({', '.join(providers)})",
+        "artifact": artifact.name,
+        "backend": backend,
         "precision": precision,
         "tolerance": tol,
         "passed": bool(accuracy) and all(r.passed for r in results) and effect["changes_output"],
@@ -151,14 +197,14 @@ def _compare(
         # the saved inputs and PyTorch outputs, relative to the artifact dir (out_dir sits directly in it)
         "files": [f"{out_dir.name}/{inputs_path.name}", f"{out_dir.name}/{outputs_path.name}"],
         "reproduce": (
-            f"polygraphy run {onnx_path.name} --onnxrt --load-inputs {out_dir.name}/{inputs_path.name} "
+            f"polygraphy run {artifact.name} {polygraphy_flag} --load-inputs {out_dir.name}/{inputs_path.name} "
             f"--load-outputs {out_dir.name}/{outputs_path.name} --atol {tol['atol']} --rtol {tol['rtol']}"
         ),
     }
     if not report["passed"]:
         failed = [r.name for r in results if not r.passed]
         raise ParityError(
-            f"{onnx_path.name} does not match PyTorch within atol={tol['atol']}, rtol={tol['rtol']}: "
+            f"{artifact.name} does not match PyTorch within atol={tol['atol']}, rtol={tol['rtol']}: "
             f"failed cases {failed or '(polygraphy comparison)'}; strength effect {effect}"
         )
     return report

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .artifacts import ExportDir, SubmodelSpec
+from .artifacts import ExportDir, FeedError, SubmodelSpec
 
 BACKENDS = ("tensorrt", "onnxruntime", "aoti")
 THREADING = ("per-session", "shared", "no-spin")  # onnxruntime CPU thread setups, see OnnxRuntimeBackend
@@ -113,6 +113,16 @@ def _create_shared_pool(ort, threads: int) -> None:
         )
 
 
+def engine_mismatch(engine_inputs: dict[str, np.dtype], spec: SubmodelSpec) -> str | None:
+    """Why an engine's inputs (name -> dtype) do not fit the manifest's spec of them, or None: the sha256 ties the
+    engine file to the manifest, but a hand-placed engine or a stale manifest must not feed wrong-sized buffers."""
+    want = {t["name"]: np.dtype(t["dtype"]) for t in spec.inputs}
+    if set(engine_inputs) != set(want):
+        return f"engine inputs {sorted(engine_inputs)} differ from the manifest's {sorted(want)}"
+    wrong = [f"{n}: engine {engine_inputs[n]}, manifest {want[n]}" for n in sorted(want) if engine_inputs[n] != want[n]]
+    return "input dtypes differ (" + "; ".join(wrong) + ")" if wrong else None
+
+
 class TensorRTBackend:
     """A TensorRT engine (TensorRT 10 API) with buffers allocated once for the profile's max shapes.
 
@@ -145,11 +155,17 @@ class TensorRTBackend:
         self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
             raise BackendUnavailable(f"{path} is not a TensorRT engine for this TensorRT/GPU")
-        self.context = self.engine.create_execution_context()
-        self.stream = self._check(cudart.cudaStreamCreate())
         self._io = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self._inputs = [n for n in self._io if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        mismatch = engine_mismatch(
+            {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in self._inputs}, spec
+        )
+        if mismatch:
+            raise BackendUnavailable(f"{path} does not match its manifest: {mismatch}; re-export it")
+        self.context = self.engine.create_execution_context()
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+        self._graphs: dict[tuple, object] = {}
+        self.stream = self._check(cudart.cudaStreamCreate())
         for name in self._io:
             shape = self._max_shape(name)
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
@@ -157,7 +173,22 @@ class TensorRTBackend:
             self._buffers[name] = (self._check(cudart.cudaMalloc(nbytes)), nbytes)
             self.context.set_tensor_address(name, self._buffers[name][0])
         self._cuda_graphs = cuda_graphs
-        self._graphs: dict[tuple, object] = {}
+
+    def close(self) -> None:
+        """Free the device buffers, CUDA graphs and stream (also on garbage collection)."""
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:
+            return
+        for graph in getattr(self, "_graphs", {}).values():
+            cudart.cudaGraphExecDestroy(graph)
+        for pointer, _ in getattr(self, "_buffers", {}).values():
+            cudart.cudaFree(pointer)
+        if getattr(self, "stream", None) is not None:
+            cudart.cudaStreamDestroy(self.stream)
+        self._graphs, self._buffers, self.stream, self._cudart = {}, {}, None, None
+
+    def __del__(self) -> None:
+        self.close()
 
     def _check(self, result):
         err, *value = result
@@ -178,7 +209,8 @@ class TensorRTBackend:
         self.spec.check_feed(feed)
         for name in self._inputs:
             array = np.asarray(feed[name], order="C")  # keeps 0-d inputs 0-d (SVD timestep)
-            self.context.set_input_shape(name, array.shape)
+            if array.nbytes > self._buffers[name][1] or not self.context.set_input_shape(name, array.shape):
+                raise FeedError(f"{name}: shape {array.shape} is outside the engine's optimization profile")
             self._check(
                 cudart.cudaMemcpyAsync(
                     self._buffers[name][0],
@@ -199,6 +231,7 @@ class TensorRTBackend:
             self.context.execute_async_v3(self.stream)
             graph = self._check(cudart.cudaStreamEndCapture(self.stream))
             self._graphs[signature] = self._check(cudart.cudaGraphInstantiate(graph, 0))
+            self._check(cudart.cudaGraphDestroy(graph))  # the instantiated graph keeps what it needs
             self._check(cudart.cudaGraphLaunch(self._graphs[signature], self.stream))
         elif not self.context.execute_async_v3(self.stream):
             raise RuntimeError("TensorRT execution failed")
@@ -288,12 +321,21 @@ def open_backend(
 
 
 def open_stock_backend(
-    export: ExportDir, submodel: str = "denoiser", *, device: str = "auto", threading: str = "per-session"
+    export: ExportDir,
+    submodel: str = "denoiser",
+    *,
+    device: str = "auto",
+    threading: str = "per-session",
+    beside: Backend | None = None,
 ) -> Backend | None:
     """The stock graph of a denoiser (same inputs, strength ignored, weights shared) for steps where every
-    strength is 0, or None when the export has none."""
+    strength is 0, or None when the export has none. The stock graph is ONNX: ``beside`` a DyMoS engine of another
+    backend (TensorRT, AOTInductor) it is None too, so the strength-0 steps stay on that engine (where the zero bias
+    costs less than moving them to onnxruntime, possibly on the CPU)."""
     entry = export.artifacts(submodel).get("onnx_stock")
     if not entry or not _installed("onnxruntime"):
+        return None
+    if beside is not None and not isinstance(beside, OnnxRuntimeBackend):
         return None
     return OnnxRuntimeBackend(export.path(entry["file"]), export.submodel(submodel), device=device, threading=threading)
 
@@ -315,4 +357,5 @@ def open_low_noise(
         return None
     low = experts["low_noise"]
     engine = open_backend(export, low, prefer=prefer, device=device, threading=threading, on_skip=on_skip)
-    return engine, open_stock_backend(export, low, device=device, threading=threading) if stock else None
+    stock_engine = open_stock_backend(export, low, device=device, threading=threading, beside=engine) if stock else None
+    return engine, stock_engine

@@ -48,6 +48,14 @@ class MicroConditioning:
     motion_bucket_id: int = 127
     noise_aug_strength: float = 0.02
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.fps, int) and self.fps >= 1):
+            raise ValueError(f"fps must be a positive integer, got {self.fps!r}")
+        if not (isinstance(self.motion_bucket_id, int) and self.motion_bucket_id >= 0):
+            raise ValueError(f"motion_bucket_id must be a non-negative integer, got {self.motion_bucket_id!r}")
+        if not (np.isfinite(self.noise_aug_strength) and self.noise_aug_strength >= 0):
+            raise ValueError(f"noise_aug_strength must be finite and >= 0, got {self.noise_aug_strength!r}")
+
     def time_ids(self) -> np.ndarray:
         """``added_time_ids [1, 3]`` as ``__call__`` passes them: ``fps - 1``, the motion bucket, the noise scale."""
         return np.asarray([[self.fps - 1, self.motion_bucket_id, self.noise_aug_strength]], dtype=np.float32)
@@ -216,6 +224,8 @@ def image_conditioning(
         )
     pipeline = export.manifest["pipeline"]
     recipe = pipeline.get("recipe", {})
+    if not takes_prompts(export) and (prompt or negative_prompt):  # before any encoder runs
+        raise ValueError(f"{pipeline['class']} takes no prompt: it conditions on the image alone")
     image = load_image(image_path)
     out = {"condition": condition(export, image, seed=seed, micro=micro, encoder=encoder)}
     fills = _image_encoder_fills(export)
@@ -223,8 +233,6 @@ def image_conditioning(
         pixels = clip_pixels(image, pipeline["image_processor"])
         out[fills] = _run_encoder(export, IMAGE_ENCODER, image_encoder, pixels)
     if not takes_prompts(export):  # SVD: no prompt; the unconditional pass sees zeros
-        if prompt or negative_prompt:
-            raise ValueError(f"{pipeline['class']} takes no prompt: it conditions on the image alone")
         out["negative_condition"] = np.zeros_like(out["condition"])
         out["negative_prompt_embeds"] = np.zeros_like(out["prompt_embeds"])
     elif _has_llava(export):  # HunyuanVideo-I2V: every prompt, the empty one too, is encoded with the image

@@ -23,7 +23,9 @@ one shape. Two-expert exports (Wan 2.2 A14B) switch to the low-noise expert's gr
 
 from __future__ import annotations
 
+import json
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -86,6 +88,10 @@ def check_request(export: ExportDir, request: RunRequest) -> tuple[list[float], 
         raise RunError("bf16 exports take bf16 inputs, which numpy cannot make: export fp32 or fp16 for the runtime")
     if not isinstance(request.steps, int) or request.steps <= 0:
         raise RunError(f"steps must be a positive integer, got {request.steps!r}")
+    for seed in [request.seed, *(request.seeds or [])]:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise RunError(f"seeds must be non-negative integers, got {seed!r}")
+    _scheduler(pipeline, request.steps)  # an unsupported scheduler or step count fails here, not after conditioning
     if not np.isfinite(request.guidance_scale):
         raise RunError("guidance_scale must be finite")
     if request.guidance_scale_2 is not None:
@@ -118,7 +124,9 @@ def check_request(export: ExportDir, request: RunRequest) -> tuple[list[float], 
     return strengths, batch
 
 
-def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunRequest) -> tuple[list[float], int]:
+def check_conditioning(export: ExportDir, cond: dict[str, np.ndarray], request: RunRequest) -> tuple[list[float], int]:
+    """:func:`check_request` plus the conditioning's entries and shapes (one item each), so a caller can refuse a
+    mismatched conditioning before loading any engine; :func:`sample` runs it first."""
     strengths, batch = check_request(export, request)
     graph_inputs = {t["name"] for t in export.submodel("denoiser").inputs}
     needed = [
@@ -128,11 +136,22 @@ def _check_request(export: ExportDir, cond: dict[str, np.ndarray], request: RunR
     missing = [k for k in needed if k not in cond]
     if missing:
         raise RunError(f"conditioning lacks {missing}; create it with `dymos prepare`")
-    want = _condition_shape(export)
-    if tuple(cond["condition"].shape[1:]) != want:
-        raise RunError(
-            f"condition has shape {cond['condition'].shape}, this export needs [1, {', '.join(map(str, want))}]"
-        )
+    want = (1, *_condition_shape(export))
+    for name in ("condition", "negative_condition"):  # SVD's unconditional pass has a condition of its own
+        if name in cond and tuple(cond[name].shape) != want:
+            raise RunError(f"{name} has shape {list(cond[name].shape)}, this export needs {list(want)}")
+    inputs = {t["name"]: t for t in export.submodel("denoiser").inputs}
+    for graph_input, entries in GUIDED_INPUTS.items():
+        if graph_input not in inputs:
+            continue
+        taken = inputs[graph_input]["shape"]
+        for entry in entries:
+            if entry not in cond:
+                continue
+            shape = cond[entry].shape
+            fixed = all(want_dim == got for want_dim, got in zip(taken[1:], shape[1:]) if isinstance(want_dim, int))
+            if len(shape) != len(taken) or shape[0] != 1 or not fixed:
+                raise RunError(f"{entry} has shape {list(shape)}, this export's {graph_input} takes {taken} (one item)")
     return strengths, batch
 
 
@@ -224,7 +243,7 @@ def sample(
     None/False: always the DyMoS graph). ``low_noise``: a two-expert export's (DyMoS, stock) engines of the
     low-noise expert (:func:`~dymos.runtime.backends.open_low_noise`; opened here with defaults when None).
     """
-    strengths, batch = _check_request(export, cond, request)
+    strengths, batch = check_conditioning(export, cond, request)
     pipeline = export.manifest["pipeline"]
     recipe = pipeline["recipe"]
     spec = export.submodel("denoiser")
@@ -248,8 +267,7 @@ def sample(
         latents = np.stack(
             [np.random.default_rng(seed).standard_normal(latent_shape[1:], dtype=np.float32) for seed in seeds]
         )
-    scheduler = scheduler_from_config(pipeline["scheduler"]["class"], pipeline["scheduler"]["config"])
-    _set_timesteps(scheduler, request.steps, pipeline)
+    scheduler = _scheduler(pipeline, request.steps)
     timesteps = scheduler.timesteps
     latents = latents * np.float32(scheduler.init_noise_sigma)  # as the pipelines scale their initial noise
 
@@ -297,7 +315,7 @@ def sample(
     denoiser = denoiser or open_backend(export, "denoiser")
     decoder = decoder or open_backend(export, "vae_decoder")
     if stock is True:
-        stock = open_stock_backend(export)
+        stock = open_stock_backend(export, beside=denoiser)
     # (threshold, DyMoS engine, stock engine or None, guidance) per expert, high-noise first.
     experts = [(-np.inf, denoiser, stock or None, guidance_array(request.guidance_scale))]
     if pipeline.get("experts"):
@@ -419,6 +437,19 @@ SIGMA_SCHEDULES = {
 }
 
 
+def _scheduler(pipeline: dict, steps: int) -> object:
+    """The export's scheduler with its timesteps set for ``steps``; what it refuses is a :class:`RunError`."""
+    name = pipeline["scheduler"]["class"]
+    try:
+        scheduler = scheduler_from_config(name, pipeline["scheduler"]["config"])
+        _set_timesteps(scheduler, steps, pipeline)
+    except RunError:
+        raise
+    except (ValueError, TypeError, KeyError) as err:
+        raise RunError(f"this export's scheduler ({name}) cannot run {steps} steps: {err}") from err
+    return scheduler
+
+
 def _set_timesteps(scheduler: object, steps: int, pipeline: dict) -> None:
     """``set_timesteps`` as the pipeline calls it: N steps, or the pipeline's own sigmas (recipe ``sigmas``, see
     :data:`SIGMA_SCHEDULES`) with (``mu: video_tokens``; LTX) the dynamic shift from the video's latent token count."""
@@ -457,13 +488,47 @@ def _unnormalise(latents: np.ndarray, pipeline: dict) -> np.ndarray:
     return latents / np.float32(vae["scaling_factor"])
 
 
-def load_conditioning(path: str) -> dict[str, np.ndarray]:
-    """Arrays written by ``dymos prepare``; a missing or corrupt file is a :class:`RunError`."""
+def load_conditioning(path: str, export: ExportDir | None = None) -> dict[str, np.ndarray]:
+    """Arrays written by ``dymos prepare``; a missing, corrupt or foreign file is a :class:`RunError`, and so (given
+    ``export``) is one prepared for another model or video size: its shapes may still fit, its latents would not."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files if k != "meta"}
-    except (OSError, ValueError) as err:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive (`dymos prepare` writes one)")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise RunError(f"cannot read conditioning {path}: {err}") from err
+    meta_bytes = arrays.pop("meta", None)
+    if export is not None and meta_bytes is not None:
+        try:
+            meta = json.loads(meta_bytes.tobytes())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise RunError(f"conditioning {path} has unreadable metadata: {err}") from err
+        pipeline = export.manifest.get("pipeline") or {}
+        source = export.manifest.get("model", {}).get("source")
+        if meta.get("model") != source or meta.get("video") != pipeline.get("video"):
+            raise RunError(
+                f"conditioning {path} was prepared for model {meta.get('model')!r} at {_video_size(meta.get('video'))}"
+                f"; this export is of {source!r} at {_video_size(pipeline.get('video'))}: prepare it again for this "
+                "export"
+            )
+    return arrays
 
 
-__all__ = ["FeedError", "RunError", "RunRequest", "RunResult", "load_conditioning", "sample"]
+def _video_size(video: dict | None) -> str:
+    if not isinstance(video, dict):
+        return "an unknown size"
+    return f"{video.get('frames')} frames of {video.get('height')}x{video.get('width')}"
+
+
+__all__ = [
+    "FeedError",
+    "RunError",
+    "RunRequest",
+    "RunResult",
+    "check_conditioning",
+    "check_request",
+    "load_conditioning",
+    "sample",
+]

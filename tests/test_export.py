@@ -21,7 +21,7 @@ from dymos.export.validate import TOLERANCES
 from dymos.export.wrapper import StrengthInputDenoiser
 from dymos.layouts import UnsupportedModelError
 from dymos.manifest import ManifestError, load_manifest
-from dymos.models import ModelNotFoundError
+from dymos.models import ModelNotFoundError, load_pipeline
 from dymos.tiny import TINY_CASES
 
 FP32 = TOLERANCES["fp32"]
@@ -191,6 +191,16 @@ def test_torchscript_is_recorded_as_unavailable_where_the_model_does_not_trace(t
             ),
         ),
         ({"model": "tiny:nope"}, ModelNotFoundError, "unknown tiny model"),
+        ({"formats": ()}, ExportError, "no format given"),
+        ({"opset": 16}, ExportError, "opset 16 is not supported"),
+        ({"opset": 16, "formats": ("pt2",)}, ExportError, "opset 16 is not supported"),
+        ({"max_batch": 1}, ExportError, "max-batch must be at least 2"),
+        ({"batch": 8, "max_batch": 4}, ExportError, "at least --batch 8"),
+        ({"frames": 1}, ExportError, "one token-frame.*at least 5 frames"),
+        ({"height": 16}, ExportError, r"height must be at least 32 pixels \(two tokens\)"),
+        ({"name": "."}, ExportError, "plain folder name"),
+        ({"name": "../elsewhere"}, ExportError, "plain folder name"),
+        ({"name": "a/b"}, ExportError, "plain folder name"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path: Path, options: dict, error: type, message: str) -> None:
@@ -209,6 +219,123 @@ def test_checkpoint_dirs_without_config_or_of_unsupported_class(tmp_path: Path) 
     (unet / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
     with pytest.raises(UnsupportedModelError, match="supported denoiser classes"):
         run_export(ExportOptions(model=str(unet), out=tmp_path / "out"), log=_quiet)
+
+
+def test_an_export_never_replaces_the_model_it_exports(tmp_path: Path) -> None:
+    """The export replaces OUT/NAME whole: that folder must not be (or hold) the checkpoint being read."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    case = TINY_CASES["wan22"]
+    (ckpt / "config.json").write_text(json.dumps({"_class_name": case.class_name, **case.config}))
+    for options in (
+        ExportOptions(model=str(ckpt), out=tmp_path),  # the name comes from the model: OUT/ckpt is the checkpoint
+        ExportOptions(model=str(ckpt), out=tmp_path.parent, name=tmp_path.name),  # a folder above it
+    ):
+        with pytest.raises(ExportError, match="holds the model being exported"):
+            run_export(options, log=_quiet)
+    with pytest.raises(ExportError, match="plain folder name"):
+        run_export(ExportOptions(model=".", out=tmp_path), log=_quiet)  # the name would be "."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"] and [p.name for p in ckpt.iterdir()] == [
+        "config.json"
+    ]
+
+
+def test_frames_follow_the_vae_encoders_chunks(tmp_path: Path) -> None:
+    """The shipped model's VAE compresses time 2x, but diffusers' AutoencoderKLWan encodes the frames after the first
+    in chunks of 4: 3 frames would pass a 2n+1 rule and fail deep in the condition encoder's export."""
+    from dymos.models import pipeline_frame_step
+
+    assert pipeline_frame_step(load_pipeline("sprites")) == 4
+    with pytest.raises(ExportError, match=r"4n\+1 video frames \(VAE temporal factor 2, encoder chunks of 4"):
+        run_export(ExportOptions(model="sprites", out=tmp_path, frames=3), log=_quiet)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_l_by_l_check_tells_a_square_weight_from_a_pattern() -> None:
+    """128 tokens and a 128-wide model (the shipped model at 3 frames): its [128, 128] projection weights are read
+    by MatMul, not added to logits, and must not be mistaken for a baked attention pattern."""
+    from types import SimpleNamespace
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dymos.export.onnx_export import OnnxExportError, check_graph
+    from dymos.export.specs import OUTPUT_NAME
+
+    def graph(use: str) -> onnx.ModelProto:
+        square = numpy_helper.from_array(np.eye(128, dtype=np.float32), "square")
+        scaled = helper.make_node("Mul", ["x", STRENGTH_INPUT], ["scaled"])
+        if use == "weight":
+            last = helper.make_node("MatMul", ["scaled", "square"], [OUTPUT_NAME])
+        else:
+            last = helper.make_node("Add", ["scaled", "square"], [OUTPUT_NAME])
+        inputs = [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [128, 128]),
+            helper.make_tensor_value_info(STRENGTH_INPUT, TensorProto.FLOAT, [1]),
+        ]
+        output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [128, 128])
+        return helper.make_model(helper.make_graph([scaled, last], "g", inputs, [output], [square]))
+
+    spec = SimpleNamespace(input_names=["x", STRENGTH_INPUT])
+    check_graph(graph("weight"), spec, sequence_lengths=[128])
+    with pytest.raises(OnnxExportError, match="looks like an L x L pattern"):
+        check_graph(graph("pattern"), spec, sequence_lengths=[128])
+
+
+def test_a_leftover_from_a_crashed_swap_does_not_block_the_next(tmp_path: Path) -> None:
+    from dymos.export import build
+
+    target, staging = tmp_path / "export", tmp_path / ".staging"
+    target.mkdir()
+    (target / "manifest.json").write_text("old")
+    leftover = tmp_path / f".export.old-{os.getpid()}"  # what a crash after the swap left under the old naming
+    leftover.mkdir()
+    (leftover / "manifest.json").write_text("older")
+    staging.mkdir()
+    (staging / "manifest.json").write_text("new")
+    build._replace_dir(staging, target)
+    assert (target / "manifest.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [leftover.name, "export"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[]", "JSON list, not a dymos manifest"), (None, "malformed"), ("{", "corrupt")],
+)
+def test_malformed_manifests_are_manifest_errors(exports: dict[str, Path], tmp_path: Path, text, message) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exports["wan22"], copy)
+    if text is None:  # valid JSON, a file entry without its size
+        manifest = json.loads((copy / "manifest.json").read_text())
+        name = next(iter(manifest["files"]))
+        del manifest["files"][name]["bytes"]
+        text = json.dumps(manifest)
+    (copy / "manifest.json").write_text(text)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(copy)
+
+
+def test_corrupt_pipeline_json_names_its_file(tmp_path: Path) -> None:
+    from dymos.models import load_pipeline, pipeline_defaults
+
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{not json")
+    with pytest.raises(ModelNotFoundError, match=r"model_index\.json is not valid JSON"):
+        load_pipeline(str(folder))
+    (folder / "dymos_defaults.json").write_text("[1, 2]")
+    with pytest.raises(ModelNotFoundError, match=r"dymos_defaults\.json holds a JSON list"):
+        pipeline_defaults(str(folder))
+
+
+def test_probe_needs_a_frame_to_bias() -> None:
+    from dymos.inputs import example_inputs
+    from dymos.models import load_denoiser
+    from dymos.probe import attention_mass
+
+    model = load_denoiser("tiny:wan22")
+    inputs = example_inputs("wan", dict(model.config), batch=1, frames=1, seed=0)
+    with pytest.raises(ValueError, match="one token-frame"):
+        attention_mass(model, inputs, [0.0, 1.0])
 
 
 def test_unwritable_output_dir_is_a_clear_error(tmp_path: Path) -> None:

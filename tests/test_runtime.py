@@ -751,6 +751,8 @@ def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_pa
         ({"strength": [1.0, 2.0], "batch": 3}, "2 strengths for a batch of 3"),
         ({"strength": [1.0] * 5}, "outside the exported range"),
         ({"embedded_guidance": 6.0}, "has none"),  # Wan has no guidance embedding
+        ({"seed": -1}, "non-negative"),
+        ({"strength": [0.0, 2.0], "seeds": [0, -3]}, "non-negative"),
     ],
 )
 def test_bad_requests_fail_fast(exported: Path, conditioning: Path, request_kwargs: dict, message: str) -> None:
@@ -787,14 +789,141 @@ def test_dymos_run_refuses_bad_settings_before_conditioning(
 
 def test_bad_conditioning_fails_fast(exported: Path, conditioning: Path, tmp_path: Path) -> None:
     export = ExportDir.open(exported)
-    cond = load_conditioning(str(conditioning))
+    cond = load_conditioning(str(conditioning), export)
     with pytest.raises(RunError, match="lacks"):
         sample(export, {k: v for k, v in cond.items() if k != "prompt_embeds"}, RunRequest())
     with pytest.raises(RunError, match="this export needs"):
         sample(export, {**cond, "condition": cond["condition"][:, :, :2]}, RunRequest())
+    with pytest.raises(RunError, match="this export needs"):  # two items where the conditioning holds one
+        sample(export, {**cond, "condition": np.concatenate([cond["condition"]] * 2)}, RunRequest())
+    with pytest.raises(RunError, match="prompt_embeds has shape"):
+        sample(export, {**cond, "prompt_embeds": cond["prompt_embeds"][..., :3]}, RunRequest())
     (tmp_path / "broken.npz").write_bytes(b"not an npz")
-    with pytest.raises(RunError, match="cannot read conditioning"):
-        load_conditioning(str(tmp_path / "broken.npz"))
+    truncated = conditioning.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(truncated[: len(truncated) // 2])
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    for name in ("broken.npz", "truncated.npz", "array.npy", "missing.npz"):
+        with pytest.raises(RunError, match="cannot read conditioning"):
+            load_conditioning(str(tmp_path / name))
+
+
+def test_conditioning_prepared_for_another_export_is_refused(
+    exported: Path, conditioning: Path, tmp_path: Path
+) -> None:
+    """Same shapes, other model or size: the arrays would fit the graph and give a wrong video silently."""
+    export = ExportDir.open(exported)
+    with np.load(conditioning) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    for changed in ({**meta, "model": "/elsewhere/other-model"}, {**meta, "video": {**meta["video"], "frames": 99}}):
+        np.savez(tmp_path / "other.npz", **{**arrays, "meta": np.frombuffer(json.dumps(changed).encode(), np.uint8)})
+        load_conditioning(str(tmp_path / "other.npz"))  # without an export to check against: read as it is
+        with pytest.raises(RunError, match="prepare it again for this export"):
+            load_conditioning(str(tmp_path / "other.npz"), export)
+
+
+def test_dymos_run_checks_the_conditioning_before_loading_engines(
+    exported: Path, conditioning: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from dymos.cli import main
+    from dymos.runtime import backends
+
+    def no_engines(*args, **kwargs):
+        raise AssertionError("an engine was loaded before the conditioning was checked")
+
+    monkeypatch.setattr(backends, "open_backend", no_engines)
+    with np.load(conditioning) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(tmp_path / "two.npz", **{**arrays, "condition": np.concatenate([arrays["condition"]] * 2)})
+    argv = ["run", "--export", str(exported), "--cond", str(tmp_path / "two.npz"), "--out", str(tmp_path / "v.gif")]
+    assert main(argv) == 1
+    assert "condition has shape" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seed", "-1"], "non-negative integer"),
+        (["--fps", "0"], "positive integer"),
+        (["--noise-aug-strength", "nan"], "finite number"),
+        (["--cond-fps", "0"], "positive integer"),
+    ],
+)
+def test_dymos_run_refuses_bad_numbers_while_parsing(exported: Path, tmp_path: Path, capsys, extra, message) -> None:
+    from dymos.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--export", str(exported), "--image", str(tmp_path / "any.png"), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_each_video_of_a_run_gets_its_own_file() -> None:
+    from dymos.cli import _video_paths
+
+    out = Path("out/video.mp4")
+    assert _video_paths(out, [2.0]) == [out]
+    assert [p.name for p in _video_paths(out, [0, 2, 4.5])] == ["video_s0.mp4", "video_s2.mp4", "video_s4.5.mp4"]
+    assert [p.name for p in _video_paths(out, [2, 2, 0])] == ["video_s2_0.mp4", "video_s2_1.mp4", "video_s0_2.mp4"]
+
+
+def test_scheduler_limits_are_checked_with_the_request(pipelines: TinyExports) -> None:
+    """CogVideoX's DDIM/DPM takes at most num_train_timesteps steps: refused before conditioning, not mid-run."""
+    from dymos.runtime.loop import check_request
+
+    export = ExportDir.open(pipelines.export("cogvideox"))
+    with pytest.raises(RunError, match=r"cannot run 1001 steps.*exceeds num_train_timesteps"):
+        check_request(export, RunRequest(steps=1001))
+
+
+def test_svd_refuses_a_prompt_before_running_any_encoder(
+    pipelines: TinyExports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dymos.runtime import conditioning
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("an encoder ran before the prompt was refused")
+
+    monkeypatch.setattr(conditioning, "condition", no_encoder)
+    monkeypatch.setattr(conditioning, "_run_encoder", no_encoder)
+    with pytest.raises(ValueError, match="takes no prompt"):
+        conditioning.image_conditioning(ExportDir.open(pipelines.export("svd")), "any.png", prompt="a cat")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"fps": 0}, "fps"), ({"motion_bucket_id": -1}, "motion_bucket_id"), ({"noise_aug_strength": np.nan}, "noise")],
+)
+def test_svd_micro_conditioning_is_checked(kwargs: dict, message: str) -> None:
+    from dymos.runtime.conditioning import MicroConditioning
+
+    with pytest.raises(ValueError, match=message):
+        MicroConditioning(**kwargs)
+
+
+def test_stock_graph_only_beside_an_onnxruntime_denoiser(exported: Path) -> None:
+    """The stock graph is ONNX: beside a TensorRT/AOTI denoiser the strength-0 steps stay on that engine."""
+    from dymos.runtime.backends import OnnxRuntimeBackend, open_backend, open_stock_backend
+
+    export = ExportDir.open(exported)
+    ort_denoiser = open_backend(export, "denoiser", prefer=("onnxruntime",))
+    assert isinstance(open_stock_backend(export, beside=ort_denoiser), OnnxRuntimeBackend)
+
+    class OtherEngine:
+        name, spec = "tensorrt (stand-in)", ort_denoiser.spec
+
+    assert open_stock_backend(export, beside=OtherEngine()) is None
+
+
+def test_an_engine_whose_inputs_differ_from_the_manifest_is_refused(exported: Path) -> None:
+    from dymos.runtime.backends import engine_mismatch
+
+    spec = ExportDir.open(exported).submodel("denoiser")
+    inputs = {t["name"]: np.dtype(t["dtype"]) for t in spec.inputs}
+    assert engine_mismatch(inputs, spec) is None
+    renamed = {("latents" if name == "hidden_states" else name): d for name, d in inputs.items()}
+    assert "differ from the manifest" in engine_mismatch(renamed, spec)
+    half = {**inputs, "hidden_states": np.dtype(np.float16)}
+    assert "hidden_states: engine float16, manifest float32" in engine_mismatch(half, spec)
 
 
 def test_artifact_dir_with_missing_or_modified_files_is_refused(exported: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ validation and the build's cache plumbing (with the TensorRT calls stubbed). The
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -422,6 +423,83 @@ def test_runtime_refuses_an_engine_built_with_another_tensorrt(tmp_path: Path, m
     assert len(heard) == 1 and heard[0].startswith("denoiser: tensorrt skipped: ") and "rebuild it" in heard[0]
 
 
+# ---- the export's engine step: built, cached, validated against PyTorch (TensorRT calls stubbed) -------------------
+
+
+def test_engine_precision_and_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from dymos.export.build import ExportError, engine_precision, tensorrt_cache_dir
+
+    assert engine_precision("fp32") == "fp16" and engine_precision("bf16") == "bf16"
+    assert engine_precision("fp32", "fp32") == "fp32"
+    with pytest.raises(ExportError, match="unknown TensorRT precision"):
+        engine_precision("fp32", "int8")
+    monkeypatch.setenv("DYMOS_CACHE", str(tmp_path / "dc"))
+    assert tensorrt_cache_dir() == tmp_path / "dc" / "tensorrt"
+    monkeypatch.delenv("DYMOS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tensorrt_cache_dir() == tmp_path / "xdg" / "dymos" / "tensorrt"
+
+
+def _stub_engine_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, calls: list[dict]) -> None:
+    """TensorRT 'installed', its build writing a stand-in plan: what the export does around the build is real."""
+    monkeypatch.setattr("dymos.export.build.tensorrt_version", lambda: "10.14.1.48")
+    monkeypatch.setenv("DYMOS_CACHE", str(tmp_path / "cache"))
+
+    def fake_build_engine(onnx_path, spec, out_dir, **kwargs):
+        calls.append({"build": kwargs})
+        plan = Path(out_dir) / f"{Path(onnx_path).stem}.plan"
+        plan.write_bytes(b"stand-in engine")
+        return plan
+
+    monkeypatch.setattr(trt_build, "build_engine", fake_build_engine)
+
+
+def test_export_validates_the_engine_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dymos.export import validate
+    from dymos.export.build import ExportOptions, run_export
+    from dymos.manifest import load_manifest
+
+    calls: list[dict] = []
+    _stub_engine_build(monkeypatch, tmp_path, calls)
+
+    def fake_validate_engine(engine_path, cases, parity_dir, *, precision):
+        calls.append({"validate": (engine_path.name, parity_dir.name, precision, [c.name for c in cases])})
+        assert (parity_dir / "inputs.json").is_file() and (parity_dir / "torch_outputs.json").is_file()
+        case = {"name": "strength_0", "max_abs_err": 1e-3}
+        return {"backend": "tensorrt", "tolerance": validate.TOLERANCES[precision], "passed": True, "cases": [case]}
+
+    monkeypatch.setattr(validate, "validate_engine", fake_validate_engine)
+    result = run_export(ExportOptions(model="tiny:wan22", out=tmp_path / "out", formats=("trt",)), log=lambda _: None)
+    build, check = calls[0]["build"], calls[1]["validate"]
+    assert build["precision"] == "fp16" and build["cache_dir"] == tmp_path / "cache" / "tensorrt" / "engines"
+    assert build["timing_cache"] == tmp_path / "cache" / "tensorrt" / "timing-10.14.1.48.cache"
+    assert check[:3] == ("denoiser.plan", "parity", "fp16") and "mixed_batch" in check[3]
+    manifest = load_manifest(result.directory)
+    entry = manifest["artifacts"]["tensorrt"]
+    assert entry["validated"] == {
+        "backend": "tensorrt",
+        "tolerance": validate.TOLERANCES["fp16"],
+        "passed": True,
+        "report": "parity_tensorrt.json",
+    }
+    assert {"denoiser.plan", "parity_tensorrt.json"} <= set(manifest["files"])
+
+
+def test_an_engine_that_fails_its_check_fails_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dymos.export import validate
+    from dymos.export.build import ExportOptions, run_export
+
+    _stub_engine_build(monkeypatch, tmp_path, [])
+
+    def failing(*args, **kwargs):
+        raise validate.ParityError("denoiser.plan does not match PyTorch within atol=0.02, rtol=0.01")
+
+    monkeypatch.setattr(validate, "validate_engine", failing)
+    with pytest.raises(validate.ParityError, match="does not match PyTorch"):
+        run_export(ExportOptions(model="tiny:wan22", out=tmp_path / "out", formats=("trt",)), log=lambda _: None)
+    assert list((tmp_path / "out").iterdir()) == []  # no export, no staging left
+
+
 # ---- GPU -----------------------------------------------------------------------------------------------------------
 
 
@@ -463,3 +541,16 @@ def test_build_engine_on_gpu_and_reuse(linear_onnx: Path, tmp_path: Path, monkey
         linear_onnx, _linear_spec(), tmp_path / "b", precision="fp16", cache_dir=cache, progress=False
     )
     assert again.read_bytes() == plan.read_bytes()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() or "")
+def test_export_builds_and_validates_an_engine_on_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dymos.export.build import ExportOptions, run_export
+
+    monkeypatch.setenv("DYMOS_CACHE", str(tmp_path / "cache"))
+    result = run_export(ExportOptions(model="tiny:wan22", out=tmp_path, formats=("onnx", "trt")), log=lambda _: None)
+    entry = result.manifest["artifacts"]["tensorrt"]
+    assert entry["validated"]["passed"] and entry["precision"] == "fp16"
+    report = json.loads((result.directory / "parity_tensorrt.json").read_text())
+    assert report["strength_changes_output"]["changes_output"] and len(report["cases"]) >= 4
