@@ -541,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps",
         type=steps_arg,
-        default=5917,  # the shipped run: --steps auto on a 2-core AVX-512-BF16 EPYC, logged so the run repeats
+        # the shipped transformer's schedule: --steps auto on a 2-core AVX-512-BF16 EPYC (which the budget then
+        # stopped at step 5,467: --stop-at 5467 repeats that)
+        default=5810,
         help="transformer steps (the cosine schedule's length), or 'auto': as many as fit --max-minutes at the speed "
         "measured in the warmup (the log names the number, for repeating the run)",
     )
@@ -589,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         "shipped model) or ti2v (Wan 2.2 5B: the image's latent as the first latent frame, at timestep 0)",
     )
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=4e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--checkpoint-every", type=int, default=500)
