@@ -24,21 +24,23 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int) -> int:
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}" if minimum else "a non-negative integer"
     try:
         value = int(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from err
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from err
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _non_negative_float(text: str) -> float:
