@@ -204,11 +204,41 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert "encoded latents from" in capsys.readouterr().out
     config = json.loads((tmp_path / "again" / "transformer" / "config.json").read_text())
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
-    ti2v = ["--out", str(tmp_path / "ti2v"), "--work", str(tmp_path / "work3"), "--form", "ti2v"]
+    ti2v = ["--out", str(tmp_path / "ti2v"), "--work", str(tmp_path / "work3"), "--form", "ti2v", "--optimizer", "muon"]
     assert train_tiny.main([*common, *ti2v, "--vae-from", str(tmp_path / "work" / "vae")]) == 0
     pipe = _plain_from_pretrained(tmp_path / "ti2v")
     assert pipe.config.expand_timesteps and pipe.transformer.config.in_channels == 16  # the latents alone
     assert _two_step_video(pipe).shape == (9, 32, 32, 3)  # diffusers' own TI2V loop runs it
+
+
+def test_train_tiny_muon_takes_the_blocks_matrices_and_adamw_the_rest() -> None:
+    """``--optimizer muon``: every parameter is stepped by exactly one optimizer, Muon by the blocks' 2-D weights
+    only (the patch embedding, condition embedder, output head, norms and biases stay on AdamW), and one step of
+    each moves the weights."""
+    import diffusers
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    config = {**train_tiny.TRANSFORMER_CONFIG, "num_layers": 1}
+    model = diffusers.WanTransformer3DModel(**config)
+    muon, adamw = train_tiny.optimizers(model, "muon", 1e-3)
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    on_muon = {names[id(p)] for p in muon.param_groups[0]["params"]}
+    on_adamw = {names[id(p)] for p in adamw.param_groups[0]["params"]}
+    assert on_muon.isdisjoint(on_adamw) and on_muon | on_adamw == set(names.values())
+    assert on_muon and all(n.startswith("blocks.") and model.get_parameter(n).ndim == 2 for n in on_muon)
+    assert "blocks.0.attn1.to_q.weight" in on_muon and "proj_out.weight" in on_adamw
+    before = model.blocks[0].attn1.to_q.weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    muon.step()
+    assert not torch.equal(before, model.blocks[0].attn1.to_q.weight)
+    assert [type(o) for o in train_tiny.optimizers(model, "adamw", 1e-3)] == [torch.optim.AdamW]
+    with pytest.raises(ValueError, match="--optimizer"):
+        train_tiny.optimizers(model, "sgd", 1e-3)
 
 
 def _plain_from_pretrained(folder: Path) -> Any:

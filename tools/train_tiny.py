@@ -359,6 +359,26 @@ def compiled(model: torch.nn.Module, kernels: str) -> Callable:
     return torch.compile(model, mode="max-autotune-no-cudagraphs")
 
 
+OPTIMIZERS = ("adamw", "muon")
+
+
+def optimizers(model: torch.nn.Module, name: str, lr: float) -> list[torch.optim.Optimizer]:
+    """``--optimizer``: AdamW on every weight (the shipped run), or Muon on the blocks' weight matrices with AdamW
+    on the rest (embeddings, norms, biases, modulation tables, the output head: Muon orthogonalises 2-D updates
+    only, and its authors keep a model's ends on AdamW). Muon's step is scaled to AdamW's RMS (Moonshot's
+    ``match_rms_adamw``), so one ``--lr`` and one schedule drive both."""
+    adamw = {"lr": lr, "weight_decay": 0.01, "betas": (0.9, 0.99)}
+    if name == "adamw":
+        return [torch.optim.AdamW(model.parameters(), **adamw)]
+    if name != "muon":
+        raise ValueError(f"--optimizer {name!r}: choose one of {OPTIMIZERS}")
+    matrices = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 2]
+    taken = {id(p) for p in matrices}
+    rest = [p for p in model.parameters() if id(p) not in taken]
+    muon = torch.optim.Muon(matrices, lr=lr, weight_decay=0.01, adjust_lr_fn="match_rms_adamw")
+    return [muon, torch.optim.AdamW(rest, **adamw)]
+
+
 def train_transformer(
     latents: torch.Tensor, conditions: torch.Tensor, args: argparse.Namespace, work: Path, log_rows: list
 ) -> torch.nn.Module:
@@ -367,7 +387,7 @@ def train_transformer(
     torch.manual_seed(args.seed + 2)
     model = diffusers.WanTransformer3DModel(**transformer_config(args))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    steppers = optimizers(model, args.optimizer, args.lr)
     forward = compiled(model, args.kernels) if args.compile else model  # same weights; fused kernels for the CPU
     rng = torch.Generator().manual_seed(args.seed + 3)
     shift = args.train_shift or float(WAN_SCHEDULER["config"]["flow_shift"])
@@ -384,8 +404,9 @@ def train_transformer(
         if step == AUTO_PROBE_START:
             probe_start = time.perf_counter()
         lr = cosine_lr(step, total or args.warmup, args.lr, args.warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for optimizer in steppers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         index = torch.randint(0, n, (args.batch,), generator=rng)
         x0, condition = latents[index], conditions[index]
         noise = torch.randn(x0.shape, generator=rng)
@@ -397,10 +418,12 @@ def train_transformer(
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             prediction = forward(model_input, timestep, text, return_dict=False)[0]
         loss = (prediction.float() - (noise - x0))[:, :, first_loss_frame:].pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in steppers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        for optimizer in steppers:
+            optimizer.step()
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(ema.parameters(), model.parameters(), strict=True):
@@ -592,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=4e-3)
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adamw",
+        help="adamw (the shipped run) or muon: Muon on the blocks' weight matrices, AdamW on the rest, one --lr",
+    )
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--checkpoint-every", type=int, default=500)
