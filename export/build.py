@@ -362,6 +362,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         spec, config, height=height, width=width, dtype=dtype, seed=options.seed, text_tokens=text_tokens
     )
     experts = _experts(pipe)
+    _sweep_leftovers(target, log)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp creates 0700
     try:
@@ -1167,6 +1168,31 @@ def _layout_dict(family: str) -> dict[str, Any]:
         "reference": "first token-frame of the video",
         "biased_queries": "video tokens after the first token-frame",
     }
+
+
+LEFTOVER_AGE_S = 24 * 3600  # a killed export's staging or set-aside dir this old is no live export's
+
+
+def _sweep_leftovers(target: Path, log: Callable[[str], None], max_age_s: float = LEFTOVER_AGE_S) -> None:
+    """Remove what killed exports to ``target`` left beside it, once older than ``max_age_s`` (a younger one may
+    be a concurrent export's): ``.NAME.partial-*`` staging dirs (never loadable) and ``.NAME.old-*`` set-aside
+    exports where ``target`` exists. An ``.old-*`` with no ``target`` is the last good export of a run killed
+    mid-swap: it is kept and named, never deleted."""
+    now = time.time()
+    for leftover in sorted(target.parent.glob(f".{target.name}.*-*")):
+        kind = leftover.name[len(target.name) + 2 :].split("-", 1)[0]
+        if kind not in ("partial", "old") or not leftover.is_dir():
+            continue
+        if kind == "old" and not target.exists():
+            log(f"warning: {leftover} holds the export an interrupted run set aside; move it to {target} to keep it")
+            continue
+        try:
+            age = now - leftover.stat().st_mtime
+        except OSError:
+            continue
+        if age > max_age_s:
+            shutil.rmtree(leftover, ignore_errors=True)
+            log(f"removed {leftover}: left by an export killed {age / 3600:.0f} h ago")
 
 
 def _replace_dir(staging: Path, target: Path) -> None:

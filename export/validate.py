@@ -18,6 +18,7 @@ import torch
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from polygraphy.comparator import Comparator, RunResults, SimpleCompareFunc
 from polygraphy.comparator.struct import IterationResult
+from polygraphy.exception import PolygraphyException
 from polygraphy.json import load_json, save_json
 from polygraphy.logger import G_LOGGER
 
@@ -165,7 +166,10 @@ def _against_saved(
     PyTorch outputs saved beside them: the report, or :class:`ParityError`."""
     tol = TOLERANCES[precision]
     inputs_path, outputs_path = out_dir / "inputs.json", out_dir / "torch_outputs.json"
-    artifact_results = Comparator.run([runner], data_loader=load_json(str(inputs_path)))
+    try:
+        artifact_results = Comparator.run([runner], data_loader=load_json(str(inputs_path)))
+    except PolygraphyException as err:  # e.g. the saved inputs do not fit the artifact's inputs
+        raise ParityError(f"{backend} could not run {artifact.name} on the saved parity inputs: {err}") from err
     saved = RunResults.load(str(outputs_path))
     combined = RunResults()
     combined.extend(saved)

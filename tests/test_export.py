@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,30 @@ def _quiet(line: str) -> None:
 def exports(shared_exports) -> dict[str, Path]:
     """One ONNX export per tiny family (the expensive part, shared by the tests below and across test workers)."""
     return {name: shared_exports.get(f"tiny:{name}") for name in TINY_CASES}
+
+
+def test_a_day_old_leftover_of_a_killed_export_is_swept_and_a_set_aside_export_is_kept(tmp_path: Path) -> None:
+    """What killed exports left beside the target goes once a day old (a younger one may be a live export's); a
+    set-aside ``.old-*`` with no target is the last good export: named, never deleted."""
+    from dymos.export import build
+
+    target = tmp_path / "export"
+    stale, fresh = tmp_path / ".export.partial-a1", tmp_path / ".export.partial-b2"
+    set_aside, other = tmp_path / ".export.old-c3", tmp_path / ".other.partial-d4"
+    for folder in (stale, fresh, set_aside, other):
+        folder.mkdir()
+        (folder / "denoiser.onnx").write_bytes(b"x")
+    day_old = time.time() - build.LEFTOVER_AGE_S - 60
+    for folder in (stale, set_aside, other):
+        os.utime(folder, (day_old, day_old))
+    said: list[str] = []
+    build._sweep_leftovers(target, said.append)  # no target: the set-aside export is all that is left of it
+    assert not stale.exists() and fresh.exists() and set_aside.exists() and other.exists()
+    assert any(str(set_aside) in line and "move it to" in line for line in said)
+    target.mkdir()
+    build._sweep_leftovers(target, said.append)  # now the target exists, the day-old set-aside copy goes
+    assert not set_aside.exists() and fresh.exists() and other.exists()
+    assert sum("removed" in line for line in said) == 2
 
 
 @pytest.mark.parametrize("name", sorted(TINY_CASES))

@@ -698,6 +698,23 @@ def test_dymos_run_with_an_image_on_the_shipped_model(pipelines: TinyExports, tm
     assert (tmp_path / "video_s0.gif").stat().st_size > 0 and (tmp_path / "video_s4.gif").stat().st_size > 0
 
 
+def test_a_prompt_the_export_cannot_encode_without_torch_is_a_clear_error(
+    pipelines: TinyExports, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The shipped model's export has no text encoder: a prompt there needs `dymos prepare` (torch). Where torch's
+    side cannot be imported, `dymos run` says so and how to go on, and writes nothing."""
+    from dymos.cli import main
+    from dymos.sprites import make_clip
+
+    monkeypatch.setitem(sys.modules, "dymos.prepare", None)  # `from dymos.prepare import ...` raises ImportError
+    Image.fromarray(make_clip(1, 0)[0]).save(tmp_path / "sprites.png")
+    argv = ["run", "--export", str(pipelines.export("sprites")), "--image", str(tmp_path / "sprites.png")]
+    assert main([*argv, "--prompt", "a red ball", "--out", str(tmp_path / "video.gif"), *IN_PROCESS]) == 1
+    error = capsys.readouterr().err
+    assert "cannot encode the prompt without torch" in error and "run `dymos prepare` where it is" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sprites.png"]
+
+
 def test_dymos_run_takes_a_negative_prompt(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
     """`dymos run --negative-prompt` reaches the unconditional pass (HunyuanVideo's true CFG, through its exported
     LLaVA): the video differs from the one with the empty negative prompt."""

@@ -440,6 +440,24 @@ def test_engine_precision_and_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert tensorrt_cache_dir() == tmp_path / "xdg" / "dymos" / "tensorrt"
 
 
+def test_saved_inputs_that_do_not_fit_the_artifact_are_a_parity_error(linear_onnx: Path, tmp_path: Path) -> None:
+    """A polygraphy failure while running the saved parity inputs (here: inputs named for another graph) reaches
+    the user as a :class:`ParityError` naming the artifact, not as a polygraphy traceback."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.json import save_json
+
+    from dymos.export import validate
+
+    parity = tmp_path / "parity"
+    parity.mkdir()
+    save_json([{"latents": np.zeros((2, 8), np.float32)}], str(parity / "inputs.json"))
+    runner = OnnxrtRunner(SessionFromOnnx(str(linear_onnx), providers=["CPUExecutionProvider"]))
+    with pytest.raises(validate.ParityError, match=r"could not run denoiser\.onnx on the saved parity inputs"):
+        validate._against_saved(
+            runner, linear_onnx, "onnxruntime", "--onnxrt", [], parity, "fp32", "noise_pred", strength_input=True
+        )
+
+
 def _stub_engine_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, calls: list[dict]) -> None:
     """TensorRT 'installed', its build writing a stand-in plan: what the export does around the build is real."""
     monkeypatch.setattr("dymos.export.build.tensorrt_version", lambda: "10.14.1.48")
