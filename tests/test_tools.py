@@ -204,7 +204,16 @@ def test_train_tiny_writes_a_loadable_pipeline_and_reuses_its_latent_cache(tmp_p
     assert "encoded latents from" in capsys.readouterr().out
     config = json.loads((tmp_path / "again" / "transformer" / "config.json").read_text())
     assert (config["num_attention_heads"], config["attention_head_dim"]) == (4, 32)  # same width, more heads
-    ti2v = ["--out", str(tmp_path / "ti2v"), "--work", str(tmp_path / "work3"), "--form", "ti2v", "--optimizer", "muon"]
+    ti2v = [
+        "--out",
+        str(tmp_path / "ti2v"),
+        "--work",
+        str(tmp_path / "work3"),
+        "--form",
+        "ti2v",
+        "--optimizer",
+        "adamw",
+    ]
     assert train_tiny.main([*common, *ti2v, "--vae-from", str(tmp_path / "work" / "vae")]) == 0
     pipe = _plain_from_pretrained(tmp_path / "ti2v")
     assert pipe.config.expand_timesteps and pipe.transformer.config.in_channels == 16  # the latents alone
