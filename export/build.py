@@ -363,7 +363,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     )
     experts = _experts(pipe)
     _sweep_leftovers(target, log)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_sibling_prefix(target, "partial"), dir=target.parent))
     staging.chmod(0o755)  # mkdtemp creates 0700
     try:
         submodels: dict[str, ExportSpec] = {}
@@ -1170,6 +1170,12 @@ def _layout_dict(family: str) -> dict[str, Any]:
     }
 
 
+def _sibling_prefix(target: Path, kind: str) -> str:
+    """The name prefix of the hidden dirs an export makes beside ``target``: ``partial`` (staging) or ``old`` (the
+    previous export, set aside during the swap). One spelling for making them and for sweeping them up."""
+    return f".{target.name}.{kind}-"
+
+
 LEFTOVER_AGE_S = 24 * 3600  # a killed export's staging or set-aside dir this old is no live export's
 
 
@@ -1179,11 +1185,11 @@ def _sweep_leftovers(target: Path, log: Callable[[str], None], max_age_s: float 
     exports where ``target`` exists. An ``.old-*`` with no ``target`` is the last good export of a run killed
     mid-swap: it is kept and named, never deleted."""
     now = time.time()
+    partial, old = _sibling_prefix(target, "partial"), _sibling_prefix(target, "old")
     for leftover in sorted(target.parent.glob(f".{target.name}.*-*")):
-        kind = leftover.name[len(target.name) + 2 :].split("-", 1)[0]
-        if kind not in ("partial", "old") or not leftover.is_dir():
+        if not leftover.name.startswith((partial, old)) or not leftover.is_dir():
             continue
-        if kind == "old" and not target.exists():
+        if leftover.name.startswith(old) and not target.exists():
             log(f"warning: {leftover} holds the export an interrupted run set aside; move it to {target} to keep it")
             continue
         try:
@@ -1201,7 +1207,7 @@ def _replace_dir(staging: Path, target: Path) -> None:
     old = None
     if target.exists():
         # a fresh empty name (rename replaces an empty dir): a leftover of a crashed run cannot collide
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old = Path(tempfile.mkdtemp(prefix=_sibling_prefix(target, "old"), dir=target.parent))
         try:
             os.replace(target, old)
         except BaseException:
