@@ -3,6 +3,7 @@ is noisy, and performance is measured by `make bench`, not by tests)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -372,6 +373,48 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
     for bad in (*bad_args, ["--form", "ti2v", "--patch", "1"]):
         with pytest.raises(SystemExit):
             train_tiny.main(bad)
+
+
+def test_train_tiny_wsd_holds_the_peak_then_decays_to_zero_fitted_late(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--schedule wsd``: warmup, the peak rate, then a 1 - sqrt decay to zero. With ``--steps auto`` the decay
+    starts when ``--decay-share`` of the stage's budget is left, its length fitted then and logged with the step
+    it started at (so ``--steps N --decay-start M`` repeats the run); with ``--steps N`` it starts at
+    N - share x N; contradictory flags are refused."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_tiny
+
+    rates = [train_tiny.wsd_lr(step, 1.0, 10, 60, 100) for step in range(100)]
+    assert rates[0] == 0.1 and rates[9] == 1.0 and set(rates[10:61]) == {1.0}
+    assert all(a >= b for a, b in itertools.pairwise(rates[9:])) and 0 < rates[99] < 0.2
+    assert abs(rates[70] - (1 - (10 / 40) ** 0.5)) < 1e-12
+    assert train_tiny.wsd_lr(5000, 1.0, 10, None, None) == 1.0  # decay not fixed yet: the peak
+
+    monkeypatch.setattr(train_tiny, "AUTO_PROBE_START", 1)
+    monkeypatch.setattr(train_tiny, "AUTO_PROBE_END", 3)
+    command = ["--clips", "4", "--steps", "auto", "--schedule", "wsd", "--decay-share", "0.5", "--batch", "2"]
+    command += ["--warmup", "2", "--max-minutes", "0.15", *_one_layer_run(tmp_path)]
+    assert train_tiny.main(command) == 0
+    log = json.loads((tmp_path / "out" / "train_log.json").read_text())
+    (planned,) = [row for row in log["log"] if "auto_steps" in row]
+    assert 3 <= planned["decay_start"] < planned["auto_steps"] == log["args"]["steps_run"]
+    assert log["args"]["decay_start_run"] == planned["decay_start"]
+    repeat = f"repeat with --steps {planned['auto_steps']} --decay-start {planned['decay_start']}"
+    assert repeat in capsys.readouterr().out
+    rates = {row["step"]: row["lr"] for row in log["log"] if "lr" in row}
+    assert rates[0] == pytest.approx(0.5 * log["args"]["lr"])  # warmup; the rest is logged every 100 steps
+
+    fixed = train_tiny.checked_args(train_tiny.build_parser(), ["--schedule", "wsd", "--steps", "1000"])
+    assert fixed.decay_start == 800  # the default share, 0.2: the decay takes the last fifth of the steps
+    bad = (
+        ["--schedule", "wsd", "--decay-share", "1.5"],
+        ["--schedule", "cosine", "--steps", "100", "--decay-start", "50"],
+        ["--schedule", "wsd", "--steps", "auto", "--decay-start", "50"],
+        ["--schedule", "wsd", "--steps", "100", "--decay-start", "100"],
+        ["--schedule", "wsd", "--steps", "100", "--warmup", "200"],
+    )
+    for flags in bad:
+        with pytest.raises(SystemExit):
+            train_tiny.main(flags)
 
 
 def test_train_tiny_precision_auto_takes_bf16_only_where_it_measures_faster(tmp_path: Path) -> None:

@@ -144,18 +144,19 @@ AUTO_PROBE_START, AUTO_PROBE_END = 20, 120  # steps timed for --steps auto (afte
 AUTO_MARGIN = 0.95  # share of the remaining budget --steps auto plans for (the machine's speed drifts)
 
 
-def fit_schedule(step: int, probe_seconds: float, args: argparse.Namespace) -> int:
-    """``--steps auto``: the schedule length that ends inside ``--max-minutes`` at the speed measured over the probe
-    steps. It is fixed inside the warmup, whose learning rates do not depend on it, so ``--steps N`` with the
-    logged N repeats the run's schedule step for step on any machine (the weights bit for bit only where the CPU
-    kernels match: the VAE stage was seen to differ between machines)."""
-    per_step = probe_seconds / (AUTO_PROBE_END - AUTO_PROBE_START)
+def fit_schedule(
+    step: int, probe_seconds: float, args: argparse.Namespace, probe_steps: int = AUTO_PROBE_END - AUTO_PROBE_START
+) -> int:
+    """``--steps auto``: the schedule length that ends inside ``--max-minutes`` at the speed measured over the last
+    ``probe_steps`` steps. A cosine schedule is fixed inside the warmup, whose learning rates do not depend on it; a
+    WSD schedule when its decay starts, timed over the whole stable phase. Either way ``--steps N`` (and
+    ``--decay-start M``) with the logged counts repeats the run's schedule step for step on any machine (the
+    weights bit for bit only where the CPU kernels match: the VAE stage was seen to differ between machines)."""
+    per_step = probe_seconds / probe_steps
     remaining = args.max_minutes * 60 - (time.perf_counter() - args.t0)
     total = step + max(1, int(AUTO_MARGIN * remaining / per_step))
-    log(
-        f"--steps auto: {per_step:.3f} s/step, {remaining / 60:.1f} min left: schedule of {total} steps "
-        f"(repeat with --steps {total})"
-    )
+    repeat = f"--steps {total}" + (f" --decay-start {step}" if args.schedule == "wsd" else "")
+    log(f"--steps auto: {per_step:.3f} s/step, {remaining / 60:.1f} min left: {total} steps (repeat with {repeat})")
     return total
 
 
@@ -218,6 +219,17 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def wsd_lr(step: int, peak: float, warmup: int, decay_start: int | None, total: int | None) -> float:
+    """Warmup-stable-decay: the peak rate from the warmup's end until ``decay_start`` (None: not fixed yet, the
+    rate stays at its peak), then a 1 - sqrt(progress) decay to zero at ``total``. The stable phase does not depend
+    on the schedule's length, so the length can be fixed late, from the speed of the whole stable phase."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if decay_start is None or total is None or step < decay_start:
+        return peak
+    return peak * (1 - math.sqrt(min(1.0, (step - decay_start) / max(1, total - decay_start))))
 
 
 def vae_losses(vae: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,6 +373,7 @@ def compiled(model: torch.nn.Module, kernels: str) -> Callable:
 
 
 OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 def optimizers(model: torch.nn.Module, name: str, lr: float) -> list[torch.optim.Optimizer]:
@@ -395,16 +408,22 @@ def train_transformer(
     n, _, latent_frames, height, width = latents.shape
     mask = first_frame_mask(args.batch, latent_frames, args.vae_temporal, height, width)
     start = probe_start = time.perf_counter()
+    stage_seconds = args.max_minutes * 60 - (start - args.t0)  # the transformer's share of the budget
     running = None
-    total = args.steps  # None ('auto'): fixed at step AUTO_PROBE_END from the measured speed
+    total = args.steps  # None ('auto'): fixed from the measured speed (cosine: at AUTO_PROBE_END; wsd: decay start)
+    decay_start = args.decay_start
     step = 0
     while total is None or step < total:
-        if total is None and step == AUTO_PROBE_END:
-            total = fit_schedule(step, time.perf_counter() - probe_start, args)
-            log_rows.append({"stage": "transformer", "auto_steps": total})
+        if total is None and step >= AUTO_PROBE_END and (args.schedule == "cosine" or decay_due(args, stage_seconds)):
+            total = fit_schedule(step, time.perf_counter() - probe_start, args, step - AUTO_PROBE_START)
+            decay_start = step if args.schedule == "wsd" else None
+            log_rows.append({"stage": "transformer", "auto_steps": total, "decay_start": decay_start})
         if step == AUTO_PROBE_START:
             probe_start = time.perf_counter()
-        lr = cosine_lr(step, total or args.warmup, args.lr, args.warmup)
+        if args.schedule == "wsd":
+            lr = wsd_lr(step, args.lr, args.warmup, decay_start, total)
+        else:
+            lr = cosine_lr(step, total or args.warmup, args.lr, args.warmup)
         for optimizer in steppers:
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -446,8 +465,13 @@ def train_transformer(
             log_rows.append({"stage": "transformer", "stopped_early_at": step + 1})
             break
         step += 1
-    args.steps_run = total
+    args.steps_run, args.decay_start_run = total, decay_start
     return ema
+
+
+def decay_due(args: argparse.Namespace, stage_seconds: float) -> bool:
+    """``--schedule wsd --steps auto``: whether the budget left has fallen to the decay's share of the stage's."""
+    return args.max_minutes * 60 - (time.perf_counter() - args.t0) <= args.decay_share * stage_seconds
 
 
 def save_pipeline(vae: torch.nn.Module, transformer: torch.nn.Module, out: Path, form: str = "i2v") -> None:
@@ -480,7 +504,7 @@ def steps_arg(text: str) -> int | None:
     return steps
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--out",
@@ -622,6 +646,26 @@ def main(argv: list[str] | None = None) -> int:
         help="muon (the shipped run): Muon on the blocks' weight matrices, AdamW on the rest, one --lr; or adamw on "
         "every weight (the models shipped before it)",
     )
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="cosine",
+        help="learning-rate schedule after the warmup: cosine to 5%% of the peak over --steps (the shipped run's), or "
+        "wsd: the peak until --decay-start, then 1 - sqrt decay to zero; with --steps auto the decay starts when "
+        "--decay-share of the stage's budget is left and its length is fitted from the stable phase's speed",
+    )
+    parser.add_argument(
+        "--decay-share",
+        type=float,
+        default=0.2,
+        help="--schedule wsd: share of the steps (or, with --steps auto, of the stage's minutes) spent decaying",
+    )
+    parser.add_argument(
+        "--decay-start",
+        type=int,
+        default=None,
+        help="--schedule wsd with --steps N: the step the decay starts at (repeats a --steps auto run's log)",
+    )
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--checkpoint-every", type=int, default=500)
@@ -634,6 +678,11 @@ def main(argv: list[str] | None = None) -> int:
         help="stop the transformer stage after this step, the schedule still spanning --steps (repeats a run that "
         "--max-minutes stopped, on any machine)",
     )
+    return parser
+
+
+def checked_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The parsed flags with the ones left unset resolved and contradictions refused (``parser.error``)."""
     args = parser.parse_args(argv)
     # unset compile options follow --compile: the shipped run's kernels and compiled VAE, or nothing compiled
     if args.kernels and not args.compile:
@@ -646,8 +695,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--compile-vae compiles the VAE stage, which --vae-from skips")
     if args.compile_vae is None:
         args.compile_vae = args.compile and not args.vae_from
-    if args.steps is None and not (args.max_minutes and args.warmup > AUTO_PROBE_END):
-        parser.error(f"--steps auto needs --max-minutes and a --warmup over {AUTO_PROBE_END} steps (it times those)")
+    if args.steps is None and not args.max_minutes:
+        parser.error("--steps auto needs --max-minutes: it fits the schedule to the budget")
+    if args.steps is None and args.schedule == "cosine" and args.warmup <= AUTO_PROBE_END:
+        parser.error(f"--steps auto times warmup steps {AUTO_PROBE_START}-{AUTO_PROBE_END}: it needs a longer --warmup")
+    if not 0 < args.decay_share < 1:
+        parser.error(f"--decay-share must lie between 0 and 1, got {args.decay_share}")
+    if args.decay_start is not None and (args.schedule != "wsd" or args.steps is None):
+        parser.error("--decay-start needs --schedule wsd and a fixed --steps N")
+    if args.schedule == "wsd" and args.steps is not None:
+        if args.decay_start is None:
+            args.decay_start = args.steps - round(args.decay_share * args.steps)
+        if not args.warmup <= args.decay_start < args.steps:
+            parser.error(f"--decay-start {args.decay_start} must lie in [--warmup {args.warmup}, --steps {args.steps})")
     if not args.vae_from:
         for name, key in VAE_SHAPE_ARGS.items():
             setattr(args, name, getattr(args, name) or VAE_CONFIG[key])
@@ -655,6 +715,12 @@ def main(argv: list[str] | None = None) -> int:
             vae_config(args.vae_spatial, args.vae_temporal, args.vae_channels)
         except ValueError as error:
             parser.error(str(error))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = checked_args(parser, argv)
     args.t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
