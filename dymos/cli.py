@@ -7,11 +7,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from dymos import __version__
+
+LIST_OPTIONS = ("--strength", "--strengths")  # take comma-separated numbers that may start with a minus
+NEGATIVE_LIST = re.compile(r"-[0-9.][0-9.eE+-]*(,[-+0-9.eE]+)+")
+
+
+def _attach_negative_lists(argv: Sequence[str]) -> list[str]:
+    """``--strength -1,0`` as ``--strength=-1,0``: argparse takes a value that starts with a minus for an option
+    unless it reads as one number, so a list of strengths that starts below zero would be refused."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in LIST_OPTIONS and NEGATIVE_LIST.fullmatch(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 def _floats(text: str) -> list[float]:
@@ -87,11 +103,19 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strengths", type=_floats, default=[0.0, 1.0, 2.0, 4.0], help="comma-separated strengths (default 0,1,2,4)"
     )
-    p.add_argument("--frames", type=_positive_int, default=None, help="latent (token-)frames of the probe input")
     p.add_argument(
-        "--height", type=_positive_int, default=None, help="latent height (default: the family's small default)"
+        "--frames",
+        type=_positive_int,
+        default=None,
+        help="latent frames of the probe input (after the VAE's compression, unlike export's video --frames)",
     )
-    p.add_argument("--width", type=_positive_int, default=None, help="latent width")
+    p.add_argument(
+        "--height",
+        type=_positive_int,
+        default=None,
+        help="latent height, not pixels (default: the family's small default)",
+    )
+    p.add_argument("--width", type=_positive_int, default=None, help="latent width, not pixels")
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
     p.add_argument(
         "--layers", type=_layers, default=None, help="comma-separated layer indices or module names (default all)"
@@ -181,12 +205,18 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="fold only: pad the head dim to a multiple of this (default: 8 with --formats ...trt, else 1)",
     )
     p.add_argument(
-        "--opset", type=int, default=20, help="ONNX opset: <= 20 MatMul/Softmax form; 23 one Attention op (default 20)"
+        "--opset",
+        type=int,
+        default=20,
+        help="ONNX opset, 17-23: attention as MatMul/Softmax up to 22, as one Attention op at 23 (default 20)",
     )
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size to optimise for (default 1)")
     p.add_argument("--max-batch", type=_positive_int, default=4, help="largest batch the artifacts accept (default 4)")
     p.add_argument(
-        "--frames", type=_positive_int, default=None, help="video frames (e.g. Wan: 4n+1; default: a small size)"
+        "--frames",
+        type=_positive_int,
+        default=None,
+        help="video frames (e.g. Wan: 4n+1; default: a shipped model's trained size, else a small one)",
     )
     p.add_argument("--height", type=_positive_int, default=None, help="video height in pixels")
     p.add_argument("--width", type=_positive_int, default=None, help="video width in pixels")
@@ -273,17 +303,31 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_prepare)
 
 
+MICRO_DEFAULTS = {"cond_fps": 7, "motion_bucket_id": 127, "noise_aug_strength": 0.02}
+# what `dymos run` encodes when it makes the conditioning itself, and their values when not given
+ENCODING_DEFAULTS = {"image": None, "prompt": "", "negative_prompt": "", **MICRO_DEFAULTS}
+
+
 def _add_micro_conditioning(p: argparse.ArgumentParser) -> None:
     """SVD's micro-conditioning options, shared by `dymos prepare` and `dymos run --image`."""
-    p.add_argument("--cond-fps", type=_positive_int, default=7, help="SVD: the fps micro-conditioning (default 7)")
+    defaults = MICRO_DEFAULTS
     p.add_argument(
-        "--motion-bucket-id", type=_non_negative_int, default=127, help="SVD: motion bucket id (default 127)"
+        "--cond-fps",
+        type=_positive_int,
+        default=defaults["cond_fps"],
+        help=f"SVD: the fps micro-conditioning (default {defaults['cond_fps']})",
+    )
+    p.add_argument(
+        "--motion-bucket-id",
+        type=_non_negative_int,
+        default=defaults["motion_bucket_id"],
+        help=f"SVD: motion bucket id (default {defaults['motion_bucket_id']})",
     )
     p.add_argument(
         "--noise-aug-strength",
         type=_non_negative_float,
-        default=0.02,
-        help="SVD: image noise augmentation (default 0.02)",
+        default=defaults["noise_aug_strength"],
+        help=f"SVD: image noise augmentation (default {defaults['noise_aug_strength']})",
     )
 
 
@@ -341,18 +385,25 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strength", type=_floats, default=[2.0], help="motion strength, or one per video: 0,2,4 (default 2)"
     )
-    p.add_argument(
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
         "--fraction", type=float, default=None, help="DyMoS on for this first fraction of the steps (default 0.2)"
     )
-    p.add_argument("--first-steps", type=int, default=None, help="DyMoS on for the first N steps instead")
+    when.add_argument(
+        "--first-steps", type=_non_negative_int, default=None, help="DyMoS on for the first N steps instead"
+    )
     p.add_argument(
-        "--steps", type=int, default=None, help="denoising steps (default: the model's, from the manifest, else 20)"
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="denoising steps (default: the pipeline's own, recorded in the manifest at export; else 20)",
     )
     p.add_argument(
         "--guidance",
-        type=float,
+        type=_non_negative_float,
         default=None,
-        help="CFG scale (SVD: the top of its per-frame ramp from 1); default: the model's, from the manifest, else 5",
+        help="CFG scale (SVD: the top of its per-frame ramp from 1); default: the pipeline's own, recorded in the "
+        "manifest at export (a shipped model's where it sets one); else 5",
     )
     p.add_argument(
         "--guidance-2",
@@ -385,7 +436,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="onnxruntime CPU threads: one pool shared by every session (default; no busy-waiting pool of the last "
         "session competes with the next), onnxruntime's per-session pools, or per-session pools without spinning",
     )
-    p.add_argument("--fps", type=_positive_int, default=16, help="frames per second of the output (default 16)")
+    p.add_argument(
+        "--fps",
+        type=_positive_int,
+        default=None,
+        help="frames per second of the output file (default: the pipeline's, e.g. Wan 16, CogVideoX 8; else 16)",
+    )
+    p.add_argument(
+        "--no-verify-hashes",
+        action="store_true",
+        help="check the artifacts' sizes but not their sha256 (saves reading multi-GB weights at every start)",
+    )
     _add_micro_conditioning(p)
     p.add_argument(
         "--out",
@@ -414,7 +475,11 @@ def _run_run(args: argparse.Namespace) -> int:
 
     if Path(args.out).suffix.lower() not in VIDEO_FORMATS:
         raise ValueError(f"unsupported --out {args.out!r}: use one of {', '.join(VIDEO_FORMATS)}")
-    export = ExportDir.open(args.export)
+    ignored = [name for name, default in ENCODING_DEFAULTS.items() if getattr(args, name) != default]
+    if args.cond is not None and ignored:
+        flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+        raise ValueError(f"{flags} would be ignored: --cond {args.cond} is encoded already; give one or the other")
+    export = ExportDir.open(args.export, verify_hashes=not args.no_verify_hashes)
     defaults = (export.manifest.get("pipeline") or {}).get("defaults", {})
     steps = args.steps if args.steps is not None else int(defaults.get("steps", 20))
     guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance_scale", 5.0))
@@ -505,7 +570,7 @@ def _run_run(args: argparse.Namespace) -> int:
         export, cond, request, denoiser=denoiser, decoder=decoder, stock=stock, low_noise=low_noise, progress=progress
     )
     for frames, target in zip(result.frames, _video_paths(Path(args.out), args.strength), strict=True):
-        written = write_video(frames, target, fps=args.fps)
+        written = write_video(frames, target, fps=args.fps or int(defaults.get("fps", 16)))
         print(f"wrote {written[0]}" + (f" (+{len(written) - 1} frames)" if len(written) > 1 else ""))
     engine = sum(result.engine_seconds)
     total = sum(result.step_seconds)
@@ -576,8 +641,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=_positive_int, default=64, help="held-out clips (default 64)")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="noise seeds per clip (default 0,1,2)")
     p.add_argument("--data-seed", type=int, default=1, help="dataset seed of the clips (training used 0; default 1)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--guidance", type=_non_negative_float, default=None, help="CFG scale (default: the model's)")
     p.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
     p.set_defaults(handler=_run_sweep)
 
@@ -623,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_lists(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

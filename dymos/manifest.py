@@ -125,6 +125,9 @@ def load_manifest(root: Path, *, verify_hashes: bool = True, tensorrt_version: s
         raise ManifestError(
             f"{path} has format version {manifest.get('format_version')}; this dymos reads version {FORMAT_VERSION}"
         )
+    model, submodels = manifest.get("model"), manifest.get("submodels")
+    if not (isinstance(model, dict) and isinstance(model.get("family"), str) and isinstance(submodels, dict)):
+        raise ManifestError(f"{path} lacks its model family or its graphs ('model.family', 'submodels'): damaged")
     files = manifest.get("files", {})
     if not isinstance(files, dict):
         raise ManifestError(f"{path}: 'files' must map file names to their bytes and sha256")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dymos.catalog import DEFAULT_MODEL, SHIPPED_MODELS
+from dymos.catalog import DEFAULT_MODEL, SHIPPED_MODELS, TINY_PIPELINES
 from dymos.layouts import FAMILIES, FamilyLayout, UnsupportedModelError, supported_classes
 from dymos.tiny import TINY_CASES
 
@@ -116,8 +116,8 @@ def resolve_model(spec: str) -> tuple[str, str, dict]:
     if not path.exists():
         raise ModelNotFoundError(
             f"model {spec!r} is neither a local checkpoint directory, a shipped model ({', '.join(SHIPPED_MODELS)}), "
-            f"a family ({', '.join(FAMILY_TINY)}) nor a tiny "
-            f"model (tiny:{'|'.join(TINY_CASES)})"
+            f"a family ({', '.join(FAMILY_TINY)}), a tiny model (tiny:{'|'.join(TINY_CASES)}) nor a tiny pipeline "
+            f"({TINY_PIPELINE_PREFIX}{'|'.join(TINY_PIPELINES)})"
         )
     config_path = _model_folder(path) / "config.json"
     config = _read_json(config_path)
@@ -154,7 +154,6 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, seed: int = 
     override ``from_pretrained``'s (folders only)."""
     import diffusers
 
-    from dymos.catalog import TINY_PIPELINES
     from dymos.tiny import build_tiny_pipeline
 
     if spec.startswith(TINY_PIPELINE_PREFIX):

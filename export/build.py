@@ -8,6 +8,7 @@ nothing) in place, never a loadable half-directory.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -288,6 +289,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             f"--max-batch must be at least 2 (the parity check runs a batch mixing two strengths) and at least "
             f"--batch {options.batch}; got {options.max_batch}"
         )
+    if options.trt_precision is not None and "trt" not in formats:
+        raise ExportError("--trt-precision sets the TensorRT engine's precision: it needs trt in --formats")
     if "trt" in formats and "onnx" not in formats:
         formats.insert(0, "onnx")  # the engine is built from the validated ONNX
     if "trt" in formats and tensorrt_version() is None:  # before minutes of export work, not after
@@ -312,6 +315,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             "strategy 'split' passes a query-broadcast key mask, which the opset-23 ONNX Attention op rejects in "
             "onnxruntime and TensorRT; use --strategy fold or mask, or --opset 20"
         )
+    if options.fold_pad_to is not None and strategy != "fold":
+        raise ExportError(f"--fold-pad-to pads the fold strategy's head dim; this export uses {strategy!r}")
     fold_pad_to = resolve_fold_pad_to(options.fold_pad_to, formats)
     _validation_providers(options.precision)  # fail before loading anything
     target = options.target_dir()
@@ -388,8 +393,9 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
             sink = GraphSink(staging, dataclasses.replace(options, **video), log, submodels, submodel_artifacts)
             pipeline_entry = _export_pipeline_parts(pipe, family, cases, sink)
             files += pipeline_entry.pop("files")
-            # the recipe's (the pipeline's own), then a shipped model's (e.g. the guidance it was trained for)
-            generation = {**(recipe or {}).get("defaults", {}), **defaults.get("generation", {})}
+            # the pipeline's own (its __call__'s defaults, its docs' frame rate), then a shipped model's (e.g. the
+            # guidance it was trained for)
+            generation = {**call_defaults(pipe, recipe or {}), **defaults.get("generation", {})}
             pipeline_entry["defaults"] = generation
         manifest = {
             "model": {
@@ -583,6 +589,7 @@ def _experts(pipe: Any) -> dict[str, torch.nn.Module]:
 # its pixels are prepared, what the unconditional pass sees, how the T5 text encoder masks and prompts are cleaned.
 RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
     "WanImageToVideoPipeline": {
+        "fps": 16,  # the frame rate of its docs' videos (dymos run's default for --fps)
         "latent_layout": "BCFHW",
         "channels_key": "z_dim",
         "normalization": "mean_std",
@@ -597,6 +604,7 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
     },
     # The image latents are sampled from the VAE posterior: the condition encoder takes that noise as an input.
     "CogVideoXImageToVideoPipeline": {
+        "fps": 8,
         "latent_layout": "BFCHW",
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
@@ -612,6 +620,7 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
     # un-normalised with the VAE's statistics (weights, not config) and its scaling factor; T5 prompts come with
     # attention masks, one per CFG half.
     "LTXImageToVideoPipeline": {
+        "fps": 24,
         "latent_layout": "BCFHW",
         "channels_key": "latent_channels",
         "normalization": "mean_std",
@@ -649,13 +658,17 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         },
         # its real prompts are encoded together with the image (LLaVA): no image-independent empty prompt to store
         "prompts_with_image": True,
-        # the pipeline's own defaults: true CFG off (a guidance-distilled checkpoint), guidance embedding 1
-        "defaults": {"guidance_scale": 1.0},
+        # true CFG is __call__'s true_cfg_scale (off by default: a guidance-distilled checkpoint); its
+        # guidance_scale is the guidance embedding's value
+        "call_names": {"guidance_scale": "true_cfg_scale"},
+        "fps": 15,
     },
     # SVD also guides per frame (a linear ramp from 1 to the guidance scale) and decodes frames folded into the
     # batch; its unconditional pass sees zero image embeddings and zero image latents; its condition encoder takes
     # the noise augmentation (noise and scale) as inputs, and its added time ids are micro-conditioning.
     "StableVideoDiffusionPipeline": {
+        "fps": 7,
+        "call_names": {"guidance_scale": "max_guidance_scale"},  # the top of its per-frame ramp
         "latent_layout": "BFCHW",
         "channels_key": "latent_channels",
         "normalization": "scaling_factor",
@@ -667,6 +680,23 @@ RUNTIME_PIPELINES: dict[str, dict[str, Any]] = {
         "added_time_ids": True,
     },
 }
+
+
+CALL_DEFAULTS = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale"}  # ours: the __call__ name
+
+
+def call_defaults(pipe: Any, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The generation defaults of the pipeline class, under the runtime's names: steps and guidance from its
+    ``__call__`` signature (the recipe's ``call_names`` say where the class names them otherwise: SVD's
+    ``max_guidance_scale``, HunyuanVideo's ``true_cfg_scale``), and the frame rate its documentation writes
+    videos at (``fps``), so ``dymos run`` generates as the pipeline would without flags."""
+    parameters = inspect.signature(type(pipe).__call__).parameters
+    found = {}
+    for ours, theirs in {**CALL_DEFAULTS, **recipe.get("call_names", {})}.items():
+        default = parameters[theirs].default if theirs in parameters else None
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            found[ours] = default
+    return {**found, **({"fps": recipe["fps"]} if "fps" in recipe else {})}
 
 
 def pipeline_recipe(pipe: Any) -> dict[str, Any] | None:
@@ -830,7 +860,7 @@ def _export_pipeline_parts(pipe: Any, family: str, cases: list[ParityCase], sink
     constants = {k: v for k, v in recipe.get("constant_inputs", {}).items() if k in cases[0].inputs}
     # what applies to this model: a guidance embedding only where the graph has its input (HunyuanVideo without
     # guidance_embeds has none), a decode timestep only where the VAE takes one
-    inapplicable = {"channels_key", "constant_inputs", "defaults"}
+    inapplicable = {"channels_key", "constant_inputs", "call_names", "fps"}
     if recipe.get("embedded_guidance", {}).get("input") not in cases[0].inputs:
         inapplicable.add("embedded_guidance")
     if not vae.config.get("timestep_conditioning"):

@@ -29,6 +29,11 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (missing package, GPU or artifact)."""
 
 
+class EngineError(RuntimeError):
+    """An engine failed on a feed that fits its spec (out of memory, a provider failure): the engine's own error,
+    named, instead of a library exception the caller cannot know."""
+
+
 class Backend(Protocol):
     name: str
     spec: SubmodelSpec
@@ -85,14 +90,21 @@ class OnnxRuntimeBackend:
         if threading == "no-spin":
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as err:  # onnxruntime's errors (Fail, InvalidProtobuf, EPFail...) derive from Exception only
+            raise BackendUnavailable(f"onnxruntime cannot load {path.name}: {err}") from err
         self.spec = spec
         self.name = f"onnxruntime ({providers[0]})"
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.spec.check_feed(feed)
-        return dict(zip(self._outputs, self.session.run(self._outputs, feed)))
+        try:
+            outputs = self.session.run(self._outputs, feed)
+        except Exception as err:  # see __init__: onnxruntime's errors are not RuntimeErrors
+            raise EngineError(f"{self.name} failed running {self.spec.name}: {err}") from err
+        return dict(zip(self._outputs, outputs))
 
 
 def _create_shared_pool(ort, threads: int) -> None:
@@ -193,7 +205,7 @@ class TensorRTBackend:
     def _check(self, result):
         err, *value = result
         if int(err) != 0:
-            raise RuntimeError(f"CUDA error {err}")
+            raise EngineError(f"CUDA error {err}")
         return value[0] if len(value) == 1 else value
 
     def _max_shape(self, name: str) -> tuple[int, ...]:
@@ -234,7 +246,7 @@ class TensorRTBackend:
             self._check(cudart.cudaGraphDestroy(graph))  # the instantiated graph keeps what it needs
             self._check(cudart.cudaGraphLaunch(self._graphs[signature], self.stream))
         elif not self.context.execute_async_v3(self.stream):
-            raise RuntimeError("TensorRT execution failed")
+            raise EngineError(f"TensorRT failed running {self.spec.name}")
         outputs = {}
         for name in (n for n in self._io if n not in self._inputs):
             shape = tuple(self.context.get_tensor_shape(name))

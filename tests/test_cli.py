@@ -84,3 +84,33 @@ def test_prepare_passes_the_svd_micro_conditioning_through(monkeypatch, tmp_path
     argv = ["prepare", "--export", str(tmp_path), "--image", "x.png", "--cond-fps", "9", "--motion-bucket-id", "42"]
     assert main([*argv, "--noise-aug-strength", "0.1", "--seed", "3"]) == 0
     assert seen == {"negative_prompt": "", "seed": 3, "fps": 9, "motion_bucket_id": 42, "noise_aug_strength": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "--strength", "-1,0"], [-1.0, 0.0]),
+        (["run", "--strength", "-1"], [-1.0]),  # one number: argparse's own reading
+        (["run", "--strength", "-0.5,-2,3e-1"], [-0.5, -2.0, 0.3]),
+        (["probe", "--strengths", "-2,0,2"], [-2.0, 0.0, 2.0]),
+        (["sweep", "--strengths", "-1,0,1"], [-1.0, 0.0, 1.0]),
+    ],
+)
+def test_strength_lists_may_start_below_zero(argv: list[str], expected: list[float]) -> None:
+    """``--strength -1,0`` (less motion) reads as a list, not as an unknown option."""
+    from dymos.cli import _attach_negative_lists, build_parser
+
+    args = build_parser().parse_args(_attach_negative_lists(argv))
+    assert (args.strength if argv[0] == "run" else args.strengths) == expected
+    assert _attach_negative_lists(["run", "--seed", "-1,0"]) == ["run", "--seed", "-1,0"]  # other options as typed
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--prompt", "a cat"], ["--image", "x.png"], ["--negative-prompt", "static"], ["--motion-bucket-id", "3"]],
+)
+def test_run_refuses_encoding_flags_that_cond_would_override(extra: list[str], tmp_path, capsys) -> None:
+    """--cond is already encoded: a prompt, image or micro-conditioning given beside it would be silently dropped."""
+    assert main(["run", "--export", str(tmp_path), "--cond", "c.npz", *extra]) == 1
+    err = capsys.readouterr().err
+    assert f"{extra[0]} would be ignored: --cond c.npz is encoded already" in err

@@ -132,6 +132,11 @@ def test_manifest_refuses_tampered_missing_or_corrupt_artifacts(exports: dict[st
         load_manifest(copy)
     with pytest.raises(ManifestError, match=r"no manifest\.json"):
         load_manifest(tmp_path)
+    manifest = json.loads((exports["wan22"] / "manifest.json").read_text())
+    del manifest["model"]["family"]  # a damaged manifest names what it lacks, not a KeyError later
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"lacks its model family or its graphs"):
+        load_manifest(copy)
 
 
 def test_manifest_refuses_an_engine_from_another_tensorrt(exports: dict[str, Path], tmp_path: Path) -> None:
@@ -400,6 +405,47 @@ def test_trt_format_without_tensorrt_fails_before_loading_anything(
     with pytest.raises(ExportError, match=r"needs TensorRT.*make setup GPU=1.*--formats onnx"):
         run_export(ExportOptions(model="tiny:wan22", out=tmp_path, formats=("onnx", "trt")), log=_quiet)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"trt_precision": "fp16"}, "needs trt in --formats"),
+        ({"strategy": "mask", "fold_pad_to": 8}, "pads the fold strategy's head dim; this export uses 'mask'"),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict, message: str
+) -> None:
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr("dymos.export.build.load_denoiser", no_load)
+    with pytest.raises(ExportError, match=message):
+        run_export(ExportOptions(model="tiny:wan22", out=tmp_path, **options), log=_quiet)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "expected"),
+    [
+        ("WanImageToVideoPipeline", {"steps": 50, "guidance_scale": 5.0, "fps": 16}),
+        ("CogVideoXImageToVideoPipeline", {"steps": 50, "guidance_scale": 6, "fps": 8}),
+        ("LTXImageToVideoPipeline", {"steps": 50, "guidance_scale": 3, "fps": 24}),
+        # true CFG is true_cfg_scale there (guidance_scale feeds the guidance embedding)
+        ("HunyuanVideoImageToVideoPipeline", {"steps": 50, "guidance_scale": 1.0, "fps": 15}),
+        ("StableVideoDiffusionPipeline", {"steps": 25, "guidance_scale": 3.0, "fps": 7}),  # the top of its ramp
+    ],
+)
+def test_an_export_records_the_pipelines_own_generation_defaults(pipeline: str, expected: dict) -> None:
+    """`dymos run` without --steps/--guidance/--fps generates as the pipeline's own __call__ would: the export
+    reads its signature's defaults (no instance needed, so every class is checked here, not only tiny ones)."""
+    import diffusers
+
+    from dymos.export.build import RUNTIME_PIPELINES, call_defaults
+
+    instance = object.__new__(getattr(diffusers, pipeline))  # the class's __call__ signature is all it reads
+    assert call_defaults(instance, RUNTIME_PIPELINES[pipeline]) == expected
 
 
 def test_a_failed_swap_puts_the_previous_export_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -682,7 +682,7 @@ def test_shipped_model_exports_at_its_trained_size_with_its_defaults(pipelines: 
     video = manifest["pipeline"]["video"]
     assert (video["frames"], video["height"], video["width"]) == (9, 32, 32)
     assert (video["latent_frames"], video["latent_height"], video["latent_width"]) == (5, 16, 16)
-    assert manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0, "steps": 20}
+    assert manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0, "steps": 20, "fps": 16}
 
 
 def test_dymos_run_with_an_image_on_the_shipped_model(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
@@ -783,7 +783,6 @@ def test_bad_requests_fail_fast(exported: Path, conditioning: Path, request_kwar
     ("extra", "message"),
     [
         (["--strength", "nan"], "finite"),
-        (["--steps", "0"], "positive integer"),
         (["--strength", "1,1,1,1,1"], "outside the exported range"),
         (["--out", "video.avi"], r"unsupported --out 'video\.avi'"),
     ],
@@ -864,6 +863,10 @@ def test_dymos_run_checks_the_conditioning_before_loading_engines(
         (["--fps", "0"], "positive integer"),
         (["--noise-aug-strength", "nan"], "finite number"),
         (["--cond-fps", "0"], "positive integer"),
+        (["--steps", "0"], "positive integer"),
+        (["--guidance", "nan"], "finite number"),
+        (["--first-steps", "-1"], "non-negative integer"),
+        (["--fraction", "0.5", "--first-steps", "2"], "not allowed with argument --fraction"),
     ],
 )
 def test_dymos_run_refuses_bad_numbers_while_parsing(exported: Path, tmp_path: Path, capsys, extra, message) -> None:
@@ -976,6 +979,10 @@ def test_dymos_inspect_verifies_and_summarises_an_export(exported: Path, tmp_pat
     assert "sha256 not checked" in capsys.readouterr().out
     assert main(["inspect", str(copy)]) == 1
     assert "does not match its sha256" in capsys.readouterr().err
+    assert main(["run", "--export", str(copy)]) == 1  # run verifies too, unless told to check sizes only
+    assert "does not match its sha256" in capsys.readouterr().err
+    assert main(["run", "--export", str(copy), "--no-verify-hashes"]) == 1
+    assert "give --cond (from `dymos prepare`) or --image" in capsys.readouterr().err  # past the manifest
 
 
 def test_inspect_says_whether_an_engine_fits_the_installed_tensorrt(tmp_path: Path) -> None:
@@ -1075,7 +1082,7 @@ def test_hunyuanvideo_embedded_guidance_is_fed_and_matters(pipelines: TinyExport
 
     exported = pipelines.export("hunyuanvideo")
     export = ExportDir.open(exported)
-    assert export.manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0}
+    assert export.manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0, "steps": 50, "fps": 15}
     conditioning = pipelines.conditioning("hunyuanvideo")
     cond = load_conditioning(str(conditioning))
     latents = np.random.default_rng(3).standard_normal((1, 4, 3, 8, 8), dtype=np.float32)
@@ -1405,3 +1412,33 @@ def test_fp16_svd_encodes_the_image_in_fp32_as_its_pipeline_does(tmp_path: Path)
         reference = latents.to(pipe.image_encoder.dtype).unsqueeze(1).repeat(1, frames, 1, 1, 1)
     assert out.dtype == np.float16 and out.shape == tuple(reference.shape)
     np.testing.assert_allclose(out.astype(np.float32), reference.float().numpy(), atol=1e-3, rtol=1e-3)
+
+
+def test_onnxruntime_failures_are_named_errors_not_library_exceptions(tmp_path: Path) -> None:
+    """onnxruntime's own exceptions derive from Exception only, past `dymos`'s error handling: a file it cannot
+    load is an unavailable backend (so `auto` falls back and says why), a run that fails on a feed that fits the
+    spec (out of memory, a provider error; here a reshape the values cannot take) an EngineError."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dymos.runtime.artifacts import SubmodelSpec
+    from dymos.runtime.backends import BackendUnavailable, EngineError, OnnxRuntimeBackend
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [3])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "reshape_to_3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [shape],
+    )
+    path = tmp_path / "reshape.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    spec = SubmodelSpec("g", [{"name": "x", "dtype": "float32", "shape": ["n"]}], [{"name": "y"}], {})
+    backend = OnnxRuntimeBackend(path, spec)
+    assert backend.run({"x": np.ones(3, np.float32)})["y"].shape == (3,)
+    with pytest.raises(EngineError, match=r"onnxruntime \(CPUExecutionProvider\) failed running g"):
+        backend.run({"x": np.ones(4, np.float32)})
+    path.write_bytes(b"not an onnx file")
+    with pytest.raises(BackendUnavailable, match=r"onnxruntime cannot load reshape\.onnx"):
+        OnnxRuntimeBackend(path, spec)
