@@ -298,6 +298,12 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="seed of the random draws here (CogVideoX image latents, SVD noise aug)",
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="the exported checkpoint's folder where it moved (default: the folder the export recorded; weights that "
+        "changed since the export are refused)",
+    )
     _add_micro_conditioning(p)
     p.add_argument("--out", default="conditioning.npz", help="output .npz (default conditioning.npz)")
     p.set_defaults(handler=_run_prepare)
@@ -305,7 +311,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 MICRO_DEFAULTS = {"cond_fps": 7, "motion_bucket_id": 127, "noise_aug_strength": 0.02}
 # what `dymos run` encodes when it makes the conditioning itself, and their values when not given
-ENCODING_DEFAULTS = {"image": None, "prompt": "", "negative_prompt": "", **MICRO_DEFAULTS}
+ENCODING_DEFAULTS = {"image": None, "model": None, "prompt": "", "negative_prompt": "", **MICRO_DEFAULTS}
 
 
 def _add_micro_conditioning(p: argparse.ArgumentParser) -> None:
@@ -345,6 +351,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         fps=args.cond_fps,
         motion_bucket_id=args.motion_bucket_id,
         noise_aug_strength=args.noise_aug_strength,
+        model=args.model,
     )
     print(f"conditioning: {out}")
     return 0
@@ -371,6 +378,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cond", default=None, help="conditioning .npz from `dymos prepare`")
     p.add_argument("--image", default=None, help="conditioning image (when --cond is not given)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="where the prepare step (torch) finds the exported checkpoint if it moved (as `dymos prepare --model`)",
+    )
     p.add_argument(
         "--prompt",
         default="",
@@ -538,6 +550,7 @@ def _run_run(args: argparse.Namespace) -> int:
                 fps=args.cond_fps,
                 motion_bucket_id=args.motion_bucket_id,
                 noise_aug_strength=args.noise_aug_strength,
+                model=args.model,
             )
         )
         cond = load_conditioning(args.cond, export)

@@ -75,6 +75,57 @@ def source_folder(spec: str) -> Path | None:
     return _folder(spec)
 
 
+FINGERPRINT_EDGE = 1 << 20  # bytes read from each end of a large file for the folder fingerprint
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A cheap identity of a model folder: every file's relative path and size, the whole of files up to 2 MiB
+    (configs, small weights) and the first and last MiB of larger ones (a retrained checkpoint's tensors differ
+    there), hashed together. Not a full hash: it reads megabytes, not the tens of GB of a large checkpoint."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
+        with path.open("rb") as handle:
+            if size <= 2 * FINGERPRINT_EDGE:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(FINGERPRINT_EDGE))
+                handle.seek(size - FINGERPRINT_EDGE)
+                digest.update(handle.read(FINGERPRINT_EDGE))
+    return digest.hexdigest()
+
+
+def source_record(spec: str) -> dict[str, str]:
+    """What an export records of a folder it loaded, so the torch side (prepare, sweep) finds the same weights
+    later from any working directory and notices when they changed: the absolute folder and its fingerprint."""
+    folder = source_folder(spec)
+    if folder is None:
+        return {}
+    return {"folder": str(folder.resolve()), "fingerprint": folder_fingerprint(folder)}
+
+
+def exported_source(model: dict[str, Any], override: str | None = None) -> str:
+    """The model spec to reload an export's pipeline from: ``override`` (a moved or copied checkpoint), else the
+    recorded absolute folder where it still exists, else the source as given (a shipped model's name). A folder
+    whose fingerprint differs from the export's is refused: conditioning from other weights than the exported
+    graph's would be silently wrong."""
+    spec = override or (model["folder"] if Path(model.get("folder", "\0")).is_dir() else model["source"])
+    recorded = model.get("fingerprint")
+    folder = source_folder(spec)
+    if recorded and folder is not None:
+        if not folder.is_dir():
+            raise ModelNotFoundError(f"the export's model folder {spec} is gone: give its new place (--model)")
+        if folder_fingerprint(folder) != recorded:
+            raise ModelNotFoundError(
+                f"{folder} is not the checkpoint this export was made from (its files changed since): re-export, "
+                "or point --model at the exported one"
+            )
+    return spec
+
+
 def pipeline_defaults(spec: str) -> dict[str, Any]:
     """Generation defaults stored beside a pipeline folder's model_index.json (empty when there are none)."""
     if spec.startswith(TINY_PIPELINE_PREFIX):

@@ -29,7 +29,7 @@ import torch
 from dymos.images import load_image
 from dymos.inputs import first_frame_zero_timesteps
 from dymos.manifest import GUIDED_INPUTS, NOISE_INPUT, NOISE_SCALE_INPUT, atomic_write_bytes, load_manifest
-from dymos.models import load_pipeline, pipeline_compression
+from dymos.models import exported_source, load_pipeline, pipeline_compression
 
 CONDITIONING_FORMAT = "dymos-conditioning-v1"
 
@@ -470,8 +470,12 @@ def prepare(
     fps: int = 7,
     motion_bucket_id: int = 127,
     noise_aug_strength: float = 0.02,
+    model: str | None = None,
 ) -> Path:
     """Conditioning for ``export_dir``'s pipeline at its exported size, written atomically to ``out`` (.npz).
+
+    The pipeline loads from the folder the export recorded (``model``: another place of the same checkpoint);
+    weights that changed since the export are refused.
 
     ``seed`` drives the one random draw some pipelines make here (CogVideoX's image latents, SVD's noise
     augmentation); ``fps``, ``motion_bucket_id`` and ``noise_aug_strength`` are SVD's micro-conditioning.
@@ -484,7 +488,7 @@ def prepare(
         raise ValueError(f"{export_dir} was not exported from a pipeline the runtime drives (see `dymos export`)")
     image = load_image(image_path)
     video = pipeline["video"]
-    pipe = load_pipeline(manifest["model"]["source"], seed=manifest["export"]["seed"])
+    pipe = load_pipeline(exported_source(manifest["model"], model), seed=manifest["export"]["seed"])
     arrays = prepare_conditioning(
         pipe,
         image,

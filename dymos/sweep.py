@@ -284,7 +284,7 @@ def run_sweep(
     """Generate, measure and write the sweep; returns the JSON document."""
     from PIL import Image
 
-    from dymos.models import load_pipeline
+    from dymos.models import exported_source, load_pipeline
     from dymos.prepare import prepare_conditioning, text_shape
     from dymos.runtime.artifacts import ExportDir
     from dymos.runtime.backends import open_backend, open_low_noise, open_stock_backend
@@ -305,7 +305,7 @@ def run_sweep(
     stock, low_noise = open_stock_backend(export, beside=denoiser), open_low_noise(export)
     # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
     max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
-    pipe = load_pipeline(export.manifest["model"]["source"], seed=export.manifest["export"]["seed"])
+    pipe = load_pipeline(exported_source(export.manifest["model"]), seed=export.manifest["export"]["seed"])
     strengths = [float(s) for s in config.strengths]
     strip_pair = config.strip_strengths or (0.0, max(strengths))
     rows: list[dict[str, Any]] = []

@@ -44,6 +44,7 @@ from dymos.models import (
     pipeline_frame_step,
     resolve_model,
     source_folder,
+    source_record,
 )
 from dymos.schedule import DEFAULT_FRACTION
 
@@ -400,6 +401,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         manifest = {
             "model": {
                 "source": canonical_model(options.model),
+                **source_record(source),  # the absolute folder and its fingerprint, for prepare and sweep
                 "kind": kind,
                 "class": class_name,
                 "family": family,

@@ -538,3 +538,34 @@ def test_fold_padding_reaches_the_graph_and_the_manifest(tmp_path: Path) -> None
         TINY_CASES["wan22"].build(), build_spec("wan", TINY_CASES["wan22"].config), strategy="fold", fold_pad_to=8
     )
     assert wrapper.handle.fold_pad_to == 8
+
+
+def test_an_export_finds_its_checkpoint_again_and_refuses_changed_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare and sweep reload the exported pipeline with torch: from the absolute folder the export recorded
+    (a relative --model still works from elsewhere), refusing a folder whose weights changed since (e.g.
+    retrained in place), and from --model where it moved."""
+    from dymos.models import exported_source, source_record
+
+    folder = tmp_path / "ckpt"
+    (folder / "vae").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    weights = folder / "vae" / "w.safetensors"
+    weights.write_bytes(np.random.default_rng(0).bytes(3 << 20))  # over 2 MiB: its two ends are read
+    monkeypatch.chdir(tmp_path)
+    record = {"source": "ckpt", **source_record("ckpt")}
+    assert record["folder"] == str(folder.resolve()) and len(record["fingerprint"]) == 64
+    monkeypatch.chdir(folder / "vae")  # where "ckpt" names nothing
+    assert exported_source(record) == str(folder.resolve())
+    original = weights.read_bytes()
+    weights.write_bytes(original[:10] + bytes([original[10] ^ 1]) + original[11:])  # retrained: other tensors
+    with pytest.raises(ModelNotFoundError, match="not the checkpoint this export was made from"):
+        exported_source(record)
+    weights.write_bytes(original)
+    monkeypatch.chdir(tmp_path)
+    shutil.move(folder, tmp_path / "moved")
+    with pytest.raises(ModelNotFoundError, match=r"is gone: give its new place \(--model\)"):
+        exported_source(record)
+    assert exported_source(record, str(tmp_path / "moved")) == str(tmp_path / "moved")
+    assert exported_source({"source": "tiny-pipeline:wan22"}) == "tiny-pipeline:wan22"  # nothing on disk to check

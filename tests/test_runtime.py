@@ -683,6 +683,7 @@ def test_shipped_model_exports_at_its_trained_size_with_its_defaults(pipelines: 
     assert (video["frames"], video["height"], video["width"]) == (9, 32, 32)
     assert (video["latent_frames"], video["latent_height"], video["latent_width"]) == (5, 16, 16)
     assert manifest["pipeline"]["defaults"] == {"guidance_scale": 1.0, "steps": 20, "fps": 16}
+    assert Path(manifest["model"]["folder"]).name == "sprites-wan" and len(manifest["model"]["fingerprint"]) == 64
 
 
 def test_dymos_run_with_an_image_on_the_shipped_model(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
