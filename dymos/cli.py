@@ -497,6 +497,10 @@ def _run_run(args: argparse.Namespace) -> int:
     guidance = args.guidance if args.guidance is not None else float(defaults.get("guidance_scale", 5.0))
     if args.guidance_2 is None and "guidance_scale_2" in defaults:
         args.guidance_2 = float(defaults["guidance_scale_2"])
+    if args.negative_prompt and max(guidance, args.guidance_2 or 0.0) <= 1:
+        # no unconditional pass to take it (and on exports without a text encoder it would cost a torch prepare)
+        print(f"note: --negative-prompt does nothing at guidance {guidance:g} (no CFG): dropped", file=sys.stderr)
+        args.negative_prompt = ""
     schedule = StrengthSchedule(first_steps=args.first_steps, fraction=args.fraction)
     request = RunRequest(
         strength=args.strength,

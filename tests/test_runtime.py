@@ -714,6 +714,9 @@ def test_a_prompt_the_export_cannot_encode_without_torch_is_a_clear_error(
     error = capsys.readouterr().err
     assert "cannot encode the prompt without torch" in error and "run `dymos prepare` where it is" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sprites.png"]
+    # a negative prompt at the model's guidance 1 has no pass to reach: dropped with a note, no torch needed
+    assert main([*argv, "--negative-prompt", "static", "--out", str(tmp_path / "video.gif"), *IN_PROCESS]) == 0
+    assert "note: --negative-prompt does nothing at guidance 1 (no CFG): dropped" in capsys.readouterr().err
 
 
 def test_dymos_run_takes_a_negative_prompt(pipelines: TinyExports, tmp_path: Path, capsys) -> None:

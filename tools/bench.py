@@ -560,6 +560,7 @@ def format_table(rows: list[Row]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tools/bench.py",
+        allow_abbrev=False,  # --quick keeps the flags given, found by their exact spelling
         description=(
             "Benchmark the DyMoS-active ONNX export (motion_strength = 2.0 for every item) against the stock export "
             "of the same Wan model on onnxruntime CPU, as DyMoS/stock ratios from one run. Latency: one process per "

@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}")
         child = [sys.executable, __file__, "--export", str(export), "--repeats", str(args.repeats), "--child", mode]
-        out = subprocess.run([*child, "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+        out = subprocess.run([*child, "--threads", str(args.threads)], capture_output=True, text=True)
+        if out.returncode:
+            print(out.stderr, file=sys.stderr, end="")
+            print(f"mode {mode}: the measuring process failed (exit {out.returncode}); its stderr is above")
+            return 1
         row = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"{mode:<7} 4 DyMoS + 16 stock calls {row['alternating_ms']:7.1f} ms   20 stock calls "
