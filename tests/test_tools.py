@@ -16,6 +16,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_bench_tools_refuse_bad_counts_before_any_work(capsys) -> None:
+    """bench_runtime checks its counts before minutes of export; bench.py takes no abbreviated flags (--quick keeps
+    the flags given, found by their exact spelling)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench
+    import bench_runtime
+
+    for bad in (["--repeats", "0"], ["--steps", "0"]):
+        with pytest.raises(SystemExit):
+            bench_runtime.main(bad)
+        assert "need --steps >= 1 and --repeats >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--quick", "--rep", "5"])
+    assert "unrecognized arguments: --rep" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_bench_runtime_reports_every_thread_setup(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"

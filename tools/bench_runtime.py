@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=None, help="video width in pixels (default: the model's)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.repeats < 1:  # before minutes of export work, not after
+        parser.error(f"need --steps >= 1 and --repeats >= 1, got {args.steps} and {args.repeats}")
     from dymos.attention import STRATEGIES
     from dymos.export.build import default_strategy
 
