@@ -83,7 +83,8 @@ def test_prepare_passes_the_svd_micro_conditioning_through(monkeypatch, tmp_path
     monkeypatch.setattr(dymos.prepare, "prepare", fake_prepare)
     argv = ["prepare", "--export", str(tmp_path), "--image", "x.png", "--cond-fps", "9", "--motion-bucket-id", "42"]
     assert main([*argv, "--noise-aug-strength", "0.1", "--seed", "3"]) == 0
-    assert seen == {"negative_prompt": "", "seed": 3, "fps": 9, "motion_bucket_id": 42, "noise_aug_strength": 0.1}
+    expected = {"negative_prompt": "", "seed": 3, "fps": 9, "motion_bucket_id": 42, "noise_aug_strength": 0.1}
+    assert seen == {**expected, "model": None}
 
 
 @pytest.mark.parametrize(

@@ -369,7 +369,7 @@ def test_train_tiny_auto_steps_fits_the_budget_and_names_the_count(tmp_path: Pat
     import train_tiny
 
     # the arithmetic: 100 probe steps in 10 s with 1 minute left -> 0.95 * 60 s / 0.1 s = 570 more steps
-    args = train_tiny.argparse.Namespace(max_minutes=1.0, t0=time.perf_counter())
+    args = train_tiny.argparse.Namespace(max_minutes=1.0, t0=time.perf_counter(), schedule="cosine")
     assert 120 + 569 <= train_tiny.fit_schedule(120, 10.0, args) <= 120 + 570
 
     monkeypatch.setattr(train_tiny, "AUTO_PROBE_START", 1)
