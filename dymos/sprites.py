@@ -19,6 +19,7 @@ numpy only.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 
@@ -78,6 +79,18 @@ class ClipPrior:
 
 
 DEFAULT_PRIOR = ClipPrior()
+
+
+def parse_sprite_counts(text: str) -> tuple[int, int]:
+    """``"N"`` or ``"LOW-HIGH"`` sprites per clip, as ``ClipPrior.sprites`` (checked against the palette); the
+    ``type`` of the CLIs' ``--sprites``."""
+    low, _, high = text.strip().partition("-")
+    try:
+        counts = (int(low), int(high or low))
+        ClipPrior(sprites=counts)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"sprites per clip {text!r}: expected N or LOW-HIGH; {error}") from None
+    return counts
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 from dymos.manifest import atomic_write, atomic_write_bytes
 from dymos.metrics import video_metrics
 from dymos.schedule import StrengthSchedule, validate_strength
-from dymos.sprites import from_model_range, make_clip, to_model_range
+from dymos.sprites import DEFAULT_PRIOR, ClipPrior, from_model_range, make_clip, to_model_range
 
 HEADLINE = ("motion", "shape", "lost", "off_palette", "psnr0", "ssim0", "frame_diff", "flow")
 # Reference rows: the real clips, and the real clips through the VAE (what the decoder alone costs).
@@ -44,6 +44,7 @@ class SweepConfig:
     clips: int = 64
     seeds: Sequence[int] = (0, 1, 2)
     data_seed: int = 1  # the training set is data seed 0
+    sprites: tuple[int, int] = DEFAULT_PRIOR.sprites  # sprites per clip; the rest of the data prior stays
     steps: int | None = None
     guidance_scale: float | None = None
     strip_strengths: tuple[float, float] | None = None
@@ -58,6 +59,7 @@ class SweepConfig:
             raise ValueError("need at least one clip and one seed")
         for fraction in self.fractions:
             StrengthSchedule(fraction=fraction)
+        ClipPrior(sprites=tuple(self.sprites))
         if self.strip_strengths and not set(self.strip_strengths) <= set(self.strengths):
             raise ValueError(f"strip strengths {self.strip_strengths} must be among the strengths {self.strengths}")
 
@@ -280,8 +282,10 @@ def run_sweep(
     out: str | Path,
     config: SweepConfig,
     log: Callable[[str], None] = print,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Generate, measure and write the sweep; returns the JSON document."""
+    """Generate, measure and write the sweep; returns the JSON document. ``model``: the exported checkpoint's folder
+    where it moved (default: the folder the export recorded)."""
     from PIL import Image
 
     from dymos.models import exported_source, load_pipeline
@@ -305,7 +309,8 @@ def run_sweep(
     stock, low_noise = open_stock_backend(export, beside=denoiser), open_low_noise(export)
     # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
     max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
-    pipe = load_pipeline(exported_source(export.manifest["model"]), seed=export.manifest["export"]["seed"])
+    pipe = load_pipeline(exported_source(export.manifest["model"], model), seed=export.manifest["export"]["seed"])
+    prior = replace(DEFAULT_PRIOR, sprites=tuple(config.sprites))
     strengths = [float(s) for s in config.strengths]
     strip_pair = config.strip_strengths or (0.0, max(strengths))
     rows: list[dict[str, Any]] = []
@@ -315,7 +320,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for clip_index in range(config.clips):
-        clip = make_clip(config.data_seed, clip_index, size=video["height"], frames=video["frames"])
+        clip = make_clip(config.data_seed, clip_index, size=video["height"], frames=video["frames"], prior=prior)
         image = clip[0]
         rows.append({"kind": "data", "clip": clip_index, **video_metrics(clip, image).as_dict()})
         rows.append(
@@ -376,6 +381,7 @@ def run_sweep(
             "clips": config.clips,
             "seeds": list(config.seeds),
             "data_seed": config.data_seed,
+            "prior": prior.describe(video["height"]),
             "steps": steps,
             "guidance_scale": guidance,
         },

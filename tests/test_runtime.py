@@ -737,16 +737,18 @@ def test_dymos_run_takes_a_negative_prompt(pipelines: TinyExports, tmp_path: Pat
     assert plain.shape == negative.shape and np.abs(plain.astype(int) - negative.astype(int)).max() > 0
 
 
-def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_path: Path) -> None:
+def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_path: Path, capsys) -> None:
     from dymos.cli import main
 
     exported_sprites = pipelines.export("sprites")
     out = tmp_path / "sweep"
     argv = ["sweep", "--export", str(exported_sprites), "--clips", "2", "--seeds", "0", "--strengths", "0,4"]
-    assert main([*argv, "--steps", "6", "--out", str(out)]) == 0
+    assert main([*argv, "--steps", "6", "--sprites", "2", "--out", str(out)]) == 0
     document = json.loads((out / "sweep.json").read_text())
     kinds = [row["kind"] for row in document["videos"]]
     assert kinds.count("generated") == 4 and kinds.count("data") == 2 and kinds.count("vae") == 2
+    assert document["config"]["prior"].startswith("2-2 sprites")  # --sprites: the clips' count, recorded
+    assert [row["sprites"] for row in document["videos"] if row["kind"] == "data"] == [2, 2]
     labels = [entry["label"] for entry in document["summary"]]
     assert labels == ["real clips", "real clips, VAE round trip", "s=0", "s=4, first 20%"]
     assert 0.0 <= document["summary"][-1]["win_motion"] <= 1.0
@@ -759,6 +761,11 @@ def test_dymos_sweep_writes_tables_json_and_strip(pipelines: TinyExports, tmp_pa
         from dymos.sweep import SweepConfig, run_sweep
 
         run_sweep(exported_sprites, out, SweepConfig(strengths=[1.0, 2.0]))
+    # --model: the checkpoint where it moved; a folder that holds none is refused before any video is made
+    capsys.readouterr()
+    assert main([*argv, "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "moved")]) == 1
+    assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "moved" / "sweep.json").exists()
 
 
 # -- bad input: clear errors before any heavy work ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.metrics import video_metrics
 from dymos.models import DEFAULTS_FILE, load_denoiser, load_pipeline, pipeline_defaults, shipped_path
 from dymos.prepare import prepare_conditioning
-from dymos.sprites import make_clip
+from dymos.sprites import DEFAULT_PRIOR, ClipPrior, make_clip, parse_sprite_counts
 
 CLIPS = 12  # held-out clips
 HELD_OUT_SEED = 1  # the data seed of every measurement; tools/train_tiny.py trains on data seed 0
@@ -39,16 +39,17 @@ def measure(
     seed: int = 0,
     steps: int = STEPS,
     data_seed: int = HELD_OUT_SEED,
+    prior: ClipPrior = DEFAULT_PRIOR,
 ) -> dict:
     """Per strength: the metrics of each clip's video, the pipeline run at the model's defaults (no CFG)."""
     out: dict[float, list] = {s: [] for s in strengths}
     # the empty prompt's embedding, as `dymos prepare` makes it (the model was trained to ignore text); it does
     # not depend on the image, so it is computed once
-    first = Image.fromarray(make_clip(data_seed, 0)[0])
+    first = Image.fromarray(make_clip(data_seed, 0, prior=prior)[0])
     text = prepare_conditioning(pipe, first, height=32, width=32, num_frames=9, text_shape=(16, 16))
     embeds = torch.from_numpy(text["prompt_embeds"])
     for index in range(clips):
-        clip = make_clip(data_seed, index)
+        clip = make_clip(data_seed, index, prior=prior)
         image = Image.fromarray(clip[0])
         for strength in strengths:
             # a stochastic sampler (``--sampler euler-sde``) draws from torch's global generator, which the pipeline
@@ -155,12 +156,12 @@ PINNED: dict = {
 }
 
 
-def vae_round_trip(pipe, clips: int = CLIPS, data_seed: int = HELD_OUT_SEED) -> list:
+def vae_round_trip(pipe, clips: int = CLIPS, data_seed: int = HELD_OUT_SEED, prior: ClipPrior = DEFAULT_PRIOR) -> list:
     """The metrics of the clips passed through the pipeline's VAE alone (its latent mode): the ceiling the model's
     videos can reach."""
     from dymos.sweep import vae_round_trip as round_trip
 
-    videos = (make_clip(data_seed, i) for i in range(clips))
+    videos = (make_clip(data_seed, i, prior=prior) for i in range(clips))
     return [video_metrics(round_trip(pipe.vae, clip), clip[0]) for clip in videos]
 
 
@@ -199,8 +200,42 @@ def paired_report(metrics: list, baseline: list, key: str) -> str:
     return f"{mean:+.3f} ± {error:.3f} ({higher} clips higher, {lower} lower)"
 
 
+STATIC_MOTION = 0.05  # px/frame: a real clip whose tracked sprites move less than this is static (exactly 0 here)
+SLOW_MOTION = 0.75  # the data prior's boundary between slow and fast clip speeds
+
+
+def clip_groups(real: list) -> dict[str, list[int]]:
+    """The clips' indices grouped by what the real clip does (its tracked motion: static, slow, fast) and by its
+    sprite count: to see whether the model fails in some clips more than in others."""
+    groups: dict[str, list[int]] = {"static": [], "slow": [], "fast": []}
+    for index, metrics in enumerate(real):
+        kind = "static" if metrics.motion < STATIC_MOTION else "slow" if metrics.motion < SLOW_MOTION else "fast"
+        groups[kind].append(index)
+        groups.setdefault(f"{metrics.sprites} sprite(s)", []).append(index)
+    return {name: indices for name, indices in groups.items() if indices}
+
+
+def group_report(real: list, generated: list, round_trip: list) -> list[str]:
+    """Per group of :func:`clip_groups`: the generated videos' shape and motion against the VAE round trip's and
+    the real clips' (means over the group's clips)."""
+
+    def mean(metrics: list, key: str, indices: list[int]) -> float:
+        return _mean(getattr(metrics[i], key) for i in indices)
+
+    lines = []
+    for name, indices in clip_groups(real).items():
+        shape, ceiling = mean(generated, "shape", indices), mean(round_trip, "shape", indices)
+        lines.append(
+            f"  {name} ({len(indices)} clips): shape {shape:.3f} of the VAE's {ceiling:.3f} ({shape / ceiling:.0%}), "
+            f"lost {mean(generated, 'lost', indices):.3f}; motion {mean(generated, 'motion', indices):.3f} px/frame, "
+            f"real clips {mean(real, 'motion', indices):.3f}"
+        )
+    return lines
+
+
 if __name__ == "__main__":  # print the measurement the pins come from (or a candidate's: a pipeline folder)
     import argparse
+    import dataclasses
 
     from dymos.sweep import mean_shape_by_frame
 
@@ -226,15 +261,28 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         "it with train_tiny's default --clips: an over-fitting check)",
     )
     parser.add_argument(
+        "--sprites",
+        type=parse_sprite_counts,
+        default=DEFAULT_PRIOR.sprites,
+        metavar="N or LOW-HIGH",
+        help="sprites per clip (default {}-{}, the data prior's)".format(*DEFAULT_PRIOR.sprites),
+    )
+    parser.add_argument(
+        "--by-class",
+        action="store_true",
+        help="also break s=0 down by what the real clip does (static, slow, fast) and by its sprite count",
+    )
+    parser.add_argument(
         "--against",
         default=None,
         help="a second model ('sprites' or a folder), run at s=0 on the same clips, noise and sampler: prints the "
         "paired differences (model - against, mean ± standard error over clips) and how many clips read higher / lower",
     )
     options = parser.parse_args()
+    prior = dataclasses.replace(DEFAULT_PRIOR, sprites=options.sprites)
     candidate = with_sampler(load_pipeline(options.model), options.sampler, options.flow_shift)
-    results = measure(candidate, options.clips, steps=options.steps, data_seed=options.data_seed)
-    results["VAE round trip"] = vae_round_trip(candidate, options.clips, options.data_seed)
+    results = measure(candidate, options.clips, steps=options.steps, data_seed=options.data_seed, prior=prior)
+    results["VAE round trip"] = vae_round_trip(candidate, options.clips, options.data_seed, prior)
     for strength, metrics in results.items():
         means = {k: _mean_and_error(getattr(m, k) for m in metrics) for k in ("motion", "shape", "lost", "psnr0")}
         by_frame = mean_shape_by_frame([m.as_dict() for m in metrics])
@@ -242,9 +290,15 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     gains = [h.motion - b.motion for h, b in zip(results[HIGH], results[0.0], strict=True)]
     wins = sum(h.motion > b.motion for h, b in zip(results[HIGH], results[0.0], strict=True))
     print(f"motion gain at s={HIGH:g}: {_mean_and_error(gains)}; {wins} of {len(gains)} clips move more")
+    if options.by_class:
+        clips = [make_clip(options.data_seed, i, prior=prior) for i in range(options.clips)]
+        real = [video_metrics(clip, clip[0]) for clip in clips]
+        print("s=0 by the real clip's motion and sprite count:")
+        print("\n".join(group_report(real, results[0.0], results["VAE round trip"])))
     if options.against is not None:
         other = with_sampler(load_pipeline(options.against), options.sampler, options.flow_shift)
-        baseline = measure(other, options.clips, (0.0,), steps=options.steps, data_seed=options.data_seed)[0.0]
+        baseline = measure(other, options.clips, (0.0,), steps=options.steps, data_seed=options.data_seed, prior=prior)
+        baseline = baseline[0.0]
         print(f"s=0, {options.model} - {options.against} on the same {options.clips} clips and noise:")
         for key in ("shape", "lost", "motion", "psnr0"):
             print(f"  {key}: {paired_report(results[0.0], baseline, key)}")
@@ -302,3 +356,16 @@ def test_paired_report_pairs_each_clip_with_its_twin() -> None:
     against = [SimpleNamespace(shape=v) for v in (0.4, 0.7, 0.3, 0.3)]
     # differences 0.1, 0.0, -0.05 (the NaN clip skipped): mean 0.0167, standard deviation 0.0764, error 0.0764 / sqrt(3)
     assert paired_report(model, against, "shape") == "+0.017 ± 0.044 (1 clips higher, 1 lower)"
+
+
+def test_group_report_splits_clips_by_what_the_real_clip_does() -> None:
+    """``--by-class``: static / slow / fast by the real clip's tracked motion, and by sprite count."""
+    from types import SimpleNamespace
+
+    real = [SimpleNamespace(motion=m, sprites=n, shape=1.0, lost=0.0) for m, n in ((0.0, 1), (0.5, 2), (1.2, 1))]
+    generated = [SimpleNamespace(motion=0.4, sprites=1, shape=v, lost=0.0) for v in (0.6, 0.7, 0.8)]
+    round_trip = [SimpleNamespace(motion=0.0, sprites=1, shape=0.8, lost=0.0) for _ in range(3)]
+    assert clip_groups(real) == {"static": [0], "slow": [1], "fast": [2], "1 sprite(s)": [0, 2], "2 sprite(s)": [1]}
+    lines = group_report(real, generated, round_trip)
+    assert lines[0].startswith("  static (1 clips): shape 0.600 of the VAE's 0.800 (75%)")
+    assert "1 sprite(s) (2 clips): shape 0.700" in lines[3] and "real clips 0.600" in lines[3]

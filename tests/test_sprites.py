@@ -4,6 +4,7 @@ apart, noise), and the sweep's paired win rates."""
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from dymos.sprites import (
     from_model_range,
     make_batch,
     make_clip,
+    parse_sprite_counts,
     render_clip,
     sample_sprites,
     to_model_range,
@@ -67,6 +69,15 @@ def test_clip_prior_sets_sprite_count_and_size():
     for bad in ({"sprites": (0, 2)}, {"sprites": (3, 2)}, {"sprites": (1, 9)}, {"half_size": (0.2, 0.1)}):
         with pytest.raises(ValueError):
             ClipPrior(**bad)
+
+
+def test_sprite_counts_parse_as_the_clis_take_them():
+    """``--sprites`` of train_tiny, the shipped-model measurement and ``dymos sweep``: N or LOW-HIGH, refused with
+    the reason otherwise."""
+    assert parse_sprite_counts("1") == (1, 1) and parse_sprite_counts("1-3") == (1, 3)
+    for bad, reason in (("0", "need 1 <= low"), ("3-1", "need 1 <= low"), ("1-9", "<= 8"), ("two", "N or LOW-HIGH")):
+        with pytest.raises(argparse.ArgumentTypeError, match=reason):
+            parse_sprite_counts(bad)
 
 
 def test_model_range_round_trip():

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -45,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dymos.prepare import wan_denoiser_input
-from dymos.sprites import DEFAULT_PRIOR, make_batch, to_model_range
+from dymos.sprites import DEFAULT_PRIOR, make_batch, parse_sprite_counts, to_model_range
 from dymos.tiny import WAN_SCHEDULER, wan_i2v_pipeline
 
 SIZE, FRAMES = 32, 9
@@ -515,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", default="build/train_tiny", help="checkpoints along the way")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clips", type=int, default=12000, help="clips in the training pool")
+    parser.add_argument(
+        "--sprites",
+        type=parse_sprite_counts,
+        default=DEFAULT_PRIOR.sprites,
+        metavar="N or LOW-HIGH",
+        help="sprites per training clip (default {}-{}, the data prior's)".format(*DEFAULT_PRIOR.sprites),
+    )
     parser.add_argument("--vae-steps", type=int, default=2500)
     parser.add_argument(
         "--vae-frames",
@@ -729,8 +737,9 @@ def main(argv: list[str] | None = None) -> int:
     log_rows: list = []
 
     args.precision, args.bf16_speedup = resolve_precision(args.precision)
-    log(f"rendering {args.clips} clips ({DEFAULT_PRIOR.describe(SIZE)})")
-    pool = make_batch(args.seed, 0, args.clips, size=SIZE, frames=FRAMES)
+    prior = dataclasses.replace(DEFAULT_PRIOR, sprites=args.sprites)
+    log(f"rendering {args.clips} clips ({prior.describe(SIZE)})")
+    pool = make_batch(args.seed, 0, args.clips, size=SIZE, frames=FRAMES, prior=prior)
     if args.vae_from:
         import diffusers
 
@@ -760,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": round(minutes, 1),
         "threads": args.threads,
         "machine": machine(),
-        "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": DEFAULT_PRIOR.describe(SIZE)},
+        "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": prior.describe(SIZE)},
         "args": {k: v for k, v in vars(args).items() if k != "t0"},
         "vae": {key: vae.config[key] for key in VAE_CONFIG},  # the VAE trained or reused
         "transformer": transformer_config(args),
