@@ -199,13 +199,21 @@ def render_clip(sprites: list[Sprite], background: np.ndarray, frames: int) -> n
     return video
 
 
+def clip_sprites(
+    seed: int, index: int, *, size: int = 32, prior: ClipPrior = DEFAULT_PRIOR
+) -> tuple[np.ndarray, list[Sprite]]:
+    """The background and sprites of clip ``index`` of the dataset ``seed`` (what :func:`make_clip` renders)."""
+    rng = np.random.default_rng([seed, index])
+    background = _background(rng, size)
+    return background, sample_sprites(rng, size, prior)
+
+
 def make_clip(
     seed: int, index: int, *, size: int = 32, frames: int = 9, prior: ClipPrior = DEFAULT_PRIOR
 ) -> np.ndarray:
     """Clip ``index`` of the dataset ``seed``: ``[frames, size, size, 3]`` uint8, deterministic."""
-    rng = np.random.default_rng([seed, index])
-    background = _background(rng, size)
-    return render_clip(sample_sprites(rng, size, prior), background, frames)
+    background, sprites = clip_sprites(seed, index, size=size, prior=prior)
+    return render_clip(sprites, background, frames)
 
 
 def make_batch(

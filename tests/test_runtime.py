@@ -707,9 +707,10 @@ def test_a_prompt_the_export_cannot_encode_without_torch_is_a_clear_error(
     from dymos.cli import main
     from dymos.sprites import make_clip
 
+    exported_sprites = pipelines.export("sprites")  # first: the shared export may be made here, and needs torch
     monkeypatch.setitem(sys.modules, "dymos.prepare", None)  # `from dymos.prepare import ...` raises ImportError
     Image.fromarray(make_clip(1, 0)[0]).save(tmp_path / "sprites.png")
-    argv = ["run", "--export", str(pipelines.export("sprites")), "--image", str(tmp_path / "sprites.png")]
+    argv = ["run", "--export", str(exported_sprites), "--image", str(tmp_path / "sprites.png")]
     assert main([*argv, "--prompt", "a red ball", "--out", str(tmp_path / "video.gif"), *IN_PROCESS]) == 1
     error = capsys.readouterr().err
     assert "cannot encode the prompt without torch" in error and "run `dymos prepare` where it is" in error

@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 
 import dymos
+from dymos.captions import caption_embedding
 from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.metrics import video_metrics
 from dymos.models import DEFAULTS_FILE, load_denoiser, load_pipeline, pipeline_defaults, shipped_path
 from dymos.prepare import prepare_conditioning
-from dymos.sprites import DEFAULT_PRIOR, ClipPrior, make_clip, parse_sprite_counts
+from dymos.sprites import DEFAULT_PRIOR, ClipPrior, clip_sprites, make_clip, parse_sprite_counts
 
 CLIPS = 12  # held-out clips
 HELD_OUT_SEED = 1  # the data seed of every measurement; tools/train_tiny.py trains on data seed 0
@@ -40,17 +41,23 @@ def measure(
     steps: int = STEPS,
     data_seed: int = HELD_OUT_SEED,
     prior: ClipPrior = DEFAULT_PRIOR,
+    captions: bool = False,
 ) -> dict:
-    """Per strength: the metrics of each clip's video, the pipeline run at the model's defaults (no CFG)."""
+    """Per strength: the metrics of each clip's video, the pipeline run at the model's defaults (no CFG);
+    ``captions``: each clip's caption embedding as its prompt (a model trained with ``train_tiny.py --captions``)."""
     out: dict[float, list] = {s: [] for s in strengths}
     # the empty prompt's embedding, as `dymos prepare` makes it (the model was trained to ignore text); it does
     # not depend on the image, so it is computed once
     first = Image.fromarray(make_clip(data_seed, 0, prior=prior)[0])
-    text = prepare_conditioning(pipe, first, height=32, width=32, num_frames=9, text_shape=(16, 16))
+    text_shape = (16, 16)  # the shipped model's text tokens and width
+    text = prepare_conditioning(pipe, first, height=32, width=32, num_frames=9, text_shape=text_shape)
     embeds = torch.from_numpy(text["prompt_embeds"])
     for index in range(clips):
         clip = make_clip(data_seed, index, prior=prior)
         image = Image.fromarray(clip[0])
+        if captions:
+            sprites = clip_sprites(data_seed, index, prior=prior)[1]
+            embeds = torch.from_numpy(caption_embedding(sprites, *text_shape))[None]
         for strength in strengths:
             # a stochastic sampler (``--sampler euler-sde``) draws from torch's global generator, which the pipeline
             # does not pass its own: seeded per clip, so every strength and model sees the same noise
@@ -268,6 +275,12 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         help="sprites per clip (default {}-{}, the data prior's)".format(*DEFAULT_PRIOR.sprites),
     )
     parser.add_argument(
+        "--captions",
+        action="store_true",
+        help="prompt each clip with its caption's embedding (a model trained with train_tiny.py --captions; --against "
+        "runs the other model the same way)",
+    )
+    parser.add_argument(
         "--by-class",
         action="store_true",
         help="also break s=0 down by what the real clip does (static, slow, fast) and by its sprite count",
@@ -281,7 +294,14 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
     options = parser.parse_args()
     prior = dataclasses.replace(DEFAULT_PRIOR, sprites=options.sprites)
     candidate = with_sampler(load_pipeline(options.model), options.sampler, options.flow_shift)
-    results = measure(candidate, options.clips, steps=options.steps, data_seed=options.data_seed, prior=prior)
+    results = measure(
+        candidate,
+        options.clips,
+        steps=options.steps,
+        data_seed=options.data_seed,
+        prior=prior,
+        captions=options.captions,
+    )
     results["VAE round trip"] = vae_round_trip(candidate, options.clips, options.data_seed, prior)
     for strength, metrics in results.items():
         means = {k: _mean_and_error(getattr(m, k) for m in metrics) for k in ("motion", "shape", "lost", "psnr0")}
@@ -297,7 +317,15 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         print("\n".join(group_report(real, results[0.0], results["VAE round trip"])))
     if options.against is not None:
         other = with_sampler(load_pipeline(options.against), options.sampler, options.flow_shift)
-        baseline = measure(other, options.clips, (0.0,), steps=options.steps, data_seed=options.data_seed, prior=prior)
+        baseline = measure(
+            other,
+            options.clips,
+            (0.0,),
+            steps=options.steps,
+            data_seed=options.data_seed,
+            prior=prior,
+            captions=options.captions,
+        )
         baseline = baseline[0.0]
         print(f"s=0, {options.model} - {options.against} on the same {options.clips} clips and noise:")
         for key in ("shape", "lost", "motion", "psnr0"):

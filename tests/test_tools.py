@@ -408,10 +408,11 @@ def test_train_tiny_wsd_holds_the_peak_then_decays_to_zero_fitted_late(tmp_path:
     monkeypatch.setattr(train_tiny, "AUTO_PROBE_START", 1)
     monkeypatch.setattr(train_tiny, "AUTO_PROBE_END", 3)
     command = ["--clips", "4", "--steps", "auto", "--schedule", "wsd", "--decay-share", "0.5", "--batch", "2"]
-    command += ["--warmup", "2", "--max-minutes", "0.15", "--sprites", "2", *_one_layer_run(tmp_path)]
+    command += ["--warmup", "2", "--max-minutes", "0.15", "--sprites", "2", "--captions", *_one_layer_run(tmp_path)]
     assert train_tiny.main(command) == 0
     log = json.loads((tmp_path / "out" / "train_log.json").read_text())
     assert log["data"]["prior"].startswith("2-2 sprites")  # --sprites: the training clips' count, recorded
+    assert log["args"]["captions"] is True  # trained on the clips' caption embeddings
     (planned,) = [row for row in log["log"] if "auto_steps" in row]
     assert 3 <= planned["decay_start"] < planned["auto_steps"] == log["args"]["steps_run"]
     assert log["args"]["decay_start_run"] == planned["decay_start"]

@@ -11,8 +11,9 @@ Two stages, both real diffusers classes, both seeded:
    builds; ``--form ti2v``: Wan 2.2 5B's form, the image's latent as latent frame 0 at timestep 0) trained with
    rectified flow (``x_t = (1-s) x0 + s noise``, target ``noise - x0``), noise levels drawn
    with the scheduler's flow shift so training sees what sampling sees. The text input is random noise each
-   step: the model learns to ignore prompts. Muon steps the blocks' weight matrices, AdamW the rest
-   (``--optimizer``); an EMA of the weights is what ships. The transformer runs under
+   step: the model learns to ignore prompts (``--captions``, an experiment: each clip's caption embedding from
+   ``dymos.captions`` instead, naming each sprite's pace and heading). Muon steps the blocks' weight matrices,
+   AdamW the rest (``--optimizer``); an EMA of the weights is what ships. The transformer runs under
    ``torch.compile`` (``--kernels tuned``: math attention under max-autotune) and, where the CPU has bf16
    instructions, bf16 autocast (about 1.6x the steps per minute of plain fp32 eager on the previous run's
    machine; a 500-step pilot matched fp32's loss and shape score; ``--precision auto`` measures, since an
@@ -46,7 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dymos.prepare import wan_denoiser_input
-from dymos.sprites import DEFAULT_PRIOR, make_batch, parse_sprite_counts, to_model_range
+from dymos.sprites import DEFAULT_PRIOR, ClipPrior, clip_sprites, make_batch, parse_sprite_counts, to_model_range
 from dymos.tiny import WAN_SCHEDULER, wan_i2v_pipeline
 
 SIZE, FRAMES = 32, 9
@@ -434,7 +435,9 @@ def train_transformer(
         sigma = shifted_sigmas(torch.rand(args.batch, generator=rng), shift)
         s = sigma.view(-1, 1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
-        text = torch.randn(args.batch, TEXT_TOKENS, model.config.text_dim, generator=rng)
+        text = torch.randn(args.batch, TEXT_TOKENS, model.config.text_dim, generator=rng)  # drawn either way
+        if args.caption_pool is not None:
+            text = args.caption_pool[index]
         model_input, timestep, first_loss_frame = model_inputs(args.form, x_t, condition, sigma, mask)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             prediction = forward(model_input, timestep, text, return_dict=False)[0]
@@ -468,6 +471,17 @@ def train_transformer(
         step += 1
     args.steps_run, args.decay_start_run = total, decay_start
     return ema
+
+
+def caption_pool(seed: int, clips: int, prior: ClipPrior) -> torch.Tensor:
+    """``[clips, TEXT_TOKENS, text_dim]``: the training clips' caption embeddings (``--captions``)."""
+    from dymos.captions import caption_embedding
+
+    width = TRANSFORMER_CONFIG["text_dim"]
+    embeddings = [
+        caption_embedding(clip_sprites(seed, i, size=SIZE, prior=prior)[1], TEXT_TOKENS, width) for i in range(clips)
+    ]
+    return torch.from_numpy(np.stack(embeddings))
 
 
 def decay_due(args: argparse.Namespace, stage_seconds: float) -> bool:
@@ -522,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PRIOR.sprites,
         metavar="N or LOW-HIGH",
         help="sprites per training clip (default {}-{}, the data prior's)".format(*DEFAULT_PRIOR.sprites),
+    )
+    parser.add_argument(
+        "--captions",
+        action="store_true",
+        help="train on each clip's caption (dymos.captions: each sprite's colour, shape, pace and heading) as its "
+        "text input instead of random noise; an experiment: the runtime does not yet make these embeddings",
     )
     parser.add_argument("--vae-steps", type=int, default=2500)
     parser.add_argument(
@@ -740,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     prior = dataclasses.replace(DEFAULT_PRIOR, sprites=args.sprites)
     log(f"rendering {args.clips} clips ({prior.describe(SIZE)})")
     pool = make_batch(args.seed, 0, args.clips, size=SIZE, frames=FRAMES, prior=prior)
+    args.caption_pool = caption_pool(args.seed, args.clips, prior) if args.captions else None
     if args.vae_from:
         import diffusers
 
@@ -770,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "machine": machine(),
         "data": {"clips": args.clips, "size": SIZE, "frames": FRAMES, "prior": prior.describe(SIZE)},
-        "args": {k: v for k, v in vars(args).items() if k != "t0"},
+        "args": {k: v for k, v in vars(args).items() if k not in ("t0", "caption_pool")},
         "vae": {key: vae.config[key] for key in VAE_CONFIG},  # the VAE trained or reused
         "transformer": transformer_config(args),
         "text_tokens": TEXT_TOKENS,
