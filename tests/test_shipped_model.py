@@ -10,6 +10,7 @@ assertion.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -338,8 +339,6 @@ def test_training_input_is_what_the_pipeline_builds(pipe, form: str) -> None:
     (the shipped VAE in a pipeline of that form, whichever form the shipped model has). I2V: the latents, then the
     condition ``prepare_latents`` makes, one timestep an item, every frame in the loss; TI2V (``expand_timesteps``):
     the image's latent as latent frame 0 at timestep 0, that frame out of the loss."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_tiny import encode_pool, first_frame_mask, model_inputs, normalize
 
@@ -397,3 +396,22 @@ def test_group_report_splits_clips_by_what_the_real_clip_does() -> None:
     lines = group_report(real, generated, round_trip)
     assert lines[0].startswith("  static (1 clips): shape 0.600 of the VAE's 0.800 (75%)")
     assert "1 sprite(s) (2 clips): shape 0.700" in lines[3] and "real clips 0.600" in lines[3]
+
+
+def test_measure_prompts_each_clip_with_its_caption(pipe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--captions``: each clip is generated with its own caption's embedding as the prompt (a model trained with
+    ``train_tiny.py --captions``); without it, with the empty prompt's."""
+    import dymos.captions
+
+    seen = []
+
+    def spy(sprites, tokens, width):
+        seen.append([s.color for s in sprites])
+        return dymos.captions.caption_embedding(sprites, tokens, width)
+
+    monkeypatch.setattr(sys.modules[__name__], "caption_embedding", spy)
+    metrics = measure(pipe, clips=2, strengths=(0.0,), steps=2, captions=True)[0.0]
+    assert len(metrics) == 2 and seen == [[s.color for s in clip_sprites(HELD_OUT_SEED, i)[1]] for i in range(2)]
+    seen.clear()
+    measure(pipe, clips=1, strengths=(0.0,), steps=2)
+    assert seen == []
