@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dymos.sprites import SPRITE_COLORS, Sprite
+from dymos.sprites import DEFAULT_PRIOR, SPRITE_COLORS, Sprite
 
 COLOR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white")  # SPRITE_COLORS' order
 # Headings in image coordinates (y grows downwards), counter-clockwise on screen from "right".
 DIRECTIONS = ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")
-SLOW_BELOW = 0.75  # px/frame: the data prior's boundary between slow and fast clip speeds
+SLOW_BELOW = DEFAULT_PRIOR.fast_speed[0]  # px/frame: the data prior's boundary between slow and fast speeds
 
 assert len(COLOR_NAMES) == len(SPRITE_COLORS)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dymos import __version__
-from dymos.sprites import DEFAULT_PRIOR, parse_sprite_counts
+from dymos.sprites import add_sprites_argument
 
 LIST_OPTIONS = ("--strength", "--strengths")  # take comma-separated numbers that may start with a minus
 NEGATIVE_LIST = re.compile(r"-[0-9.][0-9.eE+-]*(,[-+0-9.eE]+)+")
@@ -659,13 +659,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=_positive_int, default=64, help="held-out clips (default 64)")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="noise seeds per clip (default 0,1,2)")
     p.add_argument("--data-seed", type=int, default=1, help="dataset seed of the clips (training used 0; default 1)")
-    p.add_argument(
-        "--sprites",
-        type=parse_sprite_counts,
-        default=None,
-        metavar="N or LOW-HIGH",
-        help="sprites per clip (default: the data prior's, {}-{})".format(*DEFAULT_PRIOR.sprites),
-    )
+    add_sprites_argument(p)
     p.add_argument("--steps", type=_positive_int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--guidance", type=_non_negative_float, default=None, help="CFG scale (default: the model's)")
     p.add_argument(
@@ -688,7 +682,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         clips=args.clips,
         seeds=args.seeds,
         data_seed=args.data_seed,
-        sprites=args.sprites or DEFAULT_PRIOR.sprites,
+        sprites=args.sprites,
         steps=args.steps,
         guidance_scale=args.guidance,
     )

@@ -93,6 +93,17 @@ def parse_sprite_counts(text: str) -> tuple[int, int]:
     return counts
 
 
+def add_sprites_argument(parser: argparse.ArgumentParser, what: str = "clip") -> None:
+    """The CLIs' ``--sprites N|LOW-HIGH`` (sprites per ``what``), defaulting to the data prior's count."""
+    parser.add_argument(
+        "--sprites",
+        type=parse_sprite_counts,
+        default=DEFAULT_PRIOR.sprites,
+        metavar="N or LOW-HIGH",
+        help="sprites per {} (default {}-{}, the data prior's)".format(what, *DEFAULT_PRIOR.sprites),
+    )
+
+
 @dataclass(frozen=True)
 class Sprite:
     shape: str

@@ -51,6 +51,11 @@ class SweepConfig:
     strip_clips: int = 6
     probe_clips: int = 16
 
+    @property
+    def prior(self) -> ClipPrior:
+        """The data prior of the sweep's clips: the default one with ``sprites`` per clip."""
+        return replace(DEFAULT_PRIOR, sprites=tuple(self.sprites))
+
     def check(self) -> None:
         validate_strength(list(self.strengths))
         if 0.0 not in self.strengths:
@@ -59,7 +64,7 @@ class SweepConfig:
             raise ValueError("need at least one clip and one seed")
         for fraction in self.fractions:
             StrengthSchedule(fraction=fraction)
-        ClipPrior(sprites=tuple(self.sprites))
+        _ = self.prior  # ClipPrior refuses a sprite count the palette cannot give
         if self.strip_strengths and not set(self.strip_strengths) <= set(self.strengths):
             raise ValueError(f"strip strengths {self.strip_strengths} must be among the strengths {self.strengths}")
 
@@ -310,7 +315,7 @@ def run_sweep(
     # The loop batches CFG's two halves into one call when they fit, else runs them one after the other.
     max_batch = max(1, export.submodel("denoiser").dims.get("batch", {}).get("max", 1) // (2 if guidance > 1 else 1))
     pipe = load_pipeline(exported_source(export.manifest["model"], model), seed=export.manifest["export"]["seed"])
-    prior = replace(DEFAULT_PRIOR, sprites=tuple(config.sprites))
+    prior = config.prior
     strengths = [float(s) for s in config.strengths]
     strip_pair = config.strip_strengths or (0.0, max(strengths))
     rows: list[dict[str, Any]] = []

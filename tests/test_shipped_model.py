@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 
 import dymos
-from dymos.captions import caption_embedding
+from dymos.captions import SLOW_BELOW, caption_embedding
 from dymos.catalog import DEFAULT_EXPORT_MODEL
 from dymos.metrics import video_metrics
 from dymos.models import DEFAULTS_FILE, load_denoiser, load_pipeline, pipeline_defaults, shipped_path
 from dymos.prepare import prepare_conditioning
-from dymos.sprites import DEFAULT_PRIOR, ClipPrior, clip_sprites, make_clip, parse_sprite_counts
+from dymos.sprites import DEFAULT_PRIOR, ClipPrior, add_sprites_argument, clip_sprites, make_clip
 
 CLIPS = 12  # held-out clips
 HELD_OUT_SEED = 1  # the data seed of every measurement; tools/train_tiny.py trains on data seed 0
@@ -209,7 +209,6 @@ def paired_report(metrics: list, baseline: list, key: str) -> str:
 
 
 STATIC_MOTION = 0.05  # px/frame: a real clip whose tracked sprites move less than this is static (exactly 0 here)
-SLOW_MOTION = 0.75  # the data prior's boundary between slow and fast clip speeds
 
 
 def clip_groups(real: list) -> dict[str, list[int]]:
@@ -217,7 +216,7 @@ def clip_groups(real: list) -> dict[str, list[int]]:
     sprite count: to see whether the model fails in some clips more than in others."""
     groups: dict[str, list[int]] = {"static": [], "slow": [], "fast": []}
     for index, metrics in enumerate(real):
-        kind = "static" if metrics.motion < STATIC_MOTION else "slow" if metrics.motion < SLOW_MOTION else "fast"
+        kind = "static" if metrics.motion < STATIC_MOTION else "slow" if metrics.motion < SLOW_BELOW else "fast"
         groups[kind].append(index)
         groups.setdefault(f"{metrics.sprites} sprite(s)", []).append(index)
     return {name: indices for name, indices in groups.items() if indices}
@@ -268,13 +267,7 @@ if __name__ == "__main__":  # print the measurement the pins come from (or a can
         help=f"the clips' data seed (default {HELD_OUT_SEED}, held out; 0 is the training data, clips 0-11,999 of "
         "it with train_tiny's default --clips: an over-fitting check)",
     )
-    parser.add_argument(
-        "--sprites",
-        type=parse_sprite_counts,
-        default=DEFAULT_PRIOR.sprites,
-        metavar="N or LOW-HIGH",
-        help="sprites per clip (default {}-{}, the data prior's)".format(*DEFAULT_PRIOR.sprites),
-    )
+    add_sprites_argument(parser)
     parser.add_argument(
         "--captions",
         action="store_true",

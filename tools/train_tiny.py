@@ -47,7 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dymos.prepare import wan_denoiser_input
-from dymos.sprites import DEFAULT_PRIOR, ClipPrior, clip_sprites, make_batch, parse_sprite_counts, to_model_range
+from dymos.sprites import DEFAULT_PRIOR, ClipPrior, add_sprites_argument, clip_sprites, make_batch, to_model_range
 from dymos.tiny import WAN_SCHEDULER, wan_i2v_pipeline
 
 SIZE, FRAMES = 32, 9
@@ -530,13 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", default="build/train_tiny", help="checkpoints along the way")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clips", type=int, default=12000, help="clips in the training pool")
-    parser.add_argument(
-        "--sprites",
-        type=parse_sprite_counts,
-        default=DEFAULT_PRIOR.sprites,
-        metavar="N or LOW-HIGH",
-        help="sprites per training clip (default {}-{}, the data prior's)".format(*DEFAULT_PRIOR.sprites),
-    )
+    add_sprites_argument(parser, "training clip")
     parser.add_argument(
         "--captions",
         action="store_true",
